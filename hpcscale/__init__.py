@@ -1,0 +1,8 @@
+"""hpcscale: how does my training scale on this machine?
+
+The package mirrors the data flow in DESIGN.md: ``sites`` (descriptors) → ``plan`` (one job per
+size) → ``render`` (job scripts) → submission → ``train`` (every rank) → analysis.
+Nothing heavy (torch, horovod, matplotlib, hpccm) is imported here.
+"""
+
+__version__ = "0.1.0"

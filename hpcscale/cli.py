@@ -1,0 +1,201 @@
+"""The ``hpcscale`` command line: parse → build → run, nothing else.
+
+A ``UserError`` anywhere below becomes one line on stderr and exit code 2; ``--verbose`` adds the
+traceback. Heavy modules (torch, matplotlib, hpccm) are imported inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from hpcscale import __version__
+from hpcscale.errors import UserError
+from hpcscale.sites.models import Gpus
+
+app = typer.Typer(
+    name="hpcscale",
+    help="How does my training scale on this machine? Site descriptors, job scripts, "
+    "submission, timing and scaling reports.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+sites_app = typer.Typer(
+    help="List, show and validate site descriptors.", invoke_without_command=True
+)
+app.add_typer(sites_app, name="sites")
+
+out = Console()
+_state = {"verbose": False}
+
+SitesDir = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--sites-dir",
+        help="Extra folder of site descriptors, searched before the bundled ones (repeatable; "
+        "also HPCSCALE_SITES_PATH).",
+    ),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"hpcscale {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
+    ] = False,
+) -> None:
+    _state["verbose"] = verbose
+
+
+@sites_app.callback()
+def sites_list(ctx: typer.Context, sites_dir: SitesDir = None) -> None:
+    """Table of every known site (bundled, --sites-dir, HPCSCALE_SITES_PATH)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from hpcscale.sites import load_file, site_files
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+    for col in ("site", "scheduler+launcher", "arch", "cores", "GPUs", "nodes", "walltime"):
+        table.add_column(col, no_wrap=True)
+    for name, path in site_files(sites_dir or []).items():
+        site = load_file(path)
+        node = site.node
+        arch, cores, gpus = (
+            ("auto", "auto", "auto")
+            if node is None
+            else (node.arch, str(node.cores), _gpu_text(node.gpus, short=True))
+        )
+        table.add_row(
+            name,
+            f"{site.scheduler.kind}+{site.launcher.kind}",
+            arch,
+            cores,
+            gpus,
+            str(site.limits.max_nodes),
+            site.limits.max_walltime,
+        )
+    out.print(table)
+
+
+@sites_app.command("show")
+def sites_show(
+    name: Annotated[str, typer.Argument(help="Site name.")],
+    sites_dir: SitesDir = None,
+) -> None:
+    """Show one site's full descriptor (with this machine's hardware for detected sites)."""
+    import yaml
+
+    from hpcscale.sites import load_site
+    from hpcscale.sites.detect import resolve
+
+    site = resolve(load_site(name, sites_dir or []))
+    node = site.node
+    if node is None:  # resolve() always fills it; keeps type checkers honest
+        raise UserError(f"site {name!r}: no node description")
+    print(f"{site.name}: {site.description}")
+    print(
+        f"  node: {node.sockets} × {node.cpu} ({node.arch}, {node.cores} cores, "
+        f"{node.threads_per_core} threads/core, {node.memory_gb:g} GB); GPUs: "
+        f"{_gpu_text(node.gpus)}"
+    )
+    print(
+        f"  {site.scheduler.kind.upper()} + {site.launcher.kind}, engine {site.engine}, "
+        f"container {site.container.runtime}; limits: {site.limits.max_nodes} nodes, "
+        f"{site.limits.max_walltime} walltime; descriptor sha256 {site.digest()[:12]}"
+    )
+    print()
+    print(yaml.safe_dump(site.model_dump(mode="json", exclude_none=True), sort_keys=False), end="")
+
+
+@sites_app.command("validate")
+def sites_validate(
+    files: Annotated[list[Path], typer.Argument(help="Descriptor files to check.")],
+) -> None:
+    """Validate descriptor files; one line per file, exit 2 if any is bad."""
+    from hpcscale.sites import load_file
+
+    bad = 0
+    for path in files:
+        try:
+            site = load_file(path)
+        except UserError as exc:
+            bad += 1
+            print(f"error: {exc}", file=sys.stderr)
+        else:
+            print(f"ok: {path} ({site.scheduler.kind} + {site.launcher.kind})")
+    if bad:
+        raise typer.Exit(2)
+
+
+@app.command()
+def render(
+    site: Annotated[str, typer.Option("--site", "-s", help="Site name.")],
+    gpus: Annotated[int | None, typer.Option(help="Number of GPUs (GPU sites).")] = None,
+    nodes: Annotated[int | None, typer.Option(help="Number of nodes.")] = None,
+    ranks: Annotated[int | None, typer.Option(help="Number of ranks (CPU sites, local).")] = None,
+    walltime: Annotated[
+        str | None, typer.Option(help="HH:MM[:SS]; default: the site's default walltime.")
+    ] = None,
+    data: Annotated[str | None, typer.Option(help="Event folder; default: the site's.")] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the script here, not to stdout.")
+    ] = None,
+    sites_dir: SitesDir = None,
+) -> None:
+    """Print the job script that would be submitted for one job."""
+    from hpcscale.plan import Request, plan_job
+    from hpcscale.render.script import JobSpec, render_script, train_command
+    from hpcscale.sites import load_site
+    from hpcscale.sites.detect import resolve
+
+    the_site = resolve(load_site(site, sites_dir or []))
+    plan = plan_job(the_site, Request(gpus=gpus, nodes=nodes, ranks=ranks, walltime=walltime))
+    job = JobSpec(
+        name=f"hpcscale-{the_site.name}-{plan.label}",
+        command=train_command(
+            the_site, data=data or the_site.data_dir, out=f"hpcscale-{plan.label}"
+        ),
+    )
+    text = render_script(the_site, plan, job)
+    if out_file is None:
+        sys.stdout.write(text)
+    else:
+        from hpcscale.fsutil import atomic_write
+
+        atomic_write(out_file, text, mode=0o755)
+        print(f"wrote {out_file}", file=sys.stderr)
+
+
+def _gpu_text(gpus: Gpus | None, short: bool = False) -> str:
+    if gpus is None:
+        return "-"
+    model = gpus.model.removeprefix("NVIDIA ").removeprefix("Tesla ")
+    if short:
+        return f"{gpus.count}×{model.split('-')[0]}"
+    return f"{gpus.count} × {model} ({gpus.memory_gb:g} GB, {gpus.link})"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the app, turn user errors into one line and exit 2."""
+    try:
+        app(args=argv, prog_name="hpcscale")
+    except UserError as exc:
+        if _state["verbose"]:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,34 @@
+"""The one exceptions module.
+
+``UserError`` and its subclasses are mistakes a user can fix (a bad descriptor, a request the site
+cannot run, a missing file). The CLI prints them as one line and exits with code 2; anything else
+is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A mistake in the user's input; printed as one line, exit code 2."""
+
+    exit_code = 2
+
+
+class DescriptorError(UserError):
+    """A site descriptor that does not parse or validate."""
+
+
+class UnknownSiteError(UserError):
+    """A site name that no descriptor on the search path defines."""
+
+
+class PlanError(UserError):
+    """A request the site cannot run (too many nodes, walltime over the limit, ...)."""
+
+
+class RenderError(UserError):
+    """A value that cannot be written safely into a job script."""
+
+
+class DataError(UserError):
+    """A missing, truncated or malformed data file."""

@@ -1,0 +1,151 @@
+"""Render a job script from a site, a plan and a job spec through the Jinja templates.
+
+Safety rule: every ``{{ expression }}`` in a template is shell-quoted on output (the environment's
+``finalize`` hook), so a template cannot forget to quote. Values written into scheduler directives
+are also validated to be one token (a newline there would end the comment and start a command).
+The only expansion a descriptor value gets is ``${NAME}`` (braces required): it is left to the job's
+shell inside double quotes, so ``data_dir: ${SCRATCH}/lartpc`` works; ``$(...)``, backticks and
+``$NAME`` stay literal.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import jinja2
+
+from hpcscale import __version__
+from hpcscale.errors import RenderError
+from hpcscale.plan import JobPlan
+from hpcscale.resources import data_dir
+from hpcscale.sites.models import Site
+
+_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_DIRECTIVE_VALUE = re.compile(r"^[^\s\x00-\x1f\x7f]+$")
+
+
+class Raw(str):
+    """Text already safe for the shell (quoted or validated); ``finalize`` leaves it alone."""
+
+
+def shell_quote(value: object) -> str:
+    """Quote ``value`` as one shell word, leaving only ``${NAME}`` references to expand."""
+    text = str(value)
+    parts: list[str] = []
+    pos = 0
+    for m in _REF.finditer(text):
+        if m.start() > pos:
+            parts.append(shlex.quote(text[pos : m.start()]))
+        parts.append(f'"${{{m.group(1)}}}"')
+        pos = m.end()
+    if pos < len(text) or not parts:
+        parts.append(shlex.quote(text[pos:]))
+    return "".join(parts)
+
+
+def _finalize(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Raw):
+        return value
+    if isinstance(value, bool):
+        raise RenderError("a template printed a boolean; use it in {% if %} instead")
+    return shell_quote(value)
+
+
+def _args(values: Iterable[object]) -> Raw:
+    return Raw(" ".join(shell_quote(v) for v in values))
+
+
+def _directive(value: object, what: str = "value") -> str:
+    text = str(value)
+    if not _DIRECTIVE_VALUE.match(text):
+        raise RenderError(
+            f"{what} {text!r} cannot go into a scheduler directive: no whitespace or control "
+            "characters allowed there"
+        )
+    return text
+
+
+@cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(data_dir("templates"))),
+        finalize=_finalize,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["args"] = _args
+    env.filters["raw"] = Raw
+    env.filters["directive"] = _directive
+    return env
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """The per-job part of a script that is neither site nor plan: names, paths, command."""
+
+    name: str
+    command: list[str]
+    output: str | None = None  # None: the scheduler's default pattern (hpcscale-%j.out on Slurm)
+    error: str | None = None
+    signal_s: int = 120
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+def train_command(
+    site: Site, *, data: str, out: str, python: str = "python", extra: Iterable[str] = ()
+) -> list[str]:
+    """The argv every rank runs: the shared training core on this site's engine."""
+    return [
+        python,
+        "-u",
+        "-m",
+        "hpcscale.train",
+        "--site",
+        site.name,
+        "--engine",
+        site.engine,
+        "--data",
+        data,
+        "--out",
+        out,
+        *extra,
+    ]
+
+
+def job_environment(site: Site, plan: JobPlan, extra: Mapping[str, str]) -> dict[str, str]:
+    """Variables exported before launch: computed ones, then the site's, then the job's."""
+    env = {"OMP_NUM_THREADS": str(plan.cpus_per_rank), "HPCSCALE_SITE": site.name}
+    env.update(site.env)
+    env.update(extra)
+    for name in env:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise RenderError(f"environment variable name {name!r} is not a valid shell name")
+    return env
+
+
+def render_script(site: Site, plan: JobPlan, job: JobSpec) -> str:
+    """The job script text for one job, as it will be submitted."""
+    if not job.command:
+        raise RenderError("the rank command is empty")
+    template = environment().get_template(f"schedulers/{site.scheduler.kind}.j2")
+    try:
+        return template.render(
+            site=site,
+            plan=plan,
+            job=job,
+            env=job_environment(site, plan, job.env),
+            version=__version__,
+            lsf_walltime=f"{plan.walltime_s // 3600:02d}:{plan.walltime_s % 3600 // 60:02d}",
+        )
+    except jinja2.TemplateError as exc:  # a template bug, not a user error
+        raise RuntimeError(f"template error: {exc}") from exc

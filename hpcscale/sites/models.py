@@ -1,0 +1,170 @@
+"""Typed site descriptors.
+
+A site has three independent axes (ReFrame's partition model): the scheduler that allocates nodes,
+the launcher that starts ranks on them, and the container runtime that wraps each rank. Around
+them: the node hardware, limits, modules, environment and data staging.
+
+Every model is strict (``extra="forbid"``): a misspelt field is an error, not a silent default.
+Values that end up in scheduler directives are validated against a token pattern; everything else
+is shell-quoted when rendered (see ``hpcscale.render``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+SchedulerKind = Literal["slurm", "lsf", "pbs", "local"]
+LauncherKind = Literal["srun", "jsrun", "mpirun", "ibrun", "aprun", "torchrun", "local"]
+RuntimeKind = Literal["apptainer", "singularity", "shifter", "sarus", "none"]
+EngineKind = Literal["torch", "horovod"]
+Arch = Literal["x86_64", "ppc64le", "aarch64"]
+GpuLink = Literal["nvlink", "pcie"]
+
+# A value written into a scheduler directive (#SBATCH/#BSUB/#PBS): one token, no whitespace,
+# no shell metacharacters. Partition, queue, account, QoS and constraint names all fit.
+DIRECTIVE_TOKEN = r"^[A-Za-z0-9_.,:=+@%/\-\[\]&|!()*]+$"
+Token = Annotated[str, StringConstraints(pattern=DIRECTIVE_TOKEN, max_length=256)]
+# An extra directive line: anything printable on one line (the scheduler parses it, bash ignores
+# the comment); a newline would end the comment and start a command, so it is refused.
+DirectiveLine = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]+$", max_length=512)]
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+SiteName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
+Walltime = Annotated[str, AfterValidator(lambda v: _check_walltime(v))]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Scheduler(Strict):
+    """Who allocates the nodes, and with which account/queue."""
+
+    kind: SchedulerKind
+    partition: Token | None = Field(None, description="Slurm partition, LSF or PBS queue")
+    account: Token | None = Field(None, description="project/allocation to charge")
+    constraint: Token | None = Field(None, description="node feature, e.g. gpu on Piz Daint")
+    qos: Token | None = None
+    exclusive: bool = Field(True, description="the site allocates whole nodes")
+    request_gpus: bool = Field(True, description="ask for GPUs explicitly (--gres, ngpus)")
+    pbs_flavor: Literal["torque", "pbspro"] = "pbspro"
+    directives: list[DirectiveLine] = Field(default_factory=list, description="extra lines")
+
+
+class Launcher(Strict):
+    """What starts the ranks on the allocated nodes."""
+
+    kind: LauncherKind
+    options: list[str] = Field(default_factory=list, description="extra launcher arguments")
+    mpi: Literal["openmpi", "intel", "mpich", "spectrum", "cray"] | None = Field(
+        None, description="MPI flavour, for mpirun's per-node option"
+    )
+
+
+class Container(Strict):
+    """The runtime that wraps every rank (the launcher stays outside)."""
+
+    runtime: RuntimeKind = "none"
+    image: str | None = Field(None, description="image path or reference")
+    binds: list[str] = Field(default_factory=list, description="host paths bound inside")
+    options: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _image_when_enabled(self) -> Container:
+        if self.runtime != "none" and not self.image:
+            raise ValueError(f"container.runtime {self.runtime!r} needs container.image")
+        return self
+
+
+class Gpus(Strict):
+    model: str
+    count: PositiveInt = Field(description="GPUs per node")
+    memory_gb: float = Field(gt=0)
+    link: GpuLink
+
+
+class Node(Strict):
+    cpu: str = Field(description="CPU model")
+    arch: Arch
+    sockets: PositiveInt
+    cores_per_socket: PositiveInt
+    threads_per_core: PositiveInt = 1
+    memory_gb: float = Field(gt=0)
+    gpus: Gpus | None = None
+
+    @property
+    def cores(self) -> int:
+        return self.sockets * self.cores_per_socket
+
+
+class Limits(Strict):
+    max_nodes: PositiveInt
+    max_walltime: Walltime
+    default_walltime: Walltime | None = None
+
+
+class Site(Strict):
+    """One HPC site (or this machine, ``local``)."""
+
+    name: SiteName
+    description: str = ""
+    scheduler: Scheduler
+    launcher: Launcher
+    container: Container = Container()
+    engine: EngineKind = "torch"
+    node: Node | None = Field(None, description="omit with detect: true")
+    detect: bool = Field(False, description="fill node from this machine when a job is planned")
+    network: str = ""
+    limits: Limits
+    modules: list[str] = Field(default_factory=list)
+    env: dict[EnvName, str] = Field(default_factory=dict)
+    workers_per_node: PositiveInt | None = Field(
+        None, description="ranks per node; default one per GPU (one per node on CPU sites)"
+    )
+    data_dir: str = Field("hpcscale-data", description="where events are staged")
+
+    @model_validator(mode="after")
+    def _node_or_detect(self) -> Site:
+        if self.node is None and not self.detect:
+            raise ValueError("node is required unless detect is true")
+        if self.node is not None and self.detect:
+            raise ValueError("give either node or detect: true, not both")
+        return self
+
+    def digest(self) -> str:
+        """sha256 of the canonical descriptor (provenance in manifests and summaries)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+def _check_walltime(value: str) -> str:
+    walltime_seconds(value)
+    return value
+
+
+def walltime_seconds(value: str) -> int:
+    """Parse ``[D-]HH:MM[:SS]`` into seconds."""
+    m = re.fullmatch(r"(?:(\d+)-)?(\d{1,3}):(\d{2})(?::(\d{2}))?", value)
+    if not m:
+        raise ValueError(f"walltime {value!r} is not HH:MM, HH:MM:SS or D-HH:MM:SS")
+    days, hours, minutes, seconds = (int(g) if g else 0 for g in m.groups())
+    if minutes >= 60 or seconds >= 60:
+        raise ValueError(f"walltime {value!r}: minutes and seconds must be below 60")
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+def format_walltime(seconds: int) -> str:
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"

@@ -1,0 +1,112 @@
+"""Find, load and validate site descriptors.
+
+Search order (first match wins): ``--sites-dir`` folders, then ``HPCSCALE_SITES_PATH``
+(``os.pathsep``-separated), then the bundled ``sites/``. A site's name is its file's stem.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from hpcscale.errors import DescriptorError, UnknownSiteError
+from hpcscale.resources import data_dir
+from hpcscale.sites.models import Site
+
+ENV_PATH = "HPCSCALE_SITES_PATH"
+
+
+def search_path(extra: Sequence[Path] = ()) -> list[Path]:
+    dirs = [Path(p) for p in extra]
+    dirs += [Path(p) for p in os.environ.get(ENV_PATH, "").split(os.pathsep) if p]
+    dirs.append(data_dir("sites"))
+    return dirs
+
+
+def site_files(extra: Sequence[Path] = ()) -> dict[str, Path]:
+    """Map every site name on the search path to its descriptor file."""
+    found: dict[str, Path] = {}
+    for folder in search_path(extra):
+        if not folder.is_dir():
+            raise DescriptorError(f"{folder}: sites folder does not exist")
+        for path in sorted(folder.glob("*.y*ml")):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def load_site(name: str, extra: Sequence[Path] = ()) -> Site:
+    files = site_files(extra)
+    if name not in files:
+        known = ", ".join(sorted(files))
+        raise UnknownSiteError(f"unknown site {name!r}; known sites: {known}")
+    return load_file(files[name])
+
+
+def load_file(path: Path) -> Site:
+    """Parse and validate one descriptor; errors name the file, field, value and what is allowed."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise DescriptorError(f"{path}: no such file") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise DescriptorError(f"{path}{where}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise DescriptorError(f"{path}: a site descriptor is a YAML mapping")
+    raw.setdefault("name", path.stem)
+    if raw["name"] != path.stem:
+        raise DescriptorError(
+            f"{path}: name: {raw['name']!r} must match the file name {path.stem!r}"
+        )
+    try:
+        return Site.model_validate(raw)
+    except ValidationError as exc:
+        raise DescriptorError(f"{path}: {describe(exc, Site)}") from None
+
+
+def describe(exc: ValidationError, model: type[BaseModel]) -> str:
+    """One line for all of a ValidationError's errors: field path, message, offending value."""
+    parts = [_describe_one(err, model) for err in exc.errors()]
+    return "; ".join(parts)
+
+
+def _describe_one(err: Any, model: type[BaseModel]) -> str:
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        allowed = ", ".join(_fields_at(model, err["loc"][:-1]))
+        return f"{loc}: unknown field; allowed fields here: {allowed}"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "string_pattern_mismatch":
+        msg = f"value {err['input']!r} has characters not allowed here ({msg})"
+    elif err["type"] not in ("missing",) and "input" in err and not isinstance(err["input"], dict):
+        msg = f"{msg} (got {err['input']!r})"
+    return f"{loc}: {msg}"
+
+
+def _fields_at(model: type[BaseModel], loc: Iterable[Any]) -> list[str]:
+    """The field names of the (nested) model at ``loc``, for 'allowed fields' hints."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return []
+        current = _model_of(field.annotation)
+    return sorted(current.model_fields) if current else []
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found:
+            return found
+    return None

@@ -1,0 +1,18 @@
+#!/bin/bash
+#PBS -N hpcscale-endeavour-4r
+#PBS -l select=1:ncpus=48:mpiprocs=4
+#PBS -l place=scatter:excl
+#PBS -l walltime=02:00:00
+#PBS -q workq
+#PBS -j oe
+#
+# Rendered by hpcscale 0.1.0 for site endeavour: pbs + mpirun.
+# 4 rank(s) on 1 node(s), up to 4 per node; 0 GPU(s), 12 CPU core(s) per rank, walltime 02:00:00.
+set -eo pipefail
+cd "${PBS_O_WORKDIR:-.}"
+export OMP_NUM_THREADS=12
+export HPCSCALE_SITE=endeavour
+export HOROVOD_FUSION_THRESHOLD=134217728
+export I_MPI_FABRICS=shm:ofi
+export KMP_BLOCKTIME=1
+mpirun -np 4 -ppn 4 python -u -m hpcscale.train --site endeavour --engine horovod --data hpcscale-data --out study/4r

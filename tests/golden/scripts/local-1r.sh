@@ -1,0 +1,9 @@
+#!/bin/bash
+# local job hpcscale-local-1r: no scheduler; runs on this machine.
+#
+# Rendered by hpcscale 0.1.0 for site local: local + local.
+# 1 rank(s) on 1 node(s), up to 1 per node; 0 GPU(s), 8 CPU core(s) per rank, walltime 01:00:00.
+set -eo pipefail
+export OMP_NUM_THREADS=8
+export HPCSCALE_SITE=local
+python -u -m hpcscale.train --site local --engine torch --data hpcscale-data --out study/1r

@@ -1,0 +1,9 @@
+#!/bin/bash
+# local job hpcscale-local-2r: no scheduler; runs on this machine.
+#
+# Rendered by hpcscale 0.1.0 for site local: local + local.
+# 2 rank(s) on 1 node(s), up to 2 per node; 0 GPU(s), 4 CPU core(s) per rank, walltime 01:00:00.
+set -eo pipefail
+export OMP_NUM_THREADS=4
+export HPCSCALE_SITE=local
+python -m torch.distributed.run --standalone --nnodes=1 --nproc-per-node=2 --no-python python -u -m hpcscale.train --site local --engine torch --data hpcscale-data --out study/2r

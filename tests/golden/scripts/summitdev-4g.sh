@@ -1,0 +1,22 @@
+#!/bin/bash
+#BSUB -J hpcscale-summitdev-4g
+#BSUB -nnodes 1
+#BSUB -W 04:00
+#BSUB -q batch
+#BSUB -P CSC000
+#BSUB -o hpcscale-%J.out
+#BSUB -e hpcscale-%J.out
+#BSUB -wa USR2
+#BSUB -wt 2
+#
+# Rendered by hpcscale 0.1.0 for site summitdev: lsf + jsrun.
+# 4 rank(s) on 1 node(s), up to 4 per node; 4 GPU(s), 5 CPU core(s) per rank, walltime 04:00:00.
+set -eo pipefail
+cd "${LS_SUBCWD:-.}"
+module load gcc/5.4.0
+module load cuda/9.0.69
+module load spectrum-mpi
+export OMP_NUM_THREADS=5
+export HPCSCALE_SITE=summitdev
+export HOROVOD_GPU_ALLREDUCE=NCCL
+jsrun --nrs 4 --tasks_per_rs 1 --cpu_per_rs 5 --gpu_per_rs 1 --rs_per_host 4 --bind packed:5 python -u -m hpcscale.train --site summitdev --engine horovod --data "${MEMBERWORK}"/hpcscale-data --out study/4g

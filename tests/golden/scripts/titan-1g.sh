@@ -1,0 +1,16 @@
+#!/bin/bash
+#PBS -N hpcscale-titan-1g
+#PBS -l nodes=1:ppn=16
+#PBS -l walltime=02:00:00
+#PBS -A CSC000
+#PBS -j oe
+#
+# Rendered by hpcscale 0.1.0 for site titan: pbs + aprun.
+# 1 rank(s) on 1 node(s), up to 1 per node; 1 GPU(s), 16 CPU core(s) per rank, walltime 02:00:00.
+set -eo pipefail
+cd "${PBS_O_WORKDIR:-.}"
+module load cudatoolkit
+export OMP_NUM_THREADS=16
+export HPCSCALE_SITE=titan
+export CRAY_CUDA_MPS=1
+aprun -n 1 -N 1 -d 16 -cc depth python -u -m hpcscale.train --site titan --engine horovod --data "${MEMBERWORK}"/hpcscale-data --out study/1g

@@ -1,0 +1,50 @@
+"""Golden job scripts: every bundled site at two sizes, through one parametrized fixture."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import GOLDEN, check_golden
+
+from hpcscale.plan import Request, plan_job
+from hpcscale.render.script import JobSpec, render_script, train_command
+from hpcscale.sites import load_site, site_files
+from hpcscale.sites.detect import resolve
+
+BUNDLED = sorted(site_files())
+
+
+def _requests(site_name: str) -> list[tuple[str, Request]]:
+    site = resolve(load_site(site_name))
+    assert site.node is not None
+    if site.scheduler.kind == "local":
+        return [("1r", Request(ranks=1)), ("2r", Request(ranks=2))]
+    if site.node.gpus:
+        n = site.node.gpus.count
+        return [(f"{n}g", Request(gpus=n)), (f"{2 * n}g", Request(gpus=2 * n))]
+    return [("1n", Request(nodes=1)), ("2n", Request(nodes=2))]
+
+
+CASES = [
+    pytest.param(name, size, id=f"{name}-{size}") for name in BUNDLED for size in ("small", "large")
+]
+
+
+@pytest.mark.parametrize(("site_name", "size"), CASES)
+def test_job_script_matches_golden(site_name, size, fixed_local, regen):
+    site = resolve(load_site(site_name))
+    label, request = _requests(site_name)[0 if size == "small" else 1]
+    plan = plan_job(site, request)
+    job = JobSpec(
+        name=f"hpcscale-{site.name}-{plan.label}",
+        command=train_command(site, data=site.data_dir, out=f"study/{plan.label}"),
+    )
+    script = render_script(site, plan, job)
+    check_golden(GOLDEN / "scripts" / f"{site_name}-{label}.sh", script, regen)
+
+
+def test_every_bundled_site_is_covered():
+    names = {p.name.rsplit("-", 1)[0] for p in (GOLDEN / "scripts").glob("*.sh")}
+    assert set(BUNDLED) <= names
+    assert {"summitdev", "stampede2", "pizdaint", "pnnl", "titan", "endeavour", "local"} <= set(
+        BUNDLED
+    )
