@@ -32,6 +32,8 @@ sites_app = typer.Typer(
     help="List, show and validate site descriptors.", invoke_without_command=True
 )
 app.add_typer(sites_app, name="sites")
+data_app = typer.Typer(help="Simulated LArTPC events: generate and inspect data sets.")
+app.add_typer(data_app, name="data")
 
 out = Console()
 _state = {"verbose": False}
@@ -179,6 +181,48 @@ def render(
 
         atomic_write(out_file, text, mode=0o755)
         print(f"wrote {out_file}", file=sys.stderr)
+
+
+@data_app.command("generate")
+def data_generate(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to create.")],
+    events: Annotated[int, typer.Option(help="Number of events (train + val).")] = 2000,
+    resolution: Annotated[int, typer.Option(help="Image side; the paper's is 3600.")] = 3600,
+    seed: Annotated[int, typer.Option(help="Data set seed.")] = 0,
+    workers: Annotated[int | None, typer.Option(help="Processes; default: all cores.")] = None,
+    val_fraction: Annotated[float, typer.Option(help="Share of events for validation.")] = 0.1,
+    force: Annotated[bool, typer.Option(help="Replace an existing folder.")] = False,
+) -> None:
+    """Simulate single-particle collection-plane events (γ, e±, μ+, π+, K+) into HDF5 shards."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from hpcscale.data.generate import generate
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"simulating {resolution}×{resolution} events", total=events)
+        manifest = generate(
+            out_dir,
+            events,
+            resolution=resolution,
+            seed=seed,
+            workers=workers,
+            val_fraction=val_fraction,
+            force=force,
+            progress=lambda n: bar.advance(task, n),
+        )
+    gen = manifest["generator"]
+    print(
+        f"wrote {out_dir}: {manifest['splits']['train']} train + {manifest['splits']['val']} val "
+        f"events, {len(manifest['files'])} files, {gen['seconds']:.1f} s "
+        f"({gen['events_per_s']:.1f} events/s, {gen['events_per_s_per_core']:.1f} per core)"
+    )
 
 
 def _gpu_text(gpus: Gpus | None, short: bool = False) -> str:

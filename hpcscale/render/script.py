@@ -124,7 +124,13 @@ def train_command(
 
 def job_environment(site: Site, plan: JobPlan, extra: Mapping[str, str]) -> dict[str, str]:
     """Variables exported before launch: computed ones, then the site's, then the job's."""
-    env = {"OMP_NUM_THREADS": str(plan.cpus_per_rank), "HPCSCALE_SITE": site.name}
+    env = {
+        "OMP_NUM_THREADS": str(plan.cpus_per_rank),
+        "HPCSCALE_SITE": site.name,
+        # For launchers that tell a rank its number but not the world size (aprun).
+        "HPCSCALE_WORLD_SIZE": str(plan.ranks),
+        "HPCSCALE_RANKS_PER_NODE": str(plan.ranks_per_node),
+    }
     env.update(site.env)
     env.update(extra)
     for name in env:

@@ -12,6 +12,8 @@ set -eo pipefail
 cd "${PBS_O_WORKDIR:-.}"
 export OMP_NUM_THREADS=12
 export HPCSCALE_SITE=endeavour
+export HPCSCALE_WORLD_SIZE=4
+export HPCSCALE_RANKS_PER_NODE=4
 export HOROVOD_FUSION_THRESHOLD=134217728
 export I_MPI_FABRICS=shm:ofi
 export KMP_BLOCKTIME=1

@@ -6,4 +6,6 @@
 set -eo pipefail
 export OMP_NUM_THREADS=8
 export HPCSCALE_SITE=local
+export HPCSCALE_WORLD_SIZE=1
+export HPCSCALE_RANKS_PER_NODE=1
 python -u -m hpcscale.train --site local --engine torch --data hpcscale-data --out study/1r

@@ -6,4 +6,6 @@
 set -eo pipefail
 export OMP_NUM_THREADS=4
 export HPCSCALE_SITE=local
+export HPCSCALE_WORLD_SIZE=2
+export HPCSCALE_RANKS_PER_NODE=2
 python -m torch.distributed.run --standalone --nnodes=1 --nproc-per-node=2 --no-python python -u -m hpcscale.train --site local --engine torch --data hpcscale-data --out study/2r

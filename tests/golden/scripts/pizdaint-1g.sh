@@ -18,6 +18,8 @@ module load daint-gpu
 module load PyTorch
 export OMP_NUM_THREADS=12
 export HPCSCALE_SITE=pizdaint
+export HPCSCALE_WORLD_SIZE=1
+export HPCSCALE_RANKS_PER_NODE=1
 export NCCL_IB_HCA=ipogif0
 export NCCL_IB_CUDA_SUPPORT=1
 srun --kill-on-bad-exit=1 --ntasks=1 --ntasks-per-node=1 --cpus-per-task=12 python -u -m hpcscale.train --site pizdaint --engine horovod --data "${SCRATCH}"/hpcscale-data --out study/1g

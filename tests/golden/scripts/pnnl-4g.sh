@@ -18,4 +18,6 @@ module load cuda/9.2.148
 module load openmpi/3.1.0
 export OMP_NUM_THREADS=8
 export HPCSCALE_SITE=pnnl
+export HPCSCALE_WORLD_SIZE=4
+export HPCSCALE_RANKS_PER_NODE=2
 srun --kill-on-bad-exit=1 --ntasks=4 --ntasks-per-node=2 --cpus-per-task=8 python -u -m hpcscale.train --site pnnl --engine horovod --data hpcscale-data --out study/4g

@@ -17,6 +17,8 @@ module load intel/18.0.2
 module load impi/18.0.2
 export OMP_NUM_THREADS=12
 export HPCSCALE_SITE=stampede2
+export HPCSCALE_WORLD_SIZE=8
+export HPCSCALE_RANKS_PER_NODE=4
 export HOROVOD_FUSION_THRESHOLD=134217728
 export I_MPI_FABRICS=tmi
 export I_MPI_TMI_PROVIDER=psm2

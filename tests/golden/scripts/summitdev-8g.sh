@@ -18,5 +18,7 @@ module load cuda/9.0.69
 module load spectrum-mpi
 export OMP_NUM_THREADS=5
 export HPCSCALE_SITE=summitdev
+export HPCSCALE_WORLD_SIZE=8
+export HPCSCALE_RANKS_PER_NODE=4
 export HOROVOD_GPU_ALLREDUCE=NCCL
 jsrun --nrs 8 --tasks_per_rs 1 --cpu_per_rs 5 --gpu_per_rs 1 --rs_per_host 4 --bind packed:5 python -u -m hpcscale.train --site summitdev --engine horovod --data "${MEMBERWORK}"/hpcscale-data --out study/8g

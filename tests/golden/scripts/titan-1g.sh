@@ -12,5 +12,7 @@ cd "${PBS_O_WORKDIR:-.}"
 module load cudatoolkit
 export OMP_NUM_THREADS=16
 export HPCSCALE_SITE=titan
+export HPCSCALE_WORLD_SIZE=1
+export HPCSCALE_RANKS_PER_NODE=1
 export CRAY_CUDA_MPS=1
 aprun -n 1 -N 1 -d 16 -cc depth python -u -m hpcscale.train --site titan --engine horovod --data "${MEMBERWORK}"/hpcscale-data --out study/1g

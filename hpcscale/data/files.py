@@ -1,0 +1,160 @@
+"""The on-disk event format: sparse events in HDF5 shards plus a JSON manifest.
+
+A data set is a folder::
+
+    manifest.json          format, version, resolution, classes, seed, splits, files
+    train-00000.h5 ...     one HDF5 file per shard
+    val-00000.h5 ...
+
+Each HDF5 file holds, for its ``n`` events (bring your own events by writing the same layout)::
+
+    /offsets  int64  [n + 1]   event i's deposits are [offsets[i], offsets[i+1])
+    /wire     int16  [total]   image row (collection-plane wire)
+    /tick     int16  [total]   image column (time tick)
+    /charge   float32[total]   deposited charge (MIP units; any non-negative scale works)
+    /label    int8   [n]       index into manifest["classes"]
+    attrs: format="hpcscale-lartpc-sparse", version=1, resolution=R
+
+Images are R × R, zero where no deposit is listed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hpcscale.errors import DataError
+
+FORMAT = "hpcscale-lartpc-sparse"
+VERSION = 1
+DATASETS = {
+    "offsets": "int64",
+    "wire": "int16",
+    "tick": "int16",
+    "charge": "float32",
+    "label": "int8",
+}
+
+
+def write_shard(path: Path, events: Sequence[Any], resolution: int) -> None:
+    """Write ``events`` (with .label, .wire, .tick, .charge) as one HDF5 shard, atomically."""
+    import h5py
+
+    counts = np.array([e.charge.size for e in events], dtype=np.int64)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with h5py.File(tmp, "w") as f:
+        f.attrs["format"] = FORMAT
+        f.attrs["version"] = VERSION
+        f.attrs["resolution"] = resolution
+        f["offsets"] = np.concatenate([[0], np.cumsum(counts)])
+        for name in ("wire", "tick", "charge"):
+            data = [getattr(e, name) for e in events]
+            f.create_dataset(name, data=np.concatenate(data).astype(DATASETS[name]))
+        f["label"] = np.array([e.label for e in events], dtype=np.int8)
+    tmp.replace(path)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    folder: Path
+    resolution: int
+    classes: list[str]
+    files: list[dict[str, Any]]  # {"name", "split", "events"}
+
+    def split(self, name: str) -> list[dict[str, Any]]:
+        return [f for f in self.files if f["split"] == name]
+
+    def count(self, split: str) -> int:
+        return sum(f["events"] for f in self.split(split))
+
+
+def read_manifest(folder: Path) -> Manifest:
+    path = Path(folder) / "manifest.json"
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(
+            f"{path}: no such file; create events with `hpcscale data generate --out {folder}`"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    if raw.get("format") != FORMAT or raw.get("version") != VERSION:
+        raise DataError(
+            f"{path}: format {raw.get('format')!r} version {raw.get('version')!r}; "
+            f"expected {FORMAT!r} version {VERSION}"
+        )
+    try:
+        return Manifest(
+            Path(folder), int(raw["resolution"]), list(raw["classes"]), list(raw["files"])
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{path}: missing or malformed field {exc}") from None
+
+
+def iter_events(
+    manifest: Manifest, split: str, select: Sequence[int] | None = None
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield (label, wire, tick, charge) for the events of ``split`` whose global index
+    (position within the split, files in manifest order) is in ``select`` (all if None)."""
+    import h5py
+
+    wanted = None if select is None else np.asarray(sorted(select), dtype=np.int64)
+    first = 0
+    r = manifest.resolution
+    for entry in manifest.split(split):
+        path = manifest.folder / entry["name"]
+        n = int(entry["events"])
+        local = (
+            np.arange(n)
+            if wanted is None
+            else wanted[(wanted >= first) & (wanted < first + n)] - first
+        )
+        first += n
+        if local.size == 0:
+            continue
+        try:
+            with h5py.File(path, "r") as f:
+                _check_shard(path, f, n, r)
+                offsets = f["offsets"][...]
+                labels = f["label"][...]
+                wire, tick, charge = (f[k][...] for k in ("wire", "tick", "charge"))
+        except FileNotFoundError:
+            raise DataError(f"{path}: no such file (listed in manifest.json)") from None
+        except OSError as exc:
+            raise DataError(f"{path}: unreadable HDF5 file, truncated or corrupt ({exc})") from None
+        if offsets[-1] != charge.size or not (wire.size == tick.size == charge.size):
+            raise DataError(
+                f"{path}: offsets end at {offsets[-1]} but there are "
+                f"{charge.size} charges, {wire.size} wires, {tick.size} ticks"
+            )
+        for i in local:
+            a, b = offsets[i], offsets[i + 1]
+            w, t = wire[a:b], tick[a:b]
+            if w.size and (w.min() < 0 or t.min() < 0 or w.max() >= r or t.max() >= r):
+                raise DataError(f"{path}: event {i} has a deposit outside the {r}×{r} image")
+            yield int(labels[i]), w, t, charge[a:b]
+
+
+def _check_shard(path: Path, f: Any, n: int, resolution: int) -> None:
+    for name, dtype in DATASETS.items():
+        if name not in f:
+            raise DataError(f"{path}: dataset /{name} is missing")
+        if f[name].ndim != 1 or f[name].dtype.kind != np.dtype(dtype).kind:
+            raise DataError(
+                f"{path}: /{name} has shape {f[name].shape} and dtype "
+                f"{f[name].dtype}; expected 1-D {dtype}"
+            )
+    if f["offsets"].shape[0] != n + 1 or f["label"].shape[0] != n:
+        raise DataError(
+            f"{path}: manifest says {n} events but /offsets has "
+            f"{f['offsets'].shape[0]} entries and /label {f['label'].shape[0]}"
+        )
+    if int(f.attrs.get("resolution", resolution)) != resolution:
+        raise DataError(
+            f"{path}: resolution {f.attrs['resolution']} differs from the manifest's {resolution}"
+        )
