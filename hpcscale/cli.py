@@ -225,6 +225,90 @@ def data_generate(
     )
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def run(
+    ctx: typer.Context,
+    ranks: Annotated[int, typer.Option(help="Number of local ranks.")] = 2,
+    data: Annotated[
+        Path | None, typer.Option(help="Event folder; default: the site's synthetic set, cached.")
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Job folder; default runs/<time>-<N>r.")
+    ] = None,
+    walltime: Annotated[str | None, typer.Option(help="HH:MM[:SS] time limit.")] = None,
+    site: Annotated[
+        str, typer.Option("--site", "-s", help="A site with scheduler local.")
+    ] = "local",
+    sites_dir: SitesDir = None,
+) -> None:
+    """Train on this machine with N ranks (extra options go to `python -m hpcscale.train`)."""
+    import datetime
+
+    from hpcscale.run import default_data, run_local
+    from hpcscale.sites import load_site
+    from hpcscale.sites.detect import resolve
+
+    the_site = resolve(load_site(site, sites_dir or []))
+    if the_site.scheduler.kind != "local":
+        raise UserError(
+            f"site {site} uses {the_site.scheduler.kind}; `hpcscale run` runs only "
+            "sites with scheduler local (use `hpcscale submit` for the others)"
+        )
+    if data is None:
+        err = Console(stderr=True)
+        with err.status("generating the default event set (once; cached)") as status:
+            data = default_data(
+                the_site, lambda done, total: status.update(f"generating events {done}/{total}")
+            )
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    folder = out_dir or Path("runs") / f"{stamp}-{ranks}r"
+    rc, summary = run_local(the_site, ranks, data, folder, walltime, list(ctx.args))
+    _print_summary(summary, folder)
+    if rc != 0 or summary["status"] != "completed":
+        raise typer.Exit(1)
+
+
+def _print_summary(s: dict, folder: Path) -> None:
+    def fmt(value: object, spec: str = ".1f", unit: str = "") -> str:
+        return "-" if value is None else f"{value:{spec}}{unit}"
+
+    table = Table(box=box.SIMPLE_HEAD, title=f"{folder}: {s['status']}", title_justify="left")
+    for col in ("ranks", "DLT", "TTL", "epochs/min", "images/s", "val acc", "stop"):
+        table.add_column(col)
+    acc = s.get("val_accuracy")
+    table.add_row(
+        str(s["world_size"]),
+        fmt(s.get("dlt_s"), unit=" s"),
+        fmt(s.get("ttl_s"), unit=" s"),
+        fmt(s.get("epoch_rate_per_min"), ".2f"),
+        fmt(s.get("images_per_s")),
+        "-" if acc is None else f"{100 * acc:.1f} %",
+        str(s.get("stop_reason")),
+    )
+    out.print(table)
+    if s.get("confusion_percent"):
+        from hpcscale.data.simulate import LABELS
+
+        cm = Table(
+            box=box.SIMPLE_HEAD,
+            title="confusion (%; rows true, columns predicted)",
+            title_justify="left",
+        )
+        cm.add_column("")
+        for label in LABELS:
+            cm.add_column(label, justify="right")
+        for label, row in zip(LABELS, s["confusion_percent"], strict=True):
+            cm.add_row(label, *(f"{v:.1f}" for v in row))
+        out.print(cm)
+    if s.get("ttl_s") is None and s["status"] == "completed":
+        out.print(
+            f"target loss {s.get('target_loss')} not reached "
+            f"(smoothed loss at the end: {fmt(s.get('final_smoothed_loss'), '.3f')})"
+        )
+    for failure in s.get("failures", []):
+        print(f"rank {failure['rank']} failed: {failure['reason']}", file=sys.stderr)
+
+
 def _gpu_text(gpus: Gpus | None, short: bool = False) -> str:
     if gpus is None:
         return "-"

@@ -99,7 +99,8 @@ class EventStore:
 
 @dataclass(frozen=True)
 class LoadStats:
-    events: int
+    events: int  # this rank's
+    total_events: int  # all ranks'
     seconds: float
     raw_bytes: int
     compressed_bytes: int
@@ -137,6 +138,7 @@ def load_shard(
             progress(len(store))
     stats = LoadStats(
         len(store),
+        n,
         time.perf_counter() - start,
         len(store) * store.image_nbytes,
         store.compressed_nbytes,

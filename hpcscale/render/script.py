@@ -130,6 +130,7 @@ def job_environment(site: Site, plan: JobPlan, extra: Mapping[str, str]) -> dict
         # For launchers that tell a rank its number but not the world size (aprun).
         "HPCSCALE_WORLD_SIZE": str(plan.ranks),
         "HPCSCALE_RANKS_PER_NODE": str(plan.ranks_per_node),
+        "HPCSCALE_SITE_DIGEST": site.digest(),
     }
     env.update(site.env)
     env.update(extra)

@@ -115,6 +115,16 @@ class Limits(Strict):
     default_walltime: Walltime | None = None
 
 
+class Workload(Strict):
+    """The default study on this site: the synthetic data set and the per-rank minibatch."""
+
+    resolution: int = Field(3600, ge=275, description="image side; the paper's is 3600")
+    events: PositiveInt = Field(15000, description="training + validation events to generate")
+    model: Literal["jishnet", "jishnet-small"] = "jishnet"
+    batch: PositiveInt = Field(7, description="minibatch per rank; 7 fits a 16 GB P100")
+    epochs: float = Field(10.0, gt=0)
+
+
 class Site(Strict):
     """One HPC site (or this machine, ``local``)."""
 
@@ -134,6 +144,7 @@ class Site(Strict):
         None, description="ranks per node; default one per GPU (one per node on CPU sites)"
     )
     data_dir: str = Field("hpcscale-data", description="where events are staged")
+    workload: Workload = Workload()
 
     @model_validator(mode="after")
     def _node_or_detect(self) -> Site:

@@ -1,0 +1,87 @@
+"""``hpcscale run``: N ranks of the training core on this machine, through the `local` site's
+own job script (the same template a cluster job uses), then the job's summary.
+
+Without ``--data``, the site's default synthetic data set is generated once into the cache
+(``HPCSCALE_CACHE``, default ``~/.cache/hpcscale``) and reused.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hpcscale.errors import UserError
+from hpcscale.fsutil import atomic_write
+from hpcscale.plan import Request, plan_job
+from hpcscale.render.script import JobSpec, render_script, train_command
+from hpcscale.sites.models import Site
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("HPCSCALE_CACHE") or Path.home() / ".cache" / "hpcscale")
+
+
+def default_data(site: Site, progress: Callable[[int, int], None] | None = None) -> Path:
+    """The site's default event set, generated on first use and cached."""
+    from hpcscale.data.generate import generate
+
+    w = site.workload
+    folder = cache_root() / f"lartpc-{w.resolution}px-{w.events}ev-seed0"
+    if not (folder / "manifest.json").exists():
+        done = [0]
+
+        def tick(n: int) -> None:
+            done[0] += n
+            if progress:
+                progress(done[0], w.events)
+
+        generate(folder, w.events, resolution=w.resolution, seed=0, force=True, progress=tick)
+    return folder
+
+
+def run_local(
+    site: Site, ranks: int, data: Path, out: Path, walltime: str | None, train_args: list[str]
+) -> tuple[int, dict[str, Any]]:
+    """Render the local job for ``ranks`` ranks into ``out``, run it, and summarise it."""
+    from hpcscale.train.records import summarize
+
+    plan = plan_job(site, Request(ranks=ranks, walltime=walltime))
+    if out.exists() and any(out.iterdir()):
+        raise UserError(
+            f"{out}: folder exists and is not empty; records are append-only, so choose a new --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    w = site.workload
+    command = train_command(
+        site,
+        data=str(data.resolve()),
+        out=str(out.resolve()),
+        python=sys.executable,
+        extra=[
+            "--model",
+            w.model,
+            "--batch",
+            str(w.batch),
+            "--epochs",
+            str(w.epochs),
+            "--time-limit",
+            str(plan.walltime_s),
+            "--job",
+            out.name,
+            *train_args,
+        ],
+    )
+    script = out / "job.sh"
+    atomic_write(
+        script, render_script(site, plan, JobSpec(name=out.name, command=command)), mode=0o755
+    )
+    start = time.time()
+    rc = subprocess.run(["bash", str(script)], cwd=out).returncode
+    summary = summarize(out, plan.ranks)
+    summary["wall_s"] = time.time() - start
+    return rc, summary

@@ -1,0 +1,24 @@
+"""``python -m hpcscale.train``: one rank of a training job (what job scripts run)."""
+
+import time
+
+T0 = time.time()  # process start, as near as Python gets: DLT and TTL count from here
+
+import sys  # noqa: E402
+
+from hpcscale.errors import UserError  # noqa: E402
+
+
+def main() -> None:
+    from hpcscale.train.config import parse
+    from hpcscale.train.loop import run
+
+    try:
+        cfg = parse()
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(run(cfg, T0))
+
+
+main()

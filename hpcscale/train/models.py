@@ -1,0 +1,67 @@
+"""JishNet, as in the paper's published code, with the flatten size derived from the resolution.
+
+[Conv2d k5 p2 → ELU → MaxPool 5] 1→10, 10→64; [Conv2d k4 p2 → ELU → MaxPool 4] 64→128, 128→256;
+Linear(256·s·s → 32) + ELU; Linear(32 → 5); softmax. At 3600: 3600 → 720 → 144 → 36 → 9.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hpcscale.errors import UserError
+
+# name: (conv channels, hidden units)
+PRESETS: dict[str, tuple[tuple[int, int, int, int], int]] = {
+    "jishnet": ((10, 64, 128, 256), 32),
+    "jishnet-small": ((4, 8, 16, 16), 16),  # same geometry, ~100× fewer FLOPs: tests, laptops
+}
+
+
+def feature_side(resolution: int) -> int:
+    side = resolution // 5 // 5  # k5 p2 convolutions keep the size; pools of 5
+    side = (side + 1) // 4  # k4 p2 convolutions add one; pools of 4
+    return (side + 1) // 4
+
+
+class JishNet(nn.Module):
+    def __init__(
+        self,
+        resolution: int = 3600,
+        preset: str = "jishnet",
+        classes: int = 5,
+        softmax: bool = True,
+    ) -> None:
+        super().__init__()
+        if preset not in PRESETS:
+            raise UserError(f"--model {preset!r} is unknown; choose one of {', '.join(PRESETS)}")
+        side = feature_side(resolution)
+        if side < 1:
+            raise UserError(
+                f"JishNet needs images of at least 275×275 (got {resolution}): its "
+                "four poolings shrink the side 400-fold"
+            )
+        (c1, c2, c3, c4), hidden = PRESETS[preset]
+        self.conv1 = nn.Conv2d(1, c1, 5, padding=2)
+        self.conv2 = nn.Conv2d(c1, c2, 5, padding=2)
+        self.conv3 = nn.Conv2d(c2, c3, 4, padding=2)
+        self.conv4 = nn.Conv2d(c3, c4, 4, padding=2)
+        self.fc1 = nn.Linear(c4 * side * side, hidden)
+        self.fc2 = nn.Linear(hidden, classes)
+        self.softmax = softmax
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.elu(self.conv1(x)), 5)
+        x = F.max_pool2d(F.elu(self.conv2(x)), 5)
+        x = F.max_pool2d(F.elu(self.conv3(x)), 4)
+        x = F.max_pool2d(F.elu(self.conv4(x)), 4)
+        x = F.elu(self.fc1(torch.flatten(x, 1)))
+        x = self.fc2(x)
+        return F.softmax(x, dim=1) if self.softmax else x
+
+
+def loss_fn(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the network's output. With ``--loss paper`` the output is already a
+    softmax, so this is cross-entropy on probabilities, as the paper's loss curves imply."""
+    return F.cross_entropy(output.float(), target)

@@ -1,0 +1,160 @@
+"""Per-rank records, rank status files and the job summary.
+
+Files in a job folder::
+
+    rank-<r>.jsonl        append-only JSON lines, flushed per line. Two kinds per step:
+                          "step" (written before the allreduce: local loss/accuracy, time split)
+                          and "sync" (after it: allreduce wait, global loss, smoothed loss);
+                          plus "phase" lines (staging done, epoch ends, eval, end).
+    rank-<r>.status.json  written atomically when the rank exits, ok or failed, with its reason
+    summary.json          the job's figures, written atomically by ``summarize``
+    mlperf.log            MLPerf-style events (rank 0)
+
+``summarize`` is a pure function of the folder, so rank 0 calls it at the end of a job and
+``hpcscale run``/``collect`` can call it again when rank 0 itself died.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections import deque
+from pathlib import Path
+from typing import IO, Any
+
+from hpcscale.fsutil import atomic_write_json
+
+SPLIT_KEYS = ("decompress_s", "data_wait_s", "h2d_s", "compute_s", "allreduce_s")
+
+
+class RecordWriter:
+    """Append-only JSON lines; every line carries the job's identity and the rank's wall time."""
+
+    def __init__(self, path: Path, t0: float, **identity: Any) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh: IO[str] = open(path, "a", buffering=1)  # noqa: SIM115 - open for the run
+        self.t0 = time.time() if t0 is None else t0
+        self.identity = identity
+
+    def elapsed(self) -> float:
+        return time.time() - self.t0
+
+    def write(self, kind: str, **fields: Any) -> None:
+        line = {"kind": kind, **self.identity, "t": round(self.elapsed(), 6), **fields}
+        self._fh.write(json.dumps(line) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class Smoother:
+    """Trailing mean of the last ``window`` global losses; None until the window is full."""
+
+    def __init__(self, window: int) -> None:
+        self.values: deque[float] = deque(maxlen=window)
+
+    def push(self, value: float) -> float | None:
+        self.values.append(value)
+        if len(self.values) < (self.values.maxlen or 1):
+            return None
+        return sum(self.values) / len(self.values)
+
+
+def write_status(folder: Path, rank: int, status: dict[str, Any]) -> None:
+    atomic_write_json(folder / f"rank-{rank}.status.json", {"rank": rank, **status})
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """All complete lines of a rank's records (a torn last line from a kill is skipped)."""
+    rows = []
+    with open(path) as fh:
+        for line in fh:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+    return rows
+
+
+def summarize(folder: Path, world_size: int, write: bool = True) -> dict[str, Any]:
+    """Merge every rank's status and records into the job summary (and write summary.json)."""
+    folder = Path(folder)
+    statuses = {}
+    for rank in range(world_size):
+        path = folder / f"rank-{rank}.status.json"
+        if path.exists():
+            statuses[rank] = json.loads(path.read_text())
+    failures = []
+    for rank in range(world_size):
+        st = statuses.get(rank)
+        if st is None:
+            last = _last_record(folder / f"rank-{rank}.jsonl")
+            where = (
+                f"last record: step {last.get('step')} at {last.get('t')} s"
+                if last
+                else ("no records")
+            )
+            failures.append(
+                {"rank": rank, "reason": f"died without a status (killed or crashed; {where})"}
+            )
+        elif st["status"] != "ok":
+            failures.append({"rank": rank, "reason": st.get("reason", "unknown")})
+    # Global figures are identical on every rank; take them from the lowest rank that has them.
+    source = next((statuses[r] for r in sorted(statuses) if "metrics" in statuses[r]), {})
+    metrics = dict(source.get("metrics", {}))
+    dlts = [s["dlt_s"] for s in statuses.values() if s.get("dlt_s") is not None]
+    if dlts:
+        metrics["dlt_s"] = max(dlts)  # training starts when the slowest rank has loaded
+        metrics["dlt_s_per_rank"] = {str(r): s.get("dlt_s") for r, s in statuses.items()}
+    metrics["step_time_split_s"] = _median_split(folder, world_size)
+    primary = _primary_failure(failures, statuses)
+    summary = {
+        **{
+            k: source.get(k)
+            for k in ("study", "site", "job", "world_size", "provenance", "config", "data")
+        },
+        "world_size": world_size,
+        "status": "completed" if not failures else "failed",
+        "stop_reason": source.get("stop_reason") if not failures else "error",
+        "failure": primary,
+        "failures": failures,
+        **metrics,
+    }
+    if write:
+        atomic_write_json(folder / "summary.json", summary)
+    return summary
+
+
+def _primary_failure(failures: list[dict[str, Any]], statuses: dict) -> dict[str, Any] | None:
+    """The rank that failed first-hand: one that died, or one whose own error was not a peer's."""
+    if not failures:
+        return None
+    for f in failures:
+        st = statuses.get(f["rank"])
+        if st is None or not st.get("peer_failure"):
+            return f
+    return failures[0]
+
+
+def _last_record(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    rows = read_records(path)
+    return rows[-1] if rows else None
+
+
+def _median_split(folder: Path, world_size: int) -> dict[str, float]:
+    """Median per-step time split over all ranks and steps (first step excluded: warm-up)."""
+    values: dict[str, list[float]] = {k: [] for k in SPLIT_KEYS}
+    for rank in range(world_size):
+        path = folder / f"rank-{rank}.jsonl"
+        if not path.exists():
+            continue
+        for row in read_records(path):
+            if row.get("kind") in ("step", "sync") and row.get("step", 0) > 1:
+                for key in SPLIT_KEYS:
+                    if key in row:
+                        values[key].append(row[key])
+    return {k: statistics.median(v) for k, v in values.items() if v}
