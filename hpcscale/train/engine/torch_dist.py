@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 
@@ -62,10 +63,9 @@ class TorchEngine(Engine):
 
     def shutdown(self) -> None:
         if self._active and dist.is_initialized():
-            try:
+            # A broken group cannot always be torn down cleanly.
+            with contextlib.suppress(Exception):
                 dist.destroy_process_group()
-            except Exception:  # a broken group cannot always be torn down cleanly
-                pass
 
     @staticmethod
     def _call(fn, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
