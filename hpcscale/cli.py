@@ -170,7 +170,7 @@ def render(
     job = JobSpec(
         name=f"hpcscale-{the_site.name}-{plan.label}",
         command=train_command(
-            the_site, data=data or the_site.data_dir, out=f"hpcscale-{plan.label}"
+            the_site, plan, data=data or the_site.data_dir, out=f"hpcscale-{plan.label}"
         ),
     )
     text = render_script(the_site, plan, job)

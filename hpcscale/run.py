@@ -56,25 +56,13 @@ def run_local(
             f"{out}: folder exists and is not empty; records are append-only, so choose a new --out"
         )
     out.mkdir(parents=True, exist_ok=True)
-    w = site.workload
     command = train_command(
         site,
+        plan,
         data=str(data.resolve()),
         out=str(out.resolve()),
         python=sys.executable,
-        extra=[
-            "--model",
-            w.model,
-            "--batch",
-            str(w.batch),
-            "--epochs",
-            str(w.epochs),
-            "--time-limit",
-            str(plan.walltime_s),
-            "--job",
-            out.name,
-            *train_args,
-        ],
+        extra=["--job", out.name, *train_args],
     )
     script = out / "job.sh"
     atomic_write(

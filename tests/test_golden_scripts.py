@@ -36,7 +36,7 @@ def test_job_script_matches_golden(site_name, size, fixed_local, regen):
     plan = plan_job(site, request)
     job = JobSpec(
         name=f"hpcscale-{site.name}-{plan.label}",
-        command=train_command(site, data=site.data_dir, out=f"study/{plan.label}"),
+        command=train_command(site, plan, data=site.data_dir, out=f"study/{plan.label}"),
     )
     script = render_script(site, plan, job)
     check_golden(GOLDEN / "scripts" / f"{site_name}-{label}.sh", script, regen)

@@ -57,7 +57,7 @@ def test_hostile_values_arrive_intact_and_run_nothing(tmp_path):
     path.write_text(yaml.safe_dump(descriptor))
     site = load_file(path)
     plan = plan_job(site, Request(ranks=1))
-    command = train_command(site, data=site.data_dir, out=HOSTILE[2])
+    command = train_command(site, plan, data=site.data_dir, out=HOSTILE[2])
     script = tmp_path / "job.sh"
     script.write_text(render_script(site, plan, JobSpec(name="evil", command=command)))
 

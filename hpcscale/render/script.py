@@ -102,24 +102,23 @@ class JobSpec:
 
 
 def train_command(
-    site: Site, *, data: str, out: str, python: str = "python", extra: Iterable[str] = ()
+    site: Site,
+    plan: JobPlan,
+    *,
+    data: str,
+    out: str,
+    python: str = "python",
+    extra: Iterable[str] = (),
 ) -> list[str]:
-    """The argv every rank runs: the shared training core on this site's engine."""
+    """The argv every rank runs: the shared training core with the site's workload."""
+    w = site.workload
     return [
-        python,
-        "-u",
-        "-m",
-        "hpcscale.train",
-        "--site",
-        site.name,
-        "--engine",
-        site.engine,
-        "--data",
-        data,
-        "--out",
-        out,
+        python, "-u", "-m", "hpcscale.train",
+        "--site", site.name, "--engine", site.engine, "--data", data, "--out", out,
+        "--model", w.model, "--batch", str(w.batch), "--epochs", f"{w.epochs:g}",
+        "--target-loss", f"{w.target_loss:g}", "--time-limit", str(plan.walltime_s),
         *extra,
-    ]
+    ]  # fmt: skip
 
 
 def job_environment(site: Site, plan: JobPlan, extra: Mapping[str, str]) -> dict[str, str]:

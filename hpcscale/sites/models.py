@@ -123,6 +123,7 @@ class Workload(Strict):
     model: Literal["jishnet", "jishnet-small"] = "jishnet"
     batch: PositiveInt = Field(7, description="minibatch per rank; 7 fits a 16 GB P100")
     epochs: float = Field(10.0, gt=0)
+    target_loss: float = Field(1.2, gt=0, description="TTL target (the paper's 1.2 by default)")
 
 
 class Site(Strict):

@@ -292,13 +292,15 @@ class _Loop:
 
 
 def _bucket_grads(params: list, extra: int, device: torch.device) -> torch.Tensor:
-    """One flat buffer; each parameter's .grad becomes a view into it (plus ``extra`` slots)."""
+    """One flat buffer; each parameter's .grad becomes a view into it (plus ``extra`` slots).
+    Call after any memory-format change of the model."""
     total = sum(p.numel() for p in params)
     flat = torch.zeros(total + extra, device=device)
     offset = 0
     for p in params:
         n = p.numel()
-        p.grad = flat[offset : offset + n].view_as(p)
+        # Same strides as the parameter (channels_last too), as autograd's layout contract wants.
+        p.grad = flat.as_strided(p.size(), p.stride(), offset)
         offset += n
     return flat
 

@@ -14,7 +14,8 @@ export OMP_NUM_THREADS=12
 export HPCSCALE_SITE=endeavour
 export HPCSCALE_WORLD_SIZE=8
 export HPCSCALE_RANKS_PER_NODE=4
+export HPCSCALE_SITE_DIGEST=a9f662e9f9e25606b6bc4404b2780384eafd229572d7b1a3c69d806f1592a340
 export HOROVOD_FUSION_THRESHOLD=134217728
 export I_MPI_FABRICS=shm:ofi
 export KMP_BLOCKTIME=1
-mpirun -np 8 -ppn 4 python -u -m hpcscale.train --site endeavour --engine horovod --data hpcscale-data --out study/8r
+mpirun -np 8 -ppn 4 python -u -m hpcscale.train --site endeavour --engine horovod --data hpcscale-data --out study/8r --model jishnet --batch 7 --epochs 10 --target-loss 1.2 --time-limit 7200

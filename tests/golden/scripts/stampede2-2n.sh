@@ -19,9 +19,10 @@ export OMP_NUM_THREADS=12
 export HPCSCALE_SITE=stampede2
 export HPCSCALE_WORLD_SIZE=8
 export HPCSCALE_RANKS_PER_NODE=4
+export HPCSCALE_SITE_DIGEST=f094303e23379ab79022dd6f90cce55cac8c3b3e741aec3bf5ea0650b5dc5d47
 export HOROVOD_FUSION_THRESHOLD=134217728
 export I_MPI_FABRICS=tmi
 export I_MPI_TMI_PROVIDER=psm2
 export KMP_BLOCKTIME=1
 export KMP_AFFINITY=granularity=fine,compact,1,0
-ibrun python -u -m hpcscale.train --site stampede2 --engine horovod --data "${SCRATCH}"/hpcscale-data --out study/8r
+ibrun python -u -m hpcscale.train --site stampede2 --engine horovod --data "${SCRATCH}"/hpcscale-data --out study/8r --model jishnet --batch 7 --epochs 10 --target-loss 1.2 --time-limit 7200

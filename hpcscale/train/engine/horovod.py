@@ -1,0 +1,55 @@
+"""Horovod backend (the paper's): allreduce over MPI or Gloo, NCCL on GPUs when built with it.
+
+Horovod reads its own rank and size from the launcher (horovodrun, mpirun, jsrun, srun with
+MPI), so the JobEnvironment is only used for the device.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hpcscale.train.engine.base import Engine, PeerFailure, pick_device
+from hpcscale.train.jobenv import JobEnvironment
+
+
+class HorovodEngine(Engine):
+    name = "horovod"
+
+    def __init__(self, jobenv: JobEnvironment, timeout_s: float, device: str) -> None:
+        try:
+            import horovod.torch as hvd
+        except ImportError as exc:
+            raise RuntimeError(
+                "engine horovod needs Horovod built with PyTorch support "
+                "(pip install 'hpcscale[horovod]'; see the README's note on building it)"
+            ) from exc
+        self.hvd = hvd
+        hvd.init()
+        self.rank, self.world_size, self.local_rank = hvd.rank(), hvd.size(), hvd.local_rank()
+        self.device = pick_device(self.local_rank, device)
+
+    def broadcast_parameters(self, module: torch.nn.Module) -> None:
+        self._call(self.hvd.broadcast_parameters, module.state_dict(), root_rank=0)
+
+    def allreduce_mean_(self, flat: torch.Tensor) -> None:
+        self._call(self.hvd.allreduce_, flat, op=self.hvd.Average, name="hpcscale.flat")
+
+    def allreduce_sum_(self, flat: torch.Tensor) -> None:
+        self._call(self.hvd.allreduce_, flat, op=self.hvd.Sum, name="hpcscale.sum")
+
+    def barrier(self) -> None:
+        self._call(self.hvd.allreduce, torch.zeros(1), name="hpcscale.barrier")
+
+    def shutdown(self) -> None:
+        self.hvd.shutdown()
+
+    def versions(self) -> dict[str, str | None]:
+        import horovod
+
+        return {**super().versions(), "horovod": horovod.__version__}
+
+    def _call(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return fn(*args, **kwargs)
+        except self.hvd.HorovodInternalError as exc:
+            raise PeerFailure(f"horovod {fn.__name__} failed: {exc}") from exc
