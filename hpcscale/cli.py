@@ -6,6 +6,7 @@ traceback. Heavy modules (torch, matplotlib, hpccm) are imported inside the comm
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import traceback
 from pathlib import Path
@@ -266,6 +267,194 @@ def run(
     _print_summary(summary, folder)
     if rc != 0 or summary["status"] != "completed":
         raise typer.Exit(1)
+
+
+def _sizes(text: str | None, flag: str) -> list[int]:
+    if text is None:
+        return []
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(
+            f"{flag} {text!r}: expected comma-separated integers, e.g. 1,2,4,8"
+        ) from None
+    if not sizes or min(sizes) < 1:
+        raise UserError(f"{flag} {text!r}: sizes must be positive integers")
+    return sizes
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def submit(
+    ctx: typer.Context,
+    site: Annotated[str, typer.Option("--site", "-s", help="Site name.")],
+    gpus: Annotated[str | None, typer.Option(help="GPU counts, e.g. 1,2,4,8.")] = None,
+    nodes: Annotated[str | None, typer.Option(help="Node counts.")] = None,
+    ranks: Annotated[str | None, typer.Option(help="Rank counts (CPU sites, local).")] = None,
+    walltime: Annotated[str | None, typer.Option(help="HH:MM[:SS] per job.")] = None,
+    data: Annotated[Path | None, typer.Option(help="Event folder; default: generated.")] = None,
+    model: Annotated[str | None, typer.Option(help="jishnet or jishnet-small.")] = None,
+    target_loss: Annotated[float | None, typer.Option(help="TTL target loss.")] = None,
+    study_dir: Annotated[Path | None, typer.Option("--study", help="Study folder.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Write the scripts, submit nothing.")] = False,
+    resubmit: Annotated[bool, typer.Option(help="Submit jobs of the study again.")] = False,
+    wait: Annotated[
+        bool | None, typer.Option(help="Wait for each job (default: on local sites).")
+    ] = None,
+    sites_dir: SitesDir = None,
+) -> None:
+    """Plan, render and submit one job per size: a scaling study in one folder."""
+    import datetime
+
+    from hpcscale.plan import Request
+    from hpcscale.run import default_data
+    from hpcscale.sites import load_site
+    from hpcscale.sites.detect import resolve
+    from hpcscale.study import job_state, save, submit_study
+    from hpcscale.study import load as load_study
+
+    given = [(k, v) for k, v in (("gpus", gpus), ("nodes", nodes), ("ranks", ranks)) if v]
+    if len(given) != 1:
+        raise UserError("give exactly one of --gpus, --nodes or --ranks (comma-separated sizes)")
+    key, text = given[0]
+    requests = [Request(**{key: n}, walltime=walltime) for n in _sizes(text, f"--{key}")]
+    the_site = resolve(load_site(site, sites_dir or []))
+    extra = list(ctx.args)
+    if model:
+        extra += ["--model", model]
+    if target_loss is not None:
+        extra += ["--target-loss", str(target_loss)]
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    folder = study_dir or Path("studies") / f"{the_site.name}-{stamp}"
+    if data is None and not dry_run:
+        with Console(stderr=True).status("generating the site's default event set (cached)"):
+            data = default_data(the_site)
+    data_path = (data or Path(the_site.data_dir)).resolve() if data else Path(the_site.data_dir)
+    wait = the_site.scheduler.kind == "local" if wait is None else wait
+
+    def on_job(record, job) -> None:  # type: ignore[no-untyped-def]
+        if job is None:
+            state = (
+                "dry-run: " + record.script
+                if record.state == "dry-run"
+                else (f"already {record.state} as job {record.job_id} (use --resubmit)")
+            )
+            out.print(f"  {record.label}: {state}")
+            return
+        out.print(
+            f"  {record.label}: submitted as job {job.job_id} "
+            f"({record.ranks} ranks on {record.nodes} node(s))"
+        )
+        if wait:
+            with Console(stderr=True).status(f"job {record.label} running"):
+                while not job.done():
+                    time.sleep(2)
+
+    out.print(f"study {folder} on {the_site.name}:")
+    import time
+
+    try:
+        manifest = submit_study(
+            the_site,
+            requests,
+            folder,
+            data_path,
+            extra,
+            dry_run=dry_run,
+            resubmit=resubmit,
+            on_job=on_job,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"interrupted; {folder}/manifest.json lists the jobs submitted so far", file=sys.stderr
+        )
+        raise typer.Exit(130) from None
+    if wait:
+        manifest = load_study(folder)
+        for record in manifest.jobs:
+            record.state = job_state(folder, manifest, record)
+        save(folder, manifest)
+        _print_collect(folder)
+    else:
+        out.print(f"follow with: hpcscale status {folder}; then hpcscale collect {folder}")
+
+
+@app.command()
+def status(study_dir: Annotated[Path, typer.Argument(help="Study folder.")]) -> None:
+    """Each job's state (from its summary, else from the scheduler)."""
+    from hpcscale.study import job_state, load, save
+
+    manifest = load(study_dir)
+    table = Table(box=box.SIMPLE_HEAD, title=f"{study_dir} ({manifest.site})", title_justify="left")
+    for col in ("job", "id", "ranks", "nodes", "state"):
+        table.add_column(col)
+    for record in manifest.jobs:
+        record.state = job_state(study_dir, manifest, record)
+        table.add_row(
+            record.label, record.job_id or "-", str(record.ranks), str(record.nodes), record.state
+        )
+    save(study_dir, manifest)
+    out.print(table)
+
+
+@app.command()
+def cancel(study_dir: Annotated[Path, typer.Argument(help="Study folder.")]) -> None:
+    """Cancel the study's jobs that have not finished."""
+    import os
+    import signal
+
+    import submitit
+
+    from hpcscale.study import DONE_STATES, job_state, load, save
+
+    manifest = load(study_dir)
+    for record in manifest.jobs:
+        if record.job_id is None or job_state(study_dir, manifest, record) in DONE_STATES:
+            continue
+        if manifest.scheduler == "slurm":
+            submitit.SlurmJob(
+                folder=study_dir / record.folder / "submitit", job_id=record.job_id
+            ).cancel(check=False)
+        elif manifest.scheduler == "local":
+            with contextlib.suppress(OSError):
+                os.kill(int(record.job_id), signal.SIGTERM)
+        record.state = "cancelled"
+        out.print(f"  {record.label}: cancelled job {record.job_id}")
+    save(study_dir, manifest)
+
+
+@app.command()
+def collect(study_dir: Annotated[Path, typer.Argument(help="Study folder.")]) -> None:
+    """Gather every job's summary: DLT, TTL, epoch rate; say which jobs failed and why."""
+    _print_collect(study_dir)
+
+
+def _print_collect(study_dir: Path) -> None:
+    from hpcscale.study import collect as collect_rows
+
+    rows = collect_rows(study_dir)
+
+    def fmt(value: object, spec: str = ".1f") -> str:
+        return "-" if value is None else f"{value:{spec}}"
+
+    table = Table(box=box.SIMPLE_HEAD, title=str(study_dir), title_justify="left")
+    for col in ("job", "ranks", "status", "DLT s", "TTL s", "epochs/min", "images/s", "val acc"):
+        table.add_column(col)
+    for r in rows:
+        acc = r.get("val_accuracy")
+        table.add_row(
+            r["label"],
+            str(r["ranks"]),
+            r["status"],
+            fmt(r.get("dlt_s")),
+            fmt(r.get("ttl_s")),
+            fmt(r.get("epoch_rate_per_min"), ".2f"),
+            fmt(r.get("images_per_s")),
+            "-" if acc is None else f"{100 * acc:.1f} %",
+        )
+    out.print(table)
+    for r in rows:
+        if r.get("reason"):
+            out.print(f"  {r['label']}: {r['reason']}")
 
 
 def _print_summary(s: dict, folder: Path) -> None:

@@ -99,6 +99,7 @@ class JobSpec:
     error: str | None = None
     signal_s: int = 120
     env: Mapping[str, str] = field(default_factory=dict)
+    launcher_args: list[str] = field(default_factory=list)  # e.g. submitit's per-task logs
 
 
 def train_command(
@@ -143,7 +144,16 @@ def render_script(site: Site, plan: JobPlan, job: JobSpec) -> str:
     """The job script text for one job, as it will be submitted."""
     if not job.command:
         raise RenderError("the rank command is empty")
-    template = environment().get_template(f"schedulers/{site.scheduler.kind}.j2")
+    return _render(f"schedulers/{site.scheduler.kind}.j2", site, plan, job)
+
+
+def render_environment(site: Site, plan: JobPlan, job: JobSpec) -> list[str]:
+    """Just the module loads and exports of the job script, one shell line each."""
+    return _render("env.sh.j2", site, plan, job).splitlines()
+
+
+def _render(name: str, site: Site, plan: JobPlan, job: JobSpec) -> str:
+    template = environment().get_template(name)
     try:
         return template.render(
             site=site,

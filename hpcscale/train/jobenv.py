@@ -21,6 +21,12 @@ DEFAULT_PORT = 29500
 # (launcher, rank, size, local rank) variable names, most specific first.
 _SOURCES: tuple[tuple[str, str, str, str | None], ...] = (
     ("torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK"),
+    (
+        "submitit-local",
+        "SUBMITIT_LOCAL_GLOBALID",
+        "SUBMITIT_LOCAL_NTASKS",
+        "SUBMITIT_LOCAL_LOCALID",
+    ),
     ("jsrun", "JSM_NAMESPACE_RANK", "JSM_NAMESPACE_SIZE", "JSM_NAMESPACE_LOCAL_RANK"),
     ("openmpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"),
     ("pmix", "PMIX_RANK", "PMIX_SIZE", "PMIX_LOCAL_RANK"),
@@ -68,10 +74,18 @@ def detect(env: Mapping[str, str] | None = None) -> JobEnvironment:
             local = rank % max(per_node, 1)
         break
     nodes = _allocation_nodes(env)
-    job_id = next((env[v] for v in ("SLURM_JOB_ID", "LSB_JOBID", "PBS_JOBID") if v in env), None)
+    job_id = next(
+        (
+            env[v]
+            for v in ("SLURM_JOB_ID", "LSB_JOBID", "PBS_JOBID", "SUBMITIT_LOCAL_JOB_ID")
+            if v in env
+        ),
+        None,
+    )
     addr = env.get("MASTER_ADDR") or (nodes[0] if nodes else None)
     if addr is None:
-        addr = "127.0.0.1" if size == 1 or launcher == "torchrun" else socket.gethostname()
+        one_host = size == 1 or launcher in ("torchrun", "submitit")
+        addr = "127.0.0.1" if one_host else socket.gethostname()
     port = int(env.get("MASTER_PORT") or _port_for(job_id))
     return JobEnvironment(launcher, rank, size, local, addr, port, job_id, tuple(nodes))
 

@@ -1,0 +1,251 @@
+"""A scaling study: one job per size, submitted through submitit, kept in one folder.
+
+STUDY/manifest.json          site, descriptor digest, request, every job (written atomically
+                             after each change, so an interrupted sweep leaves it consistent)
+STUDY/jobs/<label>/job.sh    the script as submitted (label: 8g, 4r, ...)
+STUDY/jobs/<label>/submitit/ submitit's pickles and per-task logs
+STUDY/jobs/<label>/          the training core's records, summary.json, mlperf.log
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from hpcscale import __version__
+from hpcscale.errors import UserError
+from hpcscale.fsutil import atomic_write
+from hpcscale.plan import JobPlan, Request, plan_job
+from hpcscale.render.script import JobSpec, train_command
+from hpcscale.sites.models import Site
+
+DONE_STATES = {"completed", "failed", "cancelled"}
+
+
+class JobRecord(BaseModel):
+    label: str
+    gpus: int
+    ranks: int
+    nodes: int
+    walltime_s: int
+    folder: str  # relative to the study
+    script: str
+    job_id: str | None = None
+    state: str = "planned"  # planned, dry-run, submitted, submit-failed, completed, failed, ...
+    submitted_at: float | None = None
+    error: str | None = None
+
+
+class Manifest(BaseModel):
+    study: str
+    site: str
+    site_digest: str
+    scheduler: str
+    created: float
+    hpcscale: str = __version__
+    request: dict[str, Any] = Field(default_factory=dict)
+    jobs: list[JobRecord] = Field(default_factory=list)
+
+    def job(self, label: str) -> JobRecord | None:
+        return next((j for j in self.jobs if j.label == label), None)
+
+
+def load(study: Path) -> Manifest:
+    path = Path(study) / "manifest.json"
+    try:
+        return Manifest.model_validate_json(path.read_text())
+    except FileNotFoundError:
+        raise UserError(
+            f"{path}: no such file; is {study} a study made by `hpcscale submit`?"
+        ) from None
+    except ValueError as exc:
+        raise UserError(
+            f"{path}: not a valid study manifest ({str(exc).splitlines()[0]})"
+        ) from None
+
+
+def save(study: Path, manifest: Manifest) -> None:
+    atomic_write(Path(study) / "manifest.json", manifest.model_dump_json(indent=2) + "\n")
+
+
+def open_study(study: Path, site: Site, request: dict[str, Any]) -> Manifest:
+    """The study's manifest, new or existing (which must be for the same site)."""
+    if (Path(study) / "manifest.json").exists():
+        manifest = load(study)
+        if manifest.site != site.name:
+            raise UserError(
+                f"{study} is a study of site {manifest.site}, not {site.name}; "
+                "choose another --study folder"
+            )
+        return manifest
+    return Manifest(
+        study=uuid.uuid4().hex[:12],
+        site=site.name,
+        site_digest=site.digest(),
+        scheduler=site.scheduler.kind,
+        created=time.time(),
+        request=request,
+    )
+
+
+def rank_argv(
+    site: Site, plan: JobPlan, manifest: Manifest, data: Path, job_dir: Path, extra: list[str]
+) -> list[str]:
+    """Arguments of the training core for one job of the study."""
+    argv = train_command(
+        site,
+        plan,
+        data=str(data),
+        out=str(job_dir),
+        extra=["--study", manifest.study, "--job", plan.label, *extra],
+    )
+    return argv[4:]  # drop "python -u -m hpcscale.train": submitit calls the core directly
+
+
+def submit_study(
+    site: Site,
+    requests: list[Request],
+    study: Path,
+    data: Path,
+    extra: list[str],
+    dry_run: bool = False,
+    resubmit: bool = False,
+    on_job: Callable[[JobRecord, Any], None] | None = None,
+) -> Manifest:
+    """Plan, render and submit one job per request; ``on_job(record, submitit_job)`` after each."""
+    from hpcscale.schedulers import make_executor, script_for
+    from hpcscale.train.entry import TrainTask
+
+    study = Path(study).resolve()
+    plans = [plan_job(site, r) for r in requests]  # refuse the whole sweep before submitting any
+    manifest = open_study(
+        study, site, {"sizes": [p.label for p in plans], "data": str(data), "extra": extra}
+    )
+    save(study, manifest)
+    for plan in plans:
+        old = manifest.job(plan.label)
+        if (
+            old is not None
+            and old.state not in ("planned", "dry-run", "submit-failed")
+            and not (resubmit)
+        ):
+            if on_job:
+                on_job(old, None)
+            continue
+        job_dir = study / "jobs" / plan.label
+        if resubmit and job_dir.exists():
+            _archive(job_dir)
+        job_dir.mkdir(parents=True, exist_ok=True)
+        spec = JobSpec(name=f"hpcscale-{site.name}-{plan.label}", command=["true"])
+        submitit_dir = job_dir / "submitit"
+        (job_dir / "job.sh").write_text(script_for(site, plan, spec, submitit_dir))
+        record = JobRecord(
+            label=plan.label,
+            gpus=plan.gpus,
+            ranks=plan.ranks,
+            nodes=plan.nodes,
+            walltime_s=plan.walltime_s,
+            folder=f"jobs/{plan.label}",
+            script=f"jobs/{plan.label}/job.sh",
+            state="dry-run" if dry_run else "planned",
+        )
+        manifest.jobs = [j for j in manifest.jobs if j.label != plan.label] + [record]
+        save(study, manifest)
+        job = None
+        if not dry_run:
+            task = TrainTask(rank_argv(site, plan, manifest, data, job_dir, extra))
+            try:
+                job = make_executor(site, plan, spec, submitit_dir).submit(task)
+            except Exception as exc:
+                record.state, record.error = "submit-failed", _one_line(exc)
+                save(study, manifest)
+                raise UserError(
+                    f"submitting job {plan.label} failed: {record.error}; "
+                    f"{study}/manifest.json lists what was submitted"
+                ) from exc
+            record.job_id, record.state, record.submitted_at = (
+                str(job.job_id),
+                "submitted",
+                (time.time()),
+            )
+            save(study, manifest)
+        if on_job:
+            on_job(record, job)
+    return manifest
+
+
+def _archive(job_dir: Path) -> None:
+    job_dir.rename(job_dir.with_name(f"{job_dir.name}.old-{int(time.time())}"))
+
+
+def _one_line(exc: BaseException) -> str:
+    stderr = getattr(exc, "stderr", None) or getattr(exc, "output", None)
+    text = stderr.decode() if isinstance(stderr, bytes) else (stderr or str(exc))
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return " / ".join(lines[-3:]) if lines else type(exc).__name__
+
+
+def job_state(study: Path, manifest: Manifest, record: JobRecord) -> str:
+    """The job's state from its summary if it wrote one, else from the scheduler."""
+    summary = Path(study) / record.folder / "summary.json"
+    if summary.exists():
+        return json.loads(summary.read_text()).get("status", "unknown")
+    if record.job_id is None:
+        return record.state
+    if manifest.scheduler == "slurm":
+        import submitit
+
+        return submitit.SlurmJob(
+            folder=Path(study) / record.folder / "submitit", job_id=record.job_id
+        ).state.lower()
+    if manifest.scheduler == "local":
+        return "running" if _alive(int(record.job_id)) else "ended without a summary"
+    return record.state
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def collect(study: Path) -> list[dict[str, Any]]:
+    """Every job's summary; a job without one says why. Keeps going past broken jobs."""
+    manifest = load(study)
+    rows = []
+    for record in manifest.jobs:
+        row: dict[str, Any] = {
+            "label": record.label,
+            "gpus": record.gpus,
+            "ranks": record.ranks,
+            "nodes": record.nodes,
+            "job_id": record.job_id,
+        }
+        path = Path(study) / record.folder / "summary.json"
+        try:
+            summary = json.loads(path.read_text())
+        except FileNotFoundError:
+            state = job_state(study, manifest, record)
+            row.update(
+                status="missing",
+                reason=f"no summary.json (job state: {state}; logs in {record.folder}/submitit)",
+            )
+        except json.JSONDecodeError as exc:
+            row.update(status="missing", reason=f"{path}: unreadable ({exc.msg})")
+        else:
+            row.update(summary)
+            if summary.get("status") != "completed" and summary.get("failure"):
+                f = summary["failure"]
+                row["reason"] = f"rank {f['rank']}: {f['reason']}"
+        rows.append(row)
+    return rows

@@ -1,0 +1,43 @@
+"""The rank function that submitit pickles: every task of a job calls ``TrainTask()``.
+
+Job scripts run ``python -u -m submitit.core._submit FOLDER`` on every rank; that loads this
+callable and calls it, so submission, requeue and results stay submitit's, and the training core
+is the same one ``python -m hpcscale.train`` runs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class TrainTask:
+    argv: list[str]  # arguments of `python -m hpcscale.train`
+
+    def __call__(self) -> int:
+        from hpcscale.train.config import parse
+        from hpcscale.train.loop import run
+
+        rc = run(parse(self.argv), process_start_time())
+        if rc != 0:
+            summary = Path(parse(self.argv).out) / "summary.json"
+            raise RuntimeError(f"training failed (exit {rc}); see {summary}")
+        return rc
+
+
+def process_start_time() -> float:
+    """This process's start, from /proc (the kernel's clock ticks since boot), else now."""
+    try:
+        fields = Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[19])  # starttime, the 22nd field; fields[0] is the 3rd
+        boot = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime")
+        )
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return time.time()
