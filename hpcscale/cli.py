@@ -428,6 +428,21 @@ def collect(study_dir: Annotated[Path, typer.Argument(help="Study folder.")]) ->
     _print_collect(study_dir)
 
 
+@app.command()
+def report(
+    studies: Annotated[list[Path], typer.Argument(help="Study folders (side by side).")],
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Report folder; default STUDY/report.")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="md or html.")] = "md",
+) -> None:
+    """Tables, scaling fits with 95 % intervals, plots and results.json for the studies."""
+    from hpcscale.analysis.report import build_report
+
+    path = build_report(studies, out_dir or studies[0] / "report", fmt)
+    print(f"wrote {path} (and results.json, PNG figures beside it)")
+
+
 def _print_collect(study_dir: Path) -> None:
     from hpcscale.study import collect as collect_rows
 

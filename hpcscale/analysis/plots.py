@@ -1,0 +1,214 @@
+"""Report figures as PNG (matplotlib, Agg): one function per figure, fixed 960 × 600 pixels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hpcscale.analysis.results import PAPER
+from hpcscale.train.records import read_records
+
+SIZE_IN, DPI = (9.6, 6.0), 100  # 960 × 600 px
+# The step's critical path; decompression runs ahead in a thread and is drawn beside it.
+SPLIT = [
+    ("data_wait_s", "data wait"),
+    ("h2d_s", "host→device"),
+    ("compute_s", "compute"),
+    ("allreduce_s", "allreduce wait"),
+]
+
+
+def _figure():  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=SIZE_IN, dpi=DPI)
+    return plt, fig, ax
+
+
+def _save(plt, fig, path: Path) -> Path:  # type: ignore[no-untyped-def]
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def loss_curves(result: dict[str, Any], out: Path) -> Path:
+    """Smoothed global training loss vs wall time per N, with DLT, TTL, target and walltime."""
+    plt, fig, ax = _figure()
+    colors = plt.cm.viridis(np.linspace(0, 0.9, max(len(result["jobs"]), 1)))
+    t_max = 0.0
+    for job, color in zip(result["jobs"], colors, strict=False):
+        path = Path(result["folder"]) / "jobs" / job["label"] / "rank-0.jsonl"
+        if not path.exists():
+            continue
+        sync = [r for r in read_records(path) if r.get("kind") == "sync"]
+        if not sync:
+            continue
+        t = np.array([r["t"] for r in sync])
+        raw = np.array([r["global_loss"] for r in sync])
+        smooth = np.array(
+            [np.nan if r["smoothed_loss"] is None else r["smoothed_loss"] for r in sync]
+        )
+        t_max = max(t_max, float(t[-1]))
+        ax.plot(t, raw, color=color, alpha=0.2, lw=0.8)
+        ax.plot(t, smooth, color=color, lw=1.8, label=f"N = {job['n']}")
+        if job.get("dlt_s"):
+            ax.axvline(job["dlt_s"], color=color, ls=":", lw=1)
+        if job.get("ttl_s"):
+            ax.plot([job["ttl_s"]], [result["target_loss"]], "o", color=color, ms=7)
+    if result.get("target_loss"):
+        ax.axhline(
+            result["target_loss"],
+            color="crimson",
+            ls="--",
+            lw=1,
+            label=f"target {result['target_loss']:g} (TTL: dots)",
+        )
+    limits = [w for w in result.get("walltime_s", {}).values() if w]
+    if limits and min(limits) <= 1.5 * max(t_max, 1):
+        ax.axvline(min(limits), color="black", lw=1.5, label="walltime limit")
+    elif limits:
+        ax.text(
+            0.99,
+            0.98,
+            f"walltime limit {min(limits) / 3600:.1f} h (off scale)",
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize=9,
+        )
+    ax.set_xlabel("wall time since process start [s] (dotted: DLT)")
+    ax.set_ylabel(f"global training loss ({result.get('loss') or '?'} loss), smoothed")
+    ax.set_title(f"{result['site']}: training loss vs wall time (cf. paper Fig. 3a)")
+    ax.legend(loc="upper right", fontsize=9)
+    ax.grid(alpha=0.3)
+    return _save(plt, fig, out)
+
+
+def scaling(
+    results: list[dict[str, Any]],
+    key: str,
+    fit: str,
+    out: Path,
+    ylabel: str,
+    ideal: float,
+    paper: float | None,
+) -> Path:
+    """A log-log plot of one figure vs N for every study, with its fit and the ideal line."""
+    plt, fig, ax = _figure()
+    for i, result in enumerate(results):
+        color = f"C{i}"
+        pts = [
+            (j["n"], j[key]) for j in result["jobs"] if j["status"] == "completed" and j.get(key)
+        ]
+        if not pts:
+            continue
+        n, y = np.array(pts, dtype=float).T
+        ax.loglog(n, y, "o", color=color, ms=7, label=f"{result['site']} ({result['study']})")
+        law = result["fits"].get(fit)
+        grid = np.geomspace(n.min(), n.max(), 50)
+        if law:
+            ax.loglog(
+                grid,
+                law["prefactor"] * grid ** law["exponent"],
+                "-",
+                color=color,
+                label=f"fit: N^{law['exponent']:+.2f}"
+                + (
+                    f" [{law['ci_low']:+.2f}, {law['ci_high']:+.2f}]"
+                    if law["ci_low"] is not None
+                    else ""
+                ),
+            )
+        ax.loglog(
+            grid,
+            y[0] * (grid / n[0]) ** ideal,
+            ":",
+            color=color,
+            alpha=0.6,
+            label=f"ideal: N^{ideal:+g}",
+        )
+        if paper is not None:
+            ax.loglog(
+                grid,
+                y[0] * (grid / n[0]) ** paper,
+                "--",
+                color="gray",
+                alpha=0.7,
+                label=f"paper (SummitDev): N^{paper:+g}" if i == 0 else None,
+            )
+    ax.set_xlabel("N (GPUs, or ranks on CPU sites)")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=9)
+    return _save(plt, fig, out)
+
+
+def confusion(result: dict[str, Any], out: Path) -> Path | None:
+    """Heat map of the confusion matrix of the study's largest completed job."""
+    from hpcscale.data.simulate import LABELS
+
+    jobs = [j for j in result["jobs"] if j["status"] == "completed" and j.get("confusion_percent")]
+    if not jobs:
+        return None
+    job = jobs[-1]
+    cm = np.array(job["confusion_percent"])
+    plt, fig, ax = _figure()
+    image = ax.imshow(cm, cmap="Blues", vmin=0, vmax=100)
+    for (i, k), v in np.ndenumerate(cm):
+        ax.text(
+            k,
+            i,
+            f"{v:.1f}",
+            ha="center",
+            va="center",
+            color="white" if v > 60 else "black",
+            fontsize=11,
+        )
+    ax.set_xticks(range(5), LABELS)
+    ax.set_yticks(range(5), LABELS)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    acc = job.get("val_accuracy")
+    ax.set_title(
+        f"{result['site']}, N = {job['n']}: validation confusion (%), accuracy {100 * acc:.1f} %"
+        if acc is not None
+        else ""
+    )
+    fig.colorbar(image, ax=ax, label="% of true class")
+    return _save(plt, fig, out)
+
+
+def time_split(result: dict[str, Any], out: Path) -> Path | None:
+    """Median per-step time split as stacked bars per N."""
+    jobs = [j for j in result["jobs"] if j.get("step_time_split_s")]
+    if not jobs:
+        return None
+    plt, fig, ax = _figure()
+    labels = [str(j["n"]) for j in jobs]
+    bottom = np.zeros(len(jobs))
+    for i, (key, name) in enumerate(SPLIT):
+        values = np.array([j["step_time_split_s"].get(key, 0.0) * 1e3 for j in jobs])
+        ax.bar(labels, values, bottom=bottom, color=f"C{i}", label=name)
+        bottom += values
+    decompress = [j["step_time_split_s"].get("decompress_s", 0.0) * 1e3 for j in jobs]
+    ax.plot(labels, decompress, "kx", ms=10, mew=2, label="decompress (prefetch thread)")
+    ax.set_xlabel("N")
+    ax.set_ylabel("median time per step [ms]")
+    ax.set_title(f"{result['site']}: where a training step's time goes")
+    ax.legend(fontsize=9)
+    ax.grid(alpha=0.3, axis="y")
+    return _save(plt, fig, out)
+
+
+def paper_beta() -> float:
+    return float(PAPER["jishnet"]["beta"])  # type: ignore[index]
+
+
+def paper_alpha() -> float:
+    return float(PAPER["jishnet"]["alpha"])  # type: ignore[index]

@@ -1,0 +1,114 @@
+"""From study folders to the figures a report shows: per-job table, fits, paper references."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from hpcscale.analysis.fit import fit_power_law
+from hpcscale.study import collect, load
+
+# Hagen et al. (seed 000), SummitDev, 32-192 GPUs: TTL ∝ N^α, epoch rate ∝ N^β.
+PAPER = {
+    "site": "summitdev",
+    "gpus": [32, 64, 128, 192],
+    "jishnet": {
+        "alpha": -0.7,
+        "beta": 0.9,
+        "val_accuracy": 0.788,
+        "val_accuracy_sd": 0.038,
+        "epoch_rate_per_min": [0.5, 1.5],
+    },
+    "scnet": {"alpha": -0.6, "beta": 0.9, "val_accuracy": 0.768, "val_accuracy_sd": 0.033},
+    "jishnet_confusion_percent": [
+        [66.7, 33.0, 0.0, 0.0, 0.3],
+        [1.6, 98.0, 0.0, 0.4, 0.0],
+        [0.0, 0.1, 98.9, 0.0, 1.0],
+        [1.6, 1.7, 1.3, 37.5, 57.8],
+        [0.6, 0.1, 2.1, 26.3, 71.0],
+    ],
+}
+
+
+def job_size(row: dict[str, Any]) -> int:
+    """N of a job: its GPU count on GPU sites, its rank count otherwise."""
+    return int(row.get("gpus") or row.get("ranks") or 0)
+
+
+def study_results(study: Path) -> dict[str, Any]:
+    manifest = load(study)
+    rows = sorted(collect(study), key=job_size)
+    done = [r for r in rows if r.get("status") == "completed"]
+    base = done[0] if done else None
+    jobs = []
+    for r in rows:
+        n = job_size(r)
+        job = {
+            "label": r["label"],
+            "n": n,
+            "gpus": r.get("gpus"),
+            "ranks": r.get("ranks"),
+            "nodes": r.get("nodes"),
+            "status": r.get("status"),
+            "reason": r.get("reason"),
+            **{
+                k: r.get(k)
+                for k in (
+                    "dlt_s",
+                    "ttl_s",
+                    "epoch_rate_per_min",
+                    "images_per_s",
+                    "val_accuracy",
+                    "stop_reason",
+                    "epochs",
+                    "steps",
+                    "final_smoothed_loss",
+                    "confusion_percent",
+                    "step_time_split_s",
+                    "train_time_s",
+                )
+            },
+        }
+        if base and r in done and base.get("epoch_rate_per_min"):
+            speedup = r["epoch_rate_per_min"] / base["epoch_rate_per_min"]
+            job["speedup"] = speedup
+            job["efficiency"] = speedup / (n / job_size(base))
+        jobs.append(job)
+    fits = {}
+    for key, name in (
+        ("ttl_s", "ttl"),
+        ("epoch_rate_per_min", "epoch_rate"),
+        ("dlt_s", "dlt"),
+        ("images_per_s", "images_per_s"),
+    ):
+        pts = [(j["n"], j[key]) for j in jobs if j["status"] == "completed" and j.get(key)]
+        law = fit_power_law([p[0] for p in pts], [p[1] for p in pts]) if pts else None
+        fits[name] = law.as_dict() if law else None
+    first = done[0] if done else (rows[0] if rows else {})
+    return {
+        "study": manifest.study,
+        "folder": str(study),
+        "site": manifest.site,
+        "site_digest": manifest.site_digest,
+        "scheduler": manifest.scheduler,
+        "loss": first.get("loss"),
+        "target_loss": first.get("target_loss"),
+        "model": (first.get("config") or {}).get("model"),
+        "provenance": first.get("provenance"),
+        "data": first.get("data"),
+        "jobs": jobs,
+        "fits": fits,
+        "missing": [
+            {"label": j["label"], "reason": j["reason"] or j["status"]}
+            for j in jobs
+            if j["status"] != "completed"
+        ],
+        "walltime_s": {j.label: j.walltime_s for j in manifest.jobs},
+    }
+
+
+def write_results(results: list[dict[str, Any]], path: Path) -> None:
+    from hpcscale.fsutil import atomic_write
+
+    atomic_write(path, json.dumps({"studies": results, "paper": PAPER}, indent=2) + "\n")
