@@ -118,6 +118,11 @@ def _train(
         )
 
     torch.manual_seed(cfg.seed)
+    if engine.device.type == "cuda":
+        # Every step has the same shapes, so let cuDNN time its algorithms once: without this,
+        # its heuristic picks for a 1-channel 3600×3600 convolution made steps 10× slower on
+        # an H200 (0.94 s vs 0.09 s per step of 7 images).
+        torch.backends.cudnn.benchmark = True
     model = JishNet(store.resolution, cfg.model, softmax=cfg.loss == "paper").to(engine.device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
