@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import platform
 import signal
 import socket
@@ -370,8 +371,6 @@ def _codec(cfg: TrainConfig) -> Codec:
 
 
 def _provenance(engine: Engine, jobenv: JobEnvironment) -> dict[str, Any]:
-    import os
-
     versions = engine.versions()
     return {
         "hpcscale": __version__,
