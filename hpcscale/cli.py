@@ -402,18 +402,16 @@ def cancel(study_dir: Annotated[Path, typer.Argument(help="Study folder.")]) -> 
     import os
     import signal
 
-    import submitit
-
+    from hpcscale.schedulers import job_handle
     from hpcscale.study import DONE_STATES, job_state, load, save
 
     manifest = load(study_dir)
     for record in manifest.jobs:
         if record.job_id is None or job_state(study_dir, manifest, record) in DONE_STATES:
             continue
-        if manifest.scheduler == "slurm":
-            submitit.SlurmJob(
-                folder=study_dir / record.folder / "submitit", job_id=record.job_id
-            ).cancel(check=False)
+        job = job_handle(manifest.scheduler, study_dir / record.folder / "submitit", record.job_id)
+        if job is not None:
+            job.cancel(check=False)
         elif manifest.scheduler == "local":
             with contextlib.suppress(OSError):
                 os.kill(int(record.job_id), signal.SIGTERM)

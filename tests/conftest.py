@@ -48,3 +48,56 @@ def check_golden(path: Path, text: str, regen: bool) -> None:
         return
     assert path.exists(), f"{path} missing; run pytest --regen-golden and review the diff"
     assert text == path.read_text(), f"{path} differs; review, then pytest --regen-golden"
+
+
+FAKE_COMMANDS = (
+    "sbatch",
+    "srun",
+    "sacct",
+    "squeue",
+    "scancel",
+    "bsub",
+    "bjobs",
+    "bkill",
+    "jsrun",
+    "qsub",
+    "qstat",
+    "qdel",
+    "mpirun",
+    "ibrun",
+    "aprun",
+    "module",
+)
+
+
+class FakeScheduler:
+    """Fake sbatch/bsub/qsub/... on PATH that record their calls and really run the jobs."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+
+    def calls(self, cmd: str | None = None) -> list[dict]:
+        import json
+
+        path = self.state / "calls.jsonl"
+        rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        return [r for r in rows if cmd is None or r["cmd"] == cmd]
+
+
+@pytest.fixture
+def fake_scheduler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeScheduler:
+    import os
+    import sys
+
+    bin_dir = tmp_path / "fakebin"
+    state = tmp_path / "fakesched"
+    bin_dir.mkdir()
+    state.mkdir()
+    script = bin_dir / "fakesched.py"
+    script.write_text(f"#!{sys.executable}\n" + (TESTS / "fakesched.py").read_text())
+    script.chmod(0o755)
+    for name in FAKE_COMMANDS:
+        (bin_dir / name).symlink_to(script)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKESCHED_DIR", str(state))
+    return FakeScheduler(state)

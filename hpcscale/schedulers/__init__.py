@@ -28,6 +28,19 @@ def script_for(site: Site, plan: JobPlan, job: JobSpec, folder: Path) -> str:
     return module.script_for(site, plan, job, folder, submit_command(folder))
 
 
+def job_handle(scheduler: str, folder: Path, job_id: str) -> Any | None:
+    """A submitit Job for a submitted job (state, cancel); None for local jobs."""
+    if scheduler == "slurm":
+        import submitit
+
+        return submitit.SlurmJob(folder=folder, job_id=job_id)
+    if scheduler in ("lsf", "pbs"):
+        module = import_module(f"hpcscale.schedulers.{scheduler}")
+        job_class = module.LsfJob if scheduler == "lsf" else module.PbsJob
+        return job_class(folder=folder, job_id=job_id)
+    return None
+
+
 def submit_command(folder: Path, python: str | None = None) -> str:
     """submitit's rank command: load the pickled function from ``folder`` and call it."""
     py = python or shlex.quote(sys.executable)

@@ -25,7 +25,12 @@ def script_for(site: Site, plan: JobPlan, job: JobSpec, folder: Path, command: s
         output=stdout.replace("%t", "0"),
         error=stderr.replace("%t", "0"),
         launcher_args=["--unbuffered", "--output", stdout, "--error", stderr],
-        env={**job.env, "SUBMITIT_EXECUTOR": "slurm"},
+        # submitit's Slurm job environment reads SLURM_PROCID, which only srun sets per task;
+        # under mpirun or ibrun every rank would be 0, so hpcscale's environment takes over.
+        env={
+            **job.env,
+            "SUBMITIT_EXECUTOR": "slurm" if site.launcher.kind == "srun" else "slurm-mpi",
+        },
     )
     return render_script(site, plan, spec)
 
@@ -37,8 +42,8 @@ class SiteSlurmExecutor(submitit.SlurmExecutor):
         # submitit uses these for its own bookkeeping (task count, requeue timeout).
         self.update_parameters(
             nodes=plan.nodes,
-            tasks_per_node=plan.ranks_per_node,
-            timeout_min=math.ceil(plan.walltime_s / 60),
+            ntasks_per_node=plan.ranks_per_node,
+            time=math.ceil(plan.walltime_s / 60),
             job_name=job.name,
         )
 

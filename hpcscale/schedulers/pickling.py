@@ -1,0 +1,122 @@
+"""Shared parts of the LSF and PBS backends, built on submitit's PicklingExecutor.
+
+submitit loads plugins from its ``submitit`` entry-point group, which takes one ``executor`` and
+one ``job_environment`` per package; hpcscale registers ``SiteJobEnvironment``, which serves
+both LSF and PBS jobs (it is what ``python -m submitit.core._submit`` needs inside a job), and
+the LSF executor. Each backend module keeps its own commands and parsing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shlex
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+from submitit.core import core, job_environment
+from submitit.core.utils import JobPaths
+
+from hpcscale.plan import JobPlan
+from hpcscale.render.script import JobSpec, render_script
+from hpcscale.sites.models import Site
+
+
+def script_for(
+    site: Site, plan: JobPlan, job: JobSpec, folder: Path, command: str, executor: str
+) -> str:
+    paths = JobPaths(folder=folder)
+    spec = replace(
+        job,
+        command=shlex.split(command),
+        output=str(paths.stdout)
+        .replace("%t", "0")
+        .replace("%j", "%J" if executor == "lsf" else "%j"),
+        error=str(paths.stderr)
+        .replace("%t", "0")
+        .replace("%j", "%J" if executor == "lsf" else "%j"),
+        env={**job.env, "SUBMITIT_EXECUTOR": executor},
+    )
+    if executor == "pbs":  # PBS expands no pattern in -o/-e: let it name the files
+        spec = replace(spec, output=None, error=None)
+    return render_script(site, plan, spec)
+
+
+class SiteExecutor(core.PicklingExecutor):
+    """A submitit executor whose submission file is the site's rendered template."""
+
+    executor_name: ClassVar[str] = ""
+
+    def __init__(
+        self, folder: Path, site: Site, plan: JobPlan, job: JobSpec, max_num_timeout: int = 3
+    ) -> None:
+        super().__init__(folder, max_num_timeout=max_num_timeout)
+        self.site, self.plan, self.job = site, plan, job
+        self.parameters["timeout_min"] = math.ceil(plan.walltime_s / 60)
+
+    @classmethod
+    def _valid_parameters(cls) -> set[str]:
+        return {"timeout_min"}
+
+    def _num_tasks(self) -> int:
+        return self.plan.ranks
+
+    @property
+    def _submitit_command_str(self) -> str:
+        from hpcscale.schedulers import submit_command
+
+        return submit_command(self.folder)
+
+    def _make_submission_file_text(self, command: str, uid: str) -> str:
+        return script_for(self.site, self.plan, self.job, self.folder, command, self.executor_name)
+
+
+class SiteJobEnvironment(job_environment.JobEnvironment):
+    """Rank, size and job id inside LSF and PBS jobs, and Slurm jobs whose ranks another
+    launcher than srun starts (ibrun, mpirun), from hpcscale's JobEnvironment."""
+
+    _env: ClassVar[dict[str, str]] = {}
+
+    def activated(self) -> bool:
+        return os.environ.get("SUBMITIT_EXECUTOR", "") in ("lsf", "pbs", "slurm-mpi")
+
+    @property
+    def _job(self) -> Any:
+        from hpcscale.train.jobenv import detect
+
+        return detect()
+
+    @property
+    def raw_job_id(self) -> str:
+        return str(self._job.job_id)
+
+    @property
+    def num_tasks(self) -> int:
+        return int(self._job.world_size)
+
+    @property
+    def num_nodes(self) -> int:
+        return max(len(self._job.nodes), 1)
+
+    @property
+    def node(self) -> int:
+        return 0
+
+    @property
+    def global_rank(self) -> int:
+        return int(self._job.rank)
+
+    @property
+    def local_rank(self) -> int:
+        return int(self._job.local_rank)
+
+    def _requeue(self, countdown: int) -> None:
+        command = {"lsf": ["brequeue"], "pbs": ["qrerun"], "slurm-mpi": ["scontrol", "requeue"]}
+        subprocess.check_call([*command[os.environ["SUBMITIT_EXECUTOR"]], self.job_id])
+
+
+def run_json(command: list[str]) -> Any:
+    return json.loads(subprocess.check_output(command, text=True) or "{}")

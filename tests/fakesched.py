@@ -1,0 +1,307 @@
+#!/usr/bin/env python3
+"""One fake for every scheduler and launcher command, dispatched on the name it is called by.
+
+Each call is appended to $FAKESCHED_DIR/calls.jsonl (argv, and the script for submissions).
+Submissions really run the script (in the background, like a batch system) with the variables
+the real scheduler sets; launchers really start N copies of the command with the variables the
+real launcher sets; state commands answer in the real commands' formats from state files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+STATE = Path(os.environ["FAKESCHED_DIR"])
+HOST = socket.gethostname()
+
+
+def record(name: str, argv: list[str], **extra: object) -> None:
+    with open(STATE / "calls.jsonl", "a") as fh:
+        fh.write(json.dumps({"cmd": name, "argv": argv, **extra}) + "\n")
+
+
+def next_id() -> str:
+    counter = STATE / "next_id"
+    value = int(counter.read_text()) if counter.exists() else 1000
+    counter.write_text(str(value + 1))
+    return str(value)
+
+
+def directive(script: str, prefix: str, flag: str) -> str | None:
+    for line in script.splitlines():
+        m = re.match(rf"^{re.escape(prefix)}\s+{re.escape(flag)}[= ](\S+)", line)
+        if m:
+            return m.group(1).strip("'\"")
+    return None
+
+
+def start_job(job_id: str, script: Path, env: dict[str, str], out: str | None) -> None:
+    """Run the script in the background; the state file says RUNNING, then the exit code."""
+    state = STATE / f"job-{job_id}.json"
+    state.write_text(json.dumps({"state": "RUNNING"}))
+    log = open(out, "a") if out else subprocess.DEVNULL  # noqa: SIM115
+    runner = f'bash {script!s}; rc=$?; echo \'{{"state": "DONE", "rc": \'$rc\'}}\' > {state!s}'
+    proc = subprocess.Popen(
+        ["bash", "-c", runner],
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=os.getcwd(),
+    )
+    (STATE / f"job-{job_id}.pid").write_text(str(proc.pid))
+
+
+def job_state(job_id: str) -> tuple[str, int | None]:
+    path = STATE / f"job-{job_id}.json"
+    if not path.exists():
+        return "UNKNOWN", None
+    data = json.loads(path.read_text())
+    return data["state"], data.get("rc")
+
+
+# --- submission -------------------------------------------------------------------------------
+
+
+def sbatch(argv: list[str]) -> int:
+    script = Path(argv[-1])
+    text = script.read_text()
+    record("sbatch", argv, script=text)
+    jid = next_id()
+    nodes = int(directive(text, "#SBATCH", "--nodes") or 1)
+    per_node = int(directive(text, "#SBATCH", "--ntasks-per-node") or 1)
+    out = (directive(text, "#SBATCH", "--output") or f"slurm-{jid}.out").replace("%j", jid)
+    env = {
+        "SLURM_JOB_ID": jid,
+        "SLURM_JOB_NODELIST": HOST,
+        "SLURM_NNODES": str(nodes),
+        "SLURM_NTASKS": str(nodes * per_node),
+        "SLURM_PROCID": "0",
+        "SLURM_SUBMIT_DIR": os.getcwd(),
+    }
+    start_job(jid, script, env, out)
+    print(f"Submitted batch job {jid}")
+    return 0
+
+
+def bsub(argv: list[str]) -> int:
+    text = sys.stdin.read()
+    record("bsub", argv, script=text)
+    jid = next_id()
+    script = STATE / f"bsub-{jid}.sh"
+    script.write_text(text)
+    out = (directive(text, "#BSUB", "-o") or f"lsf-{jid}.out").replace("%J", jid)
+    env = {"LSB_JOBID": jid, "LSB_MCPU_HOSTS": f"batch1 1 {HOST} 40", "LS_SUBCWD": os.getcwd()}
+    start_job(jid, script, env, out)
+    print(f"Job <{jid}> is submitted to queue <batch>.")
+    return 0
+
+
+def qsub(argv: list[str]) -> int:
+    script = Path(argv[-1])
+    text = script.read_text()
+    record("qsub", argv, script=text)
+    jid = next_id() + ".fakepbs"
+    nodefile = STATE / f"nodes-{jid}"
+    nodefile.write_text(f"{HOST}\n")
+    env = {"PBS_JOBID": jid, "PBS_NODEFILE": str(nodefile), "PBS_O_WORKDIR": os.getcwd()}
+    start_job(jid, script, env, str(Path(os.getcwd()) / f"pbs-{jid}.out"))
+    print(jid)
+    return 0
+
+
+# --- state and cancel -------------------------------------------------------------------------
+
+
+def sacct(argv: list[str]) -> int:
+    record("sacct", argv)
+    ids = [argv[i + 1] for i, a in enumerate(argv) if a == "-j"]
+    print("JobID|State|NodeList")
+    for jid in ids:
+        state, rc = job_state(jid)
+        name = {"RUNNING": "RUNNING", "DONE": "COMPLETED" if rc == 0 else "FAILED"}.get(
+            state, "PENDING"
+        )
+        print(f"{jid}|{name}|{HOST}")
+    return 0
+
+
+def bjobs(argv: list[str]) -> int:
+    record("bjobs", argv)
+    ids = [a for a in argv if a.isdigit()]
+    records = []
+    for jid in ids:
+        state, rc = job_state(jid)
+        stat = {"RUNNING": "RUN", "DONE": "DONE" if rc == 0 else "EXIT"}.get(state, "PEND")
+        records.append({"JOBID": jid, "STAT": stat})
+    print(json.dumps({"COMMAND": "bjobs", "JOBS": len(records), "RECORDS": records}))
+    return 0
+
+
+def qstat(argv: list[str]) -> int:
+    record("qstat", argv)
+    jobs = {}
+    for jid in (a for a in argv if a.endswith(".fakepbs")):
+        state, rc = job_state(jid)
+        jobs[jid] = {"job_state": "R" if state == "RUNNING" else "F", "Exit_status": rc or 0}
+    print(json.dumps({"Jobs": jobs}))
+    return 0
+
+
+def cancel(name: str, argv: list[str]) -> int:
+    record(name, argv)
+    jid = next(a for a in argv if not a.startswith("-"))
+    pid_file = STATE / f"job-{jid}.pid"
+    if pid_file.exists():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(int(pid_file.read_text()), signal.SIGTERM)
+    return 0
+
+
+# --- launchers --------------------------------------------------------------------------------
+
+
+def split_launcher(argv: list[str], with_value: set[str]) -> tuple[dict[str, str], list[str]]:
+    """Options before the command; ``with_value`` flags take the next word."""
+    opts: dict[str, str] = {}
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        flag = argv[i]
+        if "=" in flag:
+            key, value = flag.split("=", 1)
+            opts[key] = value
+        elif flag in with_value:
+            opts[flag] = argv[i + 1]
+            i += 1
+        else:
+            opts[flag] = ""
+        i += 1
+    return opts, argv[i:]
+
+
+def run_tasks(
+    n: int, command: list[str], env_for, out: str | None = None, err: str | None = None
+) -> int:
+    procs = []
+    for rank in range(n):
+        o = open(out.replace("%t", str(rank)), "a") if out else None  # noqa: SIM115
+        e = open(err.replace("%t", str(rank)), "a") if err else None  # noqa: SIM115
+        procs.append(
+            subprocess.Popen(command, env={**os.environ, **env_for(rank, n)}, stdout=o, stderr=e)
+        )
+    return max(p.wait() for p in procs)
+
+
+def srun(argv: list[str]) -> int:
+    record("srun", argv)
+    opts, command = split_launcher(argv, {"--output", "--error", "-n", "-N"})
+    n = int(opts.get("--ntasks") or opts.get("-n") or os.environ.get("SLURM_NTASKS", 1))
+    jid = os.environ.get("SLURM_JOB_ID", "0")
+    out = opts.get("--output", "").replace("%j", jid) or None
+    err = opts.get("--error", "").replace("%j", jid) or None
+    return run_tasks(
+        n,
+        command,
+        lambda r, size: {
+            "SLURM_PROCID": str(r),
+            "SLURM_LOCALID": str(r),
+            "SLURM_NTASKS": str(size),
+            "SLURM_STEP_ID": "0",
+        },
+        out,
+        err,
+    )
+
+
+def jsrun(argv: list[str]) -> int:
+    record("jsrun", argv)
+    opts, command = split_launcher(
+        argv, {"--nrs", "--tasks_per_rs", "--cpu_per_rs", "--gpu_per_rs", "--rs_per_host", "--bind"}
+    )
+    n = int(opts["--nrs"])
+    return run_tasks(
+        n,
+        command,
+        lambda r, size: {
+            "JSM_NAMESPACE_RANK": str(r),
+            "JSM_NAMESPACE_SIZE": str(size),
+            "JSM_NAMESPACE_LOCAL_RANK": str(r),
+        },
+    )
+
+
+def mpirun(argv: list[str]) -> int:
+    record("mpirun", argv)
+    opts, command = split_launcher(argv, {"-np", "-ppn", "--map-by", "--bind-to", "-x"})
+    n = int(opts["-np"])
+    if "--map-by" in opts:  # OpenMPI's words
+        return run_tasks(
+            n,
+            command,
+            lambda r, size: {
+                "OMPI_COMM_WORLD_RANK": str(r),
+                "OMPI_COMM_WORLD_SIZE": str(size),
+                "OMPI_COMM_WORLD_LOCAL_RANK": str(r),
+            },
+        )
+    return run_tasks(
+        n,
+        command,
+        lambda r, size: {"PMI_RANK": str(r), "PMI_SIZE": str(size), "MPI_LOCALRANKID": str(r)},
+    )
+
+
+def ibrun(argv: list[str]) -> int:
+    record("ibrun", argv)
+    _, command = split_launcher(argv, set())
+    n = int(os.environ.get("SLURM_NTASKS", 1))
+    return run_tasks(
+        n,
+        command,
+        lambda r, size: {"PMI_RANK": str(r), "PMI_SIZE": str(size), "MPI_LOCALRANKID": str(r)},
+    )
+
+
+def aprun(argv: list[str]) -> int:
+    record("aprun", argv)
+    opts, command = split_launcher(argv, {"-n", "-N", "-d", "-cc"})
+    return run_tasks(int(opts["-n"]), command, lambda r, size: {"ALPS_APP_PE": str(r)})
+
+
+def main() -> int:
+    name = Path(sys.argv[0]).name
+    argv = sys.argv[1:]
+    handlers = {
+        "sbatch": sbatch,
+        "bsub": bsub,
+        "qsub": qsub,
+        "sacct": sacct,
+        "bjobs": bjobs,
+        "qstat": qstat,
+        "srun": srun,
+        "jsrun": jsrun,
+        "mpirun": mpirun,
+        "ibrun": ibrun,
+        "aprun": aprun,
+    }
+    if name in handlers:
+        return handlers[name](argv)
+    if name in ("scancel", "bkill", "qdel"):
+        return cancel(name, argv)
+    if name == "squeue":
+        record(name, argv)
+        return 0
+    record(name, argv)  # module and other no-ops
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""Submission through submitit against fake schedulers: every bundled site's command and script,
+the ranks each launcher starts, and a whole study (submit → status → collect)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hpcscale.plan import Request, plan_job
+from hpcscale.render.script import JobSpec
+from hpcscale.schedulers import make_executor
+from hpcscale.sites import load_site, site_files
+from hpcscale.sites.detect import resolve
+from hpcscale.train.jobenv import detect
+
+SUBMISSION = {"slurm": "sbatch", "lsf": "bsub", "pbs": "qsub"}
+LAUNCHER_SEEN = {
+    "srun": "srun",
+    "jsrun": "jsrun",
+    "ibrun": "pmi",
+    "aprun": "aprun",
+    "mpirun": "pmi",
+}
+CLUSTER_SITES = sorted(n for n in site_files() if resolve(load_site(n)).scheduler.kind != "local")
+
+
+def _small_request(site) -> Request:
+    if site.node.gpus:
+        return Request(gpus=min(2, site.node.gpus.count * 2))
+    return Request(nodes=1)
+
+
+@pytest.mark.parametrize("name", CLUSTER_SITES)
+def test_site_submission_runs_ranks_through_its_launcher(
+    name, fake_scheduler, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    site = resolve(load_site(name))
+    plan = plan_job(site, _small_request(site))
+    folder = tmp_path / "job" / "submitit"
+    executor = make_executor(site, plan, JobSpec(name=f"t-{name}", command=["true"]), folder)
+    job = executor.submit(detect)
+    results = job.results()  # waits; every task's JobEnvironment as it saw it
+
+    ranks = sorted((r.rank, r.world_size) for r in results)
+    assert ranks == [(k, plan.ranks) for k in range(plan.ranks)]
+    assert {r.launcher for r in results} == {LAUNCHER_SEEN[site.launcher.kind]}
+
+    kind = site.scheduler.kind
+    (submitted,) = fake_scheduler.calls(SUBMISSION[kind])
+    script = submitted["script"]
+    assert script == Path(job.paths.submission_file).read_text()
+    assert f"-u -m submitit.core._submit {folder}" in script
+    executor_name = "slurm-mpi" if kind == "slurm" and site.launcher.kind != "srun" else kind
+    assert f"export SUBMITIT_EXECUTOR={executor_name}" in script
+    if kind == "slurm":
+        assert submitted["argv"] == [submitted["argv"][0]] and submitted["argv"][0].endswith(".sh")
+        assert f"#SBATCH --nodes={plan.nodes}" in script and "#SBATCH --signal=USR2@" in script
+        assert ("--unbuffered --output" in script) == (site.launcher.kind == "srun")
+    elif kind == "lsf":
+        assert submitted["argv"] == []  # the script came on stdin
+        assert f"#BSUB -nnodes {plan.nodes}" in script and "#BSUB -wa USR2" in script
+    else:
+        assert len(submitted["argv"]) == 1
+        assert "#PBS -l walltime=" in script
+    launcher_calls = fake_scheduler.calls(site.launcher.kind)
+    assert len(launcher_calls) == 1
+    for module in site.modules:
+        assert {"cmd": "module", "argv": ["load", module]} in fake_scheduler.calls("module")
+
+
+def test_whole_study_through_fake_slurm(fake_scheduler, tmp_path):
+    sites = tmp_path / "sites"
+    sites.mkdir()
+    (sites / "fake-slurm.yaml").write_text(
+        "scheduler: {kind: slurm, partition: debug, exclusive: false}\n"
+        "launcher: {kind: srun}\n"
+        "engine: torch\n"
+        "node: {cpu: test, arch: x86_64, sockets: 1, cores_per_socket: 2, memory_gb: 4}\n"
+        "limits: {max_nodes: 1, max_walltime: '00:30:00'}\n"
+        "workers_per_node: 2\n"
+        "workload: {resolution: 300, events: 120, model: jishnet-small, epochs: 1,"
+        " target_loss: 1.7}\n"
+    )
+    data = tmp_path / "events"
+    from hpcscale.data.generate import generate
+
+    generate(data, 120, resolution=300, seed=2, workers=2)
+    study = tmp_path / "study"
+
+    def hpcscale(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "hpcscale", *args, "--sites-dir", str(sites)]
+            if args[0] == "submit"
+            else [sys.executable, "-m", "hpcscale", *args],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=tmp_path,
+        )
+
+    res = hpcscale(
+        "submit",
+        "--site",
+        "fake-slurm",
+        "--ranks",
+        "1,2",
+        "--data",
+        str(data),
+        "--study",
+        str(study),
+        "--wait",
+        "--ttl-window",
+        "5",
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    manifest = json.loads((study / "manifest.json").read_text())
+    assert [j["label"] for j in manifest["jobs"]] == ["1r", "2r"]
+    assert all(j["state"] == "completed" for j in manifest["jobs"])
+    assert len(fake_scheduler.calls("sbatch")) == 2
+    for label, ranks in (("1r", 1), ("2r", 2)):
+        summary = json.loads((study / "jobs" / label / "summary.json").read_text())
+        assert summary["world_size"] == ranks and summary["provenance"]["launcher"] == "srun"
+        for key in ("dlt_s", "ttl_s", "epoch_rate_per_min"):
+            assert summary[key] is not None and summary[key] > 0
+    # Submitting the same study again does not duplicate jobs.
+    res = hpcscale(
+        "submit",
+        "--site",
+        "fake-slurm",
+        "--ranks",
+        "1,2",
+        "--data",
+        str(data),
+        "--study",
+        str(study),
+    )
+    assert res.returncode == 0 and "already completed" in res.stdout
+    assert len(fake_scheduler.calls("sbatch")) == 2
+    res = hpcscale("collect", str(study))
+    assert res.returncode == 0 and "completed" in res.stdout
+
+
+def test_failed_sbatch_is_one_line_and_manifest_says_so(fake_scheduler, tmp_path):
+    bad = Path(fake_scheduler.state.parent / "fakebin" / "sbatch")
+    bad.unlink()
+    bad.write_text(
+        "#!/bin/sh\necho 'sbatch: error: invalid partition specified: gpu' >&2\nexit 1\n"
+    )
+    bad.chmod(0o755)
+    study = tmp_path / "study"
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hpcscale",
+            "submit",
+            "--site",
+            "pnnl",
+            "--gpus",
+            "2,4",
+            "--data",
+            str(tmp_path),
+            "--study",
+            str(study),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 2
+    assert "invalid partition specified" in res.stderr and "Traceback" not in res.stderr
+    manifest = json.loads((study / "manifest.json").read_text())
+    assert [(j["label"], j["state"]) for j in manifest["jobs"]] == [("2g", "submit-failed")]
+
+
+def test_dry_run_writes_scripts_submits_nothing(fake_scheduler, tmp_path):
+    study = tmp_path / "study"
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hpcscale",
+            "submit",
+            "--site",
+            "summitdev",
+            "--gpus",
+            "4,8",
+            "--study",
+            str(study),
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert fake_scheduler.calls() == []
+    script = (study / "jobs" / "8g" / "job.sh").read_text()
+    assert "#BSUB -nnodes 2" in script and "jsrun --nrs 8" in script
+
+
+def test_unknown_site_lists_known(tmp_path):
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hpcscale",
+            "submit",
+            "--site",
+            "nowhere",
+            "--gpus",
+            "1",
+            "--dry-run",
+            "--study",
+            str(tmp_path / "s"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 2 and "known sites: endeavour, local" in res.stderr
