@@ -52,6 +52,7 @@ def check_golden(path: Path, text: str, regen: bool) -> None:
 
 FAKE_COMMANDS = (
     "sbatch",
+    "scontrol",
     "srun",
     "sacct",
     "squeue",

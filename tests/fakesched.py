@@ -43,21 +43,56 @@ def directive(script: str, prefix: str, flag: str) -> str | None:
     return None
 
 
-def start_job(job_id: str, script: Path, env: dict[str, str], out: str | None) -> None:
-    """Run the script in the background; the state file says RUNNING, then the exit code."""
+def start_job(
+    job_id: str,
+    script: Path,
+    env: dict[str, str],
+    out: str | None,
+    delay: float = 0.0,
+    cwd: str | None = None,
+) -> None:
+    """Run the script in the background; the state file says RUNNING, then the exit code.
+    A requeue starts a new generation; only the current generation writes the final state."""
     state = STATE / f"job-{job_id}.json"
-    state.write_text(json.dumps({"state": "RUNNING"}))
+    gen_file = STATE / f"job-{job_id}.gen"
+    gen = int(gen_file.read_text()) + 1 if gen_file.exists() else 0
+    gen_file.write_text(str(gen))
+    state.write_text(json.dumps({"state": "PENDING" if delay else "RUNNING"}))
+    cwd = cwd or os.getcwd()
+    launch = {"script": str(script), "env": env, "out": out, "cwd": cwd}
+    (STATE / f"job-{job_id}.launch.json").write_text(json.dumps(launch))
     log = open(out, "a") if out else subprocess.DEVNULL  # noqa: SIM115
-    runner = f'bash {script!s}; rc=$?; echo \'{{"state": "DONE", "rc": \'$rc\'}}\' > {state!s}'
+    done = '{"state": "DONE", "rc": RC}'
+    runner = (
+        f'sleep {delay}; echo \'{{"state": "RUNNING"}}\' > {state}; bash {script}; rc=$?; '
+        f'if [ "$(cat {gen_file})" = {gen} ]; then '
+        f"echo '{done}' | sed \"s/RC/$rc/\" > {state}; fi"
+    )
     proc = subprocess.Popen(
         ["bash", "-c", runner],
         env={**os.environ, **env},
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        cwd=os.getcwd(),
+        cwd=cwd,
     )
     (STATE / f"job-{job_id}.pid").write_text(str(proc.pid))
+
+
+def scontrol(argv: list[str]) -> int:
+    """``scontrol requeue ID``: end the running job, start it again a few seconds later."""
+    record("scontrol", argv)
+    if argv[:1] != ["requeue"]:
+        return 0
+    jid = argv[1]
+    launch = json.loads((STATE / f"job-{jid}.launch.json").read_text())
+    old_pid = int((STATE / f"job-{jid}.pid").read_text())
+    start_job(
+        jid, Path(launch["script"]), launch["env"], launch["out"], delay=5.0, cwd=launch["cwd"]
+    )
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(old_pid, signal.SIGTERM)
+    return 0
 
 
 def job_state(job_id: str) -> tuple[str, int | None]:
@@ -127,9 +162,11 @@ def sacct(argv: list[str]) -> int:
     print("JobID|State|NodeList")
     for jid in ids:
         state, rc = job_state(jid)
-        name = {"RUNNING": "RUNNING", "DONE": "COMPLETED" if rc == 0 else "FAILED"}.get(
-            state, "PENDING"
-        )
+        name = {
+            "RUNNING": "RUNNING",
+            "PENDING": "PENDING",
+            "DONE": "COMPLETED" if rc == 0 else "FAILED",
+        }.get(state, "PENDING")
         print(f"{jid}|{name}|{HOST}")
     return 0
 
@@ -291,6 +328,7 @@ def main() -> int:
         "mpirun": mpirun,
         "ibrun": ibrun,
         "aprun": aprun,
+        "scontrol": scontrol,
     }
     if name in handlers:
         return handlers[name](argv)

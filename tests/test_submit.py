@@ -4,8 +4,11 @@ the ranks each launcher starts, and a whole study (submit → status → collect
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ from hpcscale.schedulers import make_executor
 from hpcscale.sites import load_site, site_files
 from hpcscale.sites.detect import resolve
 from hpcscale.train.jobenv import detect
+from hpcscale.train.records import read_records
 
 SUBMISSION = {"slurm": "sbatch", "lsf": "bsub", "pbs": "qsub"}
 LAUNCHER_SEEN = {
@@ -224,3 +228,80 @@ def test_unknown_site_lists_known(tmp_path):
         timeout=60,
     )
     assert res.returncode == 2 and "known sites: endeavour, local" in res.stderr
+
+
+def test_walltime_signal_checkpoints_requeues_and_resumes(fake_scheduler, tmp_path):
+    """USR2 (Slurm's warning before the time limit) → checkpoint → requeue → resume; every
+    step is recorded exactly once across the two segments."""
+    sites = tmp_path / "sites"
+    sites.mkdir()
+    (sites / "fake-slurm.yaml").write_text(
+        "scheduler: {kind: slurm, exclusive: false}\nlauncher: {kind: srun}\n"
+        "node: {cpu: test, arch: x86_64, sockets: 1, cores_per_socket: 2, memory_gb: 4}\n"
+        "limits: {max_nodes: 1, max_walltime: '00:30:00'}\nworkers_per_node: 2\n"
+        "workload: {resolution: 300, events: 200, model: jishnet-small, epochs: 4}\n"
+    )
+    from hpcscale.data.generate import generate
+
+    data = tmp_path / "events"
+    generate(data, 200, resolution=300, seed=4, workers=2)
+    study = tmp_path / "study"
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hpcscale",
+            "submit",
+            "--site",
+            "fake-slurm",
+            "--ranks",
+            "2",
+            "--data",
+            str(data),
+            "--study",
+            str(study),
+            "--sites-dir",
+            str(sites),
+            "--no-stop-at-target",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    job = study / "jobs" / "2r"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        log = job / "rank-1.jsonl"
+        if log.exists() and log.read_text().count('"kind": "step"') >= 8:
+            break
+        time.sleep(0.3)
+    else:
+        pytest.fail("the job never got to step 8")
+    pids = subprocess.run(
+        ["pgrep", "-f", rf"^\S+ -u -m submitit.core._submit {job}/submitit"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert len(pids) == 2
+    for pid in pids:
+        os.kill(int(pid), signal.SIGUSR2)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (job / "summary.json").exists():
+        time.sleep(0.5)
+    summary = json.loads((job / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["segments"] == 2
+    assert summary["stop_reason"] == "epochs"
+    assert [c["argv"][0] for c in fake_scheduler.calls("scontrol")] == ["requeue"]
+    for rank in (0, 1):
+        rows = read_records(job / f"rank-{rank}.jsonl")
+        for kind in ("step", "sync"):
+            steps = [r["step"] for r in rows if r["kind"] == kind]
+            assert steps == list(range(1, summary["steps"] + 1)), kind
+        (end,) = [r for r in rows if r["kind"] == "segment_end"]
+        (start,) = [r for r in rows if r["kind"] == "segment_start"]
+        assert start["step"] == end["step"] and start["segment"] == 1
+        later = [r for r in rows if r["kind"] == "step" and r["step"] > end["step"]]
+        assert later and all(r["segment"] == 1 and r["t_total"] > r["t"] for r in later)
+    assert summary["train_time_s"] > 0 and summary["epochs"] == pytest.approx(4, abs=0.05)

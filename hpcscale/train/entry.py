@@ -18,14 +18,32 @@ class TrainTask:
     argv: list[str]  # arguments of `python -m hpcscale.train`
 
     def __call__(self) -> int:
+        from hpcscale.train.checkpoint import REQUEUE_EXIT
         from hpcscale.train.config import parse
         from hpcscale.train.loop import run
 
         rc = run(parse(self.argv), process_start_time())
+        if rc == REQUEUE_EXIT:
+            requeue(rc)
         if rc != 0:
             summary = Path(parse(self.argv).out) / "summary.json"
             raise RuntimeError(f"training failed (exit {rc}); see {summary}")
         return rc
+
+
+def requeue(code: int = 3) -> None:
+    """Requeue this job through submitit's job environment (rank 0), then leave without a
+    result, so that submitit waits for the next segment."""
+    import signal
+    import sys
+
+    import submitit
+
+    env = submitit.JobEnvironment()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the scheduler ends this segment now
+    if env.global_rank == 0:
+        env._requeue(countdown=3)  # submitit's own hook: scontrol requeue, brequeue, qrerun
+    sys.exit(code)
 
 
 def process_start_time() -> float:

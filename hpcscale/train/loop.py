@@ -28,6 +28,7 @@ from hpcscale import __version__
 from hpcscale.data.simulate import CLASSES
 from hpcscale.data.store import Codec, load_shard
 from hpcscale.errors import UserError
+from hpcscale.train import checkpoint
 from hpcscale.train.batches import Prefetcher, epoch_order
 from hpcscale.train.config import TrainConfig
 from hpcscale.train.engine import Engine, PeerFailure, make_engine
@@ -55,10 +56,12 @@ def run(cfg: TrainConfig, t0: float) -> int:
         job=cfg.job,
         rank=jobenv.rank,
         world=jobenv.world_size,
+        segment=checkpoint.next_segment(folder),
     )
     mll = MLLog(folder / "mlperf.log" if jobenv.rank == 0 else None)
     mll.start("INIT_START", time_s=t0)
     _install_signal_handlers()
+    checkpoint.install_usr2_handler()
     engine: Engine | None = None
     status: dict[str, Any] = {"status": "failed", "host": socket.gethostname()}
     try:
@@ -68,6 +71,12 @@ def run(cfg: TrainConfig, t0: float) -> int:
         write_status(folder, jobenv.rank, status)
         engine.barrier()
         return 0
+    except checkpoint.Requeue:
+        status.update(status="requeued", reason="checkpointed before the time limit")
+        write_status(folder, jobenv.rank, status)
+        with contextlib.suppress(PeerFailure):
+            engine.barrier()  # type: ignore[union-attr]
+        return checkpoint.REQUEUE_EXIT
     except PeerFailure as exc:
         status.update(reason=str(exc), peer_failure=True)
     except torch.cuda.OutOfMemoryError:
@@ -77,12 +86,12 @@ def run(cfg: TrainConfig, t0: float) -> int:
     except Exception as exc:
         status["reason"] = f"{type(exc).__name__}: {exc}"
     finally:
-        if status["status"] != "ok":
+        if status["status"] == "failed":
             rec.write("end", status="failed", reason=status.get("reason"))
             write_status(folder, jobenv.rank, status)
             print(f"rank {jobenv.rank}: failed: {status.get('reason')}", file=sys.stderr)
             mll.end("RUN_STOP", status="aborted")
-        if jobenv.rank == 0:
+        if jobenv.rank == 0 and status["status"] != "requeued":
             if status["status"] != "ok":
                 _wait_for_statuses(folder, jobenv.world_size)
             summarize(folder, jobenv.world_size)
@@ -129,29 +138,42 @@ def _train(
         model = model.to(memory_format=torch.channels_last)
     engine.broadcast_parameters(model)
     params = [p for p in model.parameters() if p.requires_grad]
-    flat = _bucket_grads(params, extra=3, device=engine.device)
+    flat = _bucket_grads(params, extra=4, device=engine.device)
     optimizer, schedule = _optimizer(cfg, params, world, steps_per_epoch)
+    resumed = checkpoint.load(cfg.out, engine.device)
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        if schedule is not None:
+            schedule.load_state_dict(resumed["schedule"])
     prefetcher = Prefetcher(store, cfg.batch, engine.device, cfg.prefetch, cfg.channels_last)
 
     mll.event("GLOBAL_BATCH_SIZE", cfg.batch * world)
     mll.event("SEED", cfg.seed)
     mll.start("RUN_START")
     loop = _Loop(cfg, engine, rec, mll, model, params, flat, optimizer, schedule)
+    if resumed is not None:
+        loop.restore(resumed["state"])
     total_steps = math.ceil(cfg.epochs * steps_per_epoch)
-    epoch = 0
+    epoch, skip = divmod(loop.step, steps_per_epoch)
     while not loop.stop_reason:
         order = epoch_order(len(store), cfg.batch, steps_per_epoch, cfg.seed, epoch, rank)
-        order = order[: total_steps - loop.step]
+        order = order[skip : skip + total_steps - loop.step]
         mll.start("EPOCH_START", epoch_num=epoch)
-        loop.epoch(prefetcher.batches(order), epoch, steps_per_epoch, total_steps)
+        loop.epoch(prefetcher.batches(order), epoch, skip, steps_per_epoch, total_steps)
         mll.end("EPOCH_STOP", epoch_num=epoch)
-        epoch += 1
+        epoch, skip = epoch + 1, 0
+    if loop.stop_reason == "requeue":
+        if rank == 0:
+            checkpoint.save(cfg.out, model, optimizer, schedule, loop.state())
+        rec.write("segment_end", step=loop.step, reason="requeue")
+        raise checkpoint.Requeue
 
     accuracy, confusion = _evaluate(model, val_store, cfg, engine)
     mll.event("EVAL_ACCURACY", accuracy, epoch_num=epoch)
     mll.end("RUN_STOP", status="success" if loop.ttl_s is not None else "aborted")
     rec.write("end", status="ok", stop_reason=loop.stop_reason, val_accuracy=accuracy)
-    train_s = max(loop.train_end - loop.train_start, 1e-9)
+    train_s = max(loop.train_end - loop.train_start + loop.train_offset, 1e-9)
     epochs_done = loop.step / steps_per_epoch
     images = loop.step * cfg.batch * world
     metrics = {
@@ -161,6 +183,7 @@ def _train(
         "loss": cfg.loss,
         "steps": loop.step,
         "steps_per_epoch": steps_per_epoch,
+        "segments": loop.segment + 1,
         "epochs": round(epochs_done, 4),
         "train_time_s": round(train_s, 4),
         "epoch_rate_per_min": epochs_done / (train_s / 60),
@@ -223,17 +246,45 @@ class _Loop:
         self.last_global_loss: float | None = None
         self.last_smoothed: float | None = None
         self.train_start = self.train_end = time.perf_counter()
+        self.started = False
+        self.segment = 0  # walltime segments before this one (checkpoint/requeue)
+        self.train_offset = 0.0  # training seconds of earlier segments
+        self.wall_offset = 0.0  # wall seconds of earlier segments (process start to checkpoint)
         self.autocast = (
             torch.autocast(engine.device.type, dtype=torch.bfloat16)
             if cfg.bf16
             else contextlib.nullcontext()
         )
 
-    def epoch(self, batches: Any, epoch: int, steps_per_epoch: int, total_steps: int) -> None:
+    def state(self) -> dict[str, Any]:
+        """What the next walltime segment needs to go on exactly where this one stopped."""
+        return {
+            "step": self.step,
+            "dlt_s": self.dlt_s,
+            "ttl_s": self.ttl_s,
+            "smoother": list(self.smoother.values),
+            "segment": self.segment,
+            "train_offset": self.train_offset + self.train_end - self.train_start,
+            "wall_offset": self.total_elapsed(),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.step, self.dlt_s, self.ttl_s = state["step"], state["dlt_s"], state["ttl_s"]
+        self.smoother.values.extend(state["smoother"])
+        self.segment = state["segment"] + 1
+        self.train_offset, self.wall_offset = state["train_offset"], state["wall_offset"]
+        self.rec.offset = self.wall_offset
+        self.rec.write("segment_start", step=self.step, wall_offset=self.wall_offset)
+
+    def total_elapsed(self) -> float:
+        """Wall time since the first segment's process start, not counting time in the queue."""
+        return self.wall_offset + self.rec.elapsed()
+
+    def epoch(
+        self, batches: Any, epoch: int, skip: int, steps_per_epoch: int, total_steps: int
+    ) -> None:
         self.model.train()
-        for i, batch in enumerate(batches):
-            if self.step == 0:
-                self.train_start = time.perf_counter()
+        for i, batch in enumerate(batches, start=skip):
             self.step += 1
             self._one_step(batch, epoch + i / steps_per_epoch)
             self.train_end = time.perf_counter()
@@ -257,6 +308,8 @@ class _Loop:
         compute_s = time.perf_counter() - t
         if self.dlt_s is None:
             self.dlt_s = self.rec.elapsed()  # DLT: process start → first loss reported
+        if not self.started:
+            self.train_start, self.started = t, True  # this segment's training phase
         self.rec.write(
             "step",
             step=self.step,
@@ -273,9 +326,10 @@ class _Loop:
             cfg.time_limit is not None and self.rec.elapsed() > cfg.time_limit - cfg.stop_margin
         )
         t = time.perf_counter()
-        flat[-3:] = torch.tensor([local_loss, local_acc, float(wants_stop)])
+        votes = [float(wants_stop), float(checkpoint.preempted())]
+        flat[-4:] = torch.tensor([local_loss, local_acc, *votes])
         self.engine.allreduce_mean_(flat)
-        global_loss, global_acc, stop_vote = flat[-3:].tolist()
+        global_loss, global_acc, stop_vote, requeue_vote = flat[-4:].tolist()
         allreduce_s = time.perf_counter() - t
         self.optimizer.step()
         if self.schedule is not None:
@@ -283,7 +337,7 @@ class _Loop:
         smoothed = self.smoother.push(global_loss)
         self.last_global_loss, self.last_smoothed = global_loss, smoothed
         if self.ttl_s is None and smoothed is not None and smoothed < cfg.target_loss:
-            self.ttl_s = self.rec.elapsed()
+            self.ttl_s = self.total_elapsed()  # across walltime segments
             self.rec.write("phase", phase="target", step=self.step, ttl_s=self.ttl_s)
         self.rec.write(
             "sync",
@@ -293,7 +347,9 @@ class _Loop:
             global_acc=global_acc,
             smoothed_loss=smoothed,
         )
-        if stop_vote > 0:
+        if requeue_vote > 0:
+            self.stop_reason = "requeue"
+        elif stop_vote > 0:
             self.stop_reason = "walltime"
 
 

@@ -36,12 +36,20 @@ class RecordWriter:
         self._fh: IO[str] = open(path, "a", buffering=1)  # noqa: SIM115 - open for the run
         self.t0 = time.time() if t0 is None else t0
         self.identity = identity
+        self.offset = 0.0  # wall time of earlier walltime segments
 
     def elapsed(self) -> float:
         return time.time() - self.t0
 
     def write(self, kind: str, **fields: Any) -> None:
-        line = {"kind": kind, **self.identity, "t": round(self.elapsed(), 6), **fields}
+        t = self.elapsed()
+        line = {
+            "kind": kind,
+            **self.identity,
+            "t": round(t, 6),
+            "t_total": round(t + self.offset, 6),
+            **fields,
+        }
         self._fh.write(json.dumps(line) + "\n")
         self._fh.flush()
 

@@ -1,0 +1,76 @@
+"""Walltime checkpoints: stop at a step boundary, save, requeue, resume where the job stopped.
+
+Slurm sends USR2 to every task shortly before the time limit (``--signal=USR2@N``; LSF's
+``-wa USR2``). Every rank sets a flag; the next step's allreduce carries it, so all ranks stop after
+the same step; rank 0 writes ``checkpoint.pt`` (model, optimizer, data position, TTL smoother and
+timing state) atomically; the job is requeued (through submitit's job environment) and the next
+segment resumes from it, appending to the same records with ``segment`` + 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hpcscale.fsutil import atomic_write_json
+
+NAME = "checkpoint.pt"
+REQUEUE_EXIT = 3  # exit code of a rank that checkpointed and wants the job requeued
+_flag = {"preempted": False}
+
+
+class Requeue(Exception):
+    """The job checkpointed at a step boundary and should be requeued."""
+
+
+def install_usr2_handler() -> None:
+    def handler(_signum: int, _frame: Any) -> None:
+        _flag["preempted"] = True
+
+    signal.signal(signal.SIGUSR2, handler)
+
+
+def preempted() -> bool:
+    return _flag["preempted"]
+
+
+def save(
+    folder: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: Any,
+    state: dict[str, Any],
+) -> None:
+    path = Path(folder) / NAME
+    tmp = path.with_name(f".{NAME}.tmp-{os.getpid()}")
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict() if schedule is not None else None,
+            "state": state,
+        },
+        tmp,
+    )
+    os.replace(tmp, path)
+    atomic_write_json(
+        Path(folder) / "checkpoint.json", {"segment": state["segment"], "step": state["step"]}
+    )
+
+
+def next_segment(folder: Path) -> int:
+    """The walltime segment a starting process is: 0, or one more than the checkpoint's."""
+    path = Path(folder) / "checkpoint.json"
+    return json.loads(path.read_text())["segment"] + 1 if path.exists() else 0
+
+
+def load(folder: Path, device: torch.device) -> dict[str, Any] | None:
+    path = Path(folder) / NAME
+    if not path.exists():
+        return None
+    return torch.load(path, map_location=device, weights_only=False)
