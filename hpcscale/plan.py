@@ -67,7 +67,10 @@ def plan_job(site: Site, request: Request) -> JobPlan:
         raise PlanError(f"site {site.name} has no node description; resolve it first")
     node = site.node
     gpus_per_node = node.gpus.count if node.gpus else 0
-    per_node = site.workers_per_node or gpus_per_node or 1
+    # Ranks per node: the site's choice, else one per GPU; CPU sites asked for ranks fill
+    # their cores, asked for nodes run one rank per node.
+    cpu_default = node.cores if request.ranks is not None else 1
+    per_node = site.workers_per_node or gpus_per_node or cpu_default
     gpus_per_rank = gpus_per_node // per_node if gpus_per_node else 0
 
     if request.gpus is not None:

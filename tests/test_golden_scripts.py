@@ -16,7 +16,7 @@ BUNDLED = sorted(site_files())
 def _requests(site_name: str) -> list[tuple[str, Request]]:
     site = resolve(load_site(site_name))
     assert site.node is not None
-    if site.scheduler.kind == "local":
+    if site.scheduler.kind == "local" or load_site(site_name).detect:
         return [("1r", Request(ranks=1)), ("2r", Request(ranks=2))]
     if site.node.gpus:
         n = site.node.gpus.count
