@@ -35,10 +35,19 @@ sites_app = typer.Typer(
 app.add_typer(sites_app, name="sites")
 data_app = typer.Typer(help="Simulated LArTPC events: generate and inspect data sets.")
 app.add_typer(data_app, name="data")
+container_app = typer.Typer(help="Container recipes per site (hpccm) and image builds.")
+app.add_typer(container_app, name="container")
 
 out = Console()
 _state = {"verbose": False}
 
+WithContainer = Annotated[
+    bool | None,
+    typer.Option(
+        "--container/--no-container",
+        help="Wrap every rank in the site's container (default: the descriptor's).",
+    ),
+]
 SitesDir = Annotated[
     list[Path] | None,
     typer.Option(
@@ -158,6 +167,7 @@ def render(
     out_file: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write the script here, not to stdout.")
     ] = None,
+    container: WithContainer = None,
     sites_dir: SitesDir = None,
 ) -> None:
     """Print the job script that would be submitted for one job."""
@@ -166,7 +176,7 @@ def render(
     from hpcscale.sites import load_site
     from hpcscale.sites.detect import resolve
 
-    the_site = resolve(load_site(site, sites_dir or []))
+    the_site = _with_container(resolve(load_site(site, sites_dir or [])), container)
     plan = plan_job(the_site, Request(gpus=gpus, nodes=nodes, ranks=ranks, walltime=walltime))
     job = JobSpec(
         name=f"hpcscale-{the_site.name}-{plan.label}",
@@ -300,6 +310,7 @@ def submit(
     wait: Annotated[
         bool | None, typer.Option(help="Wait for each job (default: on local sites).")
     ] = None,
+    container: WithContainer = None,
     sites_dir: SitesDir = None,
 ) -> None:
     """Plan, render and submit one job per size: a scaling study in one folder."""
@@ -317,7 +328,7 @@ def submit(
         raise UserError("give exactly one of --gpus, --nodes or --ranks (comma-separated sizes)")
     key, text = given[0]
     requests = [Request(**{key: n}, walltime=walltime) for n in _sizes(text, f"--{key}")]
-    the_site = resolve(load_site(site, sites_dir or []))
+    the_site = _with_container(resolve(load_site(site, sites_dir or [])), container)
     extra = list(ctx.args)
     if model:
         extra += ["--model", model]
@@ -509,6 +520,55 @@ def _print_summary(s: dict, folder: Path) -> None:
         )
     for failure in s.get("failures", []):
         print(f"rank {failure['rank']} failed: {failure['reason']}", file=sys.stderr)
+
+
+def _with_container(site, enabled: bool | None):  # type: ignore[no-untyped-def]
+    if enabled is None:
+        return site
+    if enabled and site.container.runtime == "none":
+        raise UserError(
+            f"site {site.name} has no container runtime; set container.runtime and "
+            "container.image in its descriptor"
+        )
+    return site.model_copy(
+        update={"container": site.container.model_copy(update={"enabled": enabled})}
+    )
+
+
+@container_app.command("render")
+def container_render(
+    site: Annotated[str, typer.Option("--site", "-s", help="Site name.")],
+    fmt: Annotated[str, typer.Option("--format", help="singularity or docker.")] = "singularity",
+    sites_dir: SitesDir = None,
+) -> None:
+    """Print the site's container recipe (Apptainer/Singularity definition or Dockerfile)."""
+    from hpcscale.containers.recipe import recipe
+    from hpcscale.sites import load_site
+    from hpcscale.sites.detect import resolve
+
+    if fmt not in ("singularity", "docker"):
+        raise UserError(f"--format {fmt!r}: choose singularity or docker")
+    sys.stdout.write(recipe(resolve(load_site(site, sites_dir or [])), fmt))  # type: ignore[arg-type]
+
+
+@container_app.command("build")
+def container_build(
+    site: Annotated[str, typer.Option("--site", "-s", help="Site name.")],
+    out_path: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Image file; default hpcscale-SITE.sif.")
+    ] = None,
+    builder: Annotated[
+        str | None, typer.Option(help="apptainer, singularity or docker; default: first found.")
+    ] = None,
+    sites_dir: SitesDir = None,
+) -> None:
+    """Build the site's image with apptainer, singularity or docker and record its digest."""
+    from hpcscale.containers.build import build
+    from hpcscale.sites import load_site
+    from hpcscale.sites.detect import resolve
+
+    record = build(resolve(load_site(site, sites_dir or [])), out_path, builder)
+    print(f"built {record['image']} with {record['builder']}: {record['digest']}")
 
 
 def _gpu_text(gpus: Gpus | None, short: bool = False) -> str:

@@ -46,7 +46,12 @@ def test_hostile_values_arrive_intact_and_run_nothing(tmp_path):
     descriptor = {
         "scheduler": {"kind": "slurm", "partition": "debug"},
         "launcher": {"kind": "srun", "options": HOSTILE[:3]},
-        "container": {"runtime": "apptainer", "image": HOSTILE[3] + ".sif", "binds": HOSTILE[4:]},
+        "container": {
+            "runtime": "apptainer",
+            "enabled": True,
+            "image": HOSTILE[3] + ".sif",
+            "binds": HOSTILE[4:],
+        },
         "node": {"cpu": "x", "arch": "x86_64", "sockets": 1, "cores_per_socket": 2, "memory_gb": 4},
         "limits": {"max_nodes": 1, "max_walltime": "01:00:00"},
         "modules": [HOSTILE[0]],

@@ -132,6 +132,8 @@ def job_environment(site: Site, plan: JobPlan, extra: Mapping[str, str]) -> dict
         "HPCSCALE_RANKS_PER_NODE": str(plan.ranks_per_node),
         "HPCSCALE_SITE_DIGEST": site.digest(),
     }
+    if site.container.enabled and site.container.image:
+        env["HPCSCALE_IMAGE"] = site.container.image  # the core records its digest
     env.update(site.env)
     env.update(extra)
     for name in env:

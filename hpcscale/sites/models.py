@@ -77,6 +77,7 @@ class Container(Strict):
     """The runtime that wraps every rank (the launcher stays outside)."""
 
     runtime: RuntimeKind = "none"
+    enabled: bool = Field(False, description="wrap ranks in the container (--container)")
     image: str | None = Field(None, description="image path or reference")
     binds: list[str] = Field(default_factory=list, description="host paths bound inside")
     options: list[str] = Field(default_factory=list)
@@ -85,6 +86,8 @@ class Container(Strict):
     def _image_when_enabled(self) -> Container:
         if self.runtime != "none" and not self.image:
             raise ValueError(f"container.runtime {self.runtime!r} needs container.image")
+        if self.enabled and self.runtime == "none":
+            raise ValueError("container.enabled needs a container.runtime other than none")
         return self
 
 

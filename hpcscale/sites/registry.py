@@ -56,7 +56,8 @@ def load_file(path: Path) -> Site:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
-        raise DescriptorError(f"{path}{where}: not valid YAML: {exc}") from None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise DescriptorError(f"{path}{where}: not valid YAML: {problem}") from None
     if not isinstance(raw, dict):
         raise DescriptorError(f"{path}: a site descriptor is a YAML mapping")
     raw.setdefault("name", path.stem)

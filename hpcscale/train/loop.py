@@ -439,8 +439,18 @@ def _provenance(engine: Engine, jobenv: JobEnvironment) -> dict[str, Any]:
         "device": str(engine.device),
         "gpu": torch.cuda.get_device_name(engine.device) if engine.device.type == "cuda" else None,
         "site_digest": os.environ.get("HPCSCALE_SITE_DIGEST"),
-        "image_digest": os.environ.get("HPCSCALE_IMAGE_DIGEST"),
+        "image": os.environ.get("HPCSCALE_IMAGE"),
+        "image_digest": os.environ.get("HPCSCALE_IMAGE_DIGEST") or _image_digest(),
     }
+
+
+def _image_digest() -> str | None:
+    image = os.environ.get("HPCSCALE_IMAGE")
+    if not image:
+        return None
+    from hpcscale.containers.build import recorded_digest
+
+    return recorded_digest(image)
 
 
 def _install_signal_handlers() -> None:

@@ -8,5 +8,5 @@ export OMP_NUM_THREADS=8
 export HPCSCALE_SITE=local
 export HPCSCALE_WORLD_SIZE=1
 export HPCSCALE_RANKS_PER_NODE=1
-export HPCSCALE_SITE_DIGEST=1a2ba394a71639ad70dc0707cb0be919a99cc4fc4734084f126eb32ae370f842
+export HPCSCALE_SITE_DIGEST=291d5cce0d3d697ddd9588ebc97ca1d139c7187d1cee27875f070c4e16532f09
 python -u -m hpcscale.train --site local --engine torch --data hpcscale-data --out study/1r --model jishnet --batch 7 --epochs 5 --target-loss 1.4 --time-limit 3600

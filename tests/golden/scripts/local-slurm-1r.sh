@@ -16,5 +16,5 @@ export OMP_NUM_THREADS=8
 export HPCSCALE_SITE=local-slurm
 export HPCSCALE_WORLD_SIZE=1
 export HPCSCALE_RANKS_PER_NODE=1
-export HPCSCALE_SITE_DIGEST=c93c6ad4cca97df4a08fe199cfddfb600ab0463f80586edf21d2c526da5c7f79
+export HPCSCALE_SITE_DIGEST=74d34a5693a0d24a7a6134c0e8d4b066cddb3b050c97691458ca53ef9b7d5d6c
 srun --kill-on-bad-exit=1 --ntasks=1 --ntasks-per-node=1 --cpus-per-task=8 python -u -m hpcscale.train --site local-slurm --engine torch --data hpcscale-data --out study/1r --model jishnet --batch 7 --epochs 5 --target-loss 1.4 --time-limit 1800

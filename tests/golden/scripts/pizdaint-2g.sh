@@ -20,7 +20,7 @@ export OMP_NUM_THREADS=12
 export HPCSCALE_SITE=pizdaint
 export HPCSCALE_WORLD_SIZE=2
 export HPCSCALE_RANKS_PER_NODE=1
-export HPCSCALE_SITE_DIGEST=3c17d5e6cd63fe43722270b1759373e917db445d12eed13cf1a260b52c0245c9
+export HPCSCALE_SITE_DIGEST=d9dc1aee87e940a143a6b5c6376099d5c467c93964348f34442b3f8babe091db
 export NCCL_IB_HCA=ipogif0
 export NCCL_IB_CUDA_SUPPORT=1
 srun --kill-on-bad-exit=1 --ntasks=2 --ntasks-per-node=1 --cpus-per-task=12 python -u -m hpcscale.train --site pizdaint --engine horovod --data "${SCRATCH}"/hpcscale-data --out study/2g --model jishnet --batch 7 --epochs 10 --target-loss 1.2 --time-limit 7200

@@ -20,5 +20,5 @@ export OMP_NUM_THREADS=8
 export HPCSCALE_SITE=pnnl
 export HPCSCALE_WORLD_SIZE=2
 export HPCSCALE_RANKS_PER_NODE=2
-export HPCSCALE_SITE_DIGEST=31652ac29083907a547ac43c824b4ae2de2ae65a67f8fc22365d111018a550e1
+export HPCSCALE_SITE_DIGEST=013b7ef5ce77d0b156f9917f73fb5a4a13cd23201800adc31e470b7f84d5ebba
 srun --kill-on-bad-exit=1 --ntasks=2 --ntasks-per-node=2 --cpus-per-task=8 python -u -m hpcscale.train --site pnnl --engine horovod --data hpcscale-data --out study/2g --model jishnet --batch 7 --epochs 10 --target-loss 1.2 --time-limit 14400

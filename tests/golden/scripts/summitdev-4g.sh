@@ -20,6 +20,6 @@ export OMP_NUM_THREADS=5
 export HPCSCALE_SITE=summitdev
 export HPCSCALE_WORLD_SIZE=4
 export HPCSCALE_RANKS_PER_NODE=4
-export HPCSCALE_SITE_DIGEST=186c7195901fe4ec18cf7f92dfd21281db8546c677954f64afe11941cf9aa690
+export HPCSCALE_SITE_DIGEST=ec52cbde7da8290f1999672e88146eb7aac4ee682f6e8218d780f2e02fab80a1
 export HOROVOD_GPU_ALLREDUCE=NCCL
 jsrun --nrs 4 --tasks_per_rs 1 --cpu_per_rs 5 --gpu_per_rs 1 --rs_per_host 4 --bind packed:5 python -u -m hpcscale.train --site summitdev --engine horovod --data "${MEMBERWORK}"/hpcscale-data --out study/4g --model jishnet --batch 7 --epochs 10 --target-loss 1.2 --time-limit 14400

@@ -14,6 +14,6 @@ export OMP_NUM_THREADS=16
 export HPCSCALE_SITE=titan
 export HPCSCALE_WORLD_SIZE=1
 export HPCSCALE_RANKS_PER_NODE=1
-export HPCSCALE_SITE_DIGEST=745303127812802742675b321db8e4224d909700ba89376a73030dc9b9b6de54
+export HPCSCALE_SITE_DIGEST=5aa44d408dfde80dd28b11346595307b75d52e6eafb24c02a4792eeefb3ff0f6
 export CRAY_CUDA_MPS=1
 aprun -n 1 -N 1 -d 16 -cc depth python -u -m hpcscale.train --site titan --engine horovod --data "${MEMBERWORK}"/hpcscale-data --out study/1g --model jishnet --batch 7 --epochs 10 --target-loss 1.2 --time-limit 7200
