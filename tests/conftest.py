@@ -102,3 +102,22 @@ def fake_scheduler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeSched
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKESCHED_DIR", str(state))
     return FakeScheduler(state)
+
+
+def tiny_site(folder: Path, name: str, workload: str, extra: str = "") -> Path:
+    """A one-node, 2-rank Slurm site for end-to-end tests, in its own sites folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.yaml").write_text(
+        "scheduler: {kind: slurm, exclusive: false}\nlauncher: {kind: srun}\n"
+        "node: {cpu: test, arch: x86_64, sockets: 1, cores_per_socket: 2, memory_gb: 4}\n"
+        "limits: {max_nodes: 1, max_walltime: '00:30:00'}\nworkers_per_node: 2\n"
+        f"workload: {{resolution: 300, model: jishnet-small, {workload}}}\n{extra}"
+    )
+    return folder
+
+
+def tiny_events(folder: Path, n: int, seed: int) -> Path:
+    from hpcscale.data.generate import generate
+
+    generate(folder, n, resolution=300, seed=seed, workers=2)
+    return folder

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import check_golden
+from conftest import check_golden, tiny_events, tiny_site
 
 from hpcscale.containers.recipe import recipe
 from hpcscale.sites import load_site, site_files
@@ -183,20 +183,11 @@ def test_containerised_job_under_fake_slurm(fake_scheduler, fake_apptainer, tmp_
     image = tmp_path / "img.sif"
     image.write_bytes(b"an image")
     Path(f"{image}.sha256").write_text("sha256:feedface\n")
-    sites = tmp_path / "sites"
-    sites.mkdir()
-    (sites / "ctr.yaml").write_text(
-        "scheduler: {kind: slurm, exclusive: false}\nlauncher: {kind: srun}\n"
-        f"container: {{runtime: apptainer, image: '{image}', binds: ['{tmp_path}']}}\n"
-        "node: {cpu: test, arch: x86_64, sockets: 1, cores_per_socket: 2, memory_gb: 4}\n"
-        "limits: {max_nodes: 1, max_walltime: '00:30:00'}\nworkers_per_node: 2\n"
-        "workload: {resolution: 300, events: 100, model: jishnet-small, epochs: 1,"
-        " target_loss: 1.7}\n"
+    container = f"container: {{runtime: apptainer, image: '{image}', binds: ['{tmp_path}']}}\n"
+    sites = tiny_site(
+        tmp_path / "sites", "ctr", "events: 100, epochs: 1, target_loss: 1.7", container
     )
-    from hpcscale.data.generate import generate
-
-    data = tmp_path / "events"
-    generate(data, 100, resolution=300, seed=6, workers=2)
+    data = tiny_events(tmp_path / "events", 100, seed=6)
     study = tmp_path / "study"
     res = subprocess.run(
         [

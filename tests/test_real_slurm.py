@@ -12,6 +12,7 @@ import sys
 import time
 
 import pytest
+from conftest import tiny_events
 
 pytestmark = pytest.mark.slurm
 if os.environ.get("HPCSCALE_REAL_SLURM") != "1":
@@ -22,10 +23,7 @@ if os.environ.get("HPCSCALE_REAL_SLURM") != "1":
 
 
 def test_submit_and_collect_on_real_slurm(tmp_path):
-    from hpcscale.data.generate import generate
-
-    data = tmp_path / "events"
-    generate(data, 200, resolution=300, seed=5, workers=2)
+    data = tiny_events(tmp_path / "events", 200, seed=5)
     study = tmp_path / "study"
     res = subprocess.run(
         [

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import tiny_events, tiny_site
 
 from hpcscale.plan import Request, plan_job
 from hpcscale.render.script import JobSpec
@@ -78,22 +79,8 @@ def test_site_submission_runs_ranks_through_its_launcher(
 
 
 def test_whole_study_through_fake_slurm(fake_scheduler, tmp_path):
-    sites = tmp_path / "sites"
-    sites.mkdir()
-    (sites / "fake-slurm.yaml").write_text(
-        "scheduler: {kind: slurm, partition: debug, exclusive: false}\n"
-        "launcher: {kind: srun}\n"
-        "engine: torch\n"
-        "node: {cpu: test, arch: x86_64, sockets: 1, cores_per_socket: 2, memory_gb: 4}\n"
-        "limits: {max_nodes: 1, max_walltime: '00:30:00'}\n"
-        "workers_per_node: 2\n"
-        "workload: {resolution: 300, events: 120, model: jishnet-small, epochs: 1,"
-        " target_loss: 1.7}\n"
-    )
-    data = tmp_path / "events"
-    from hpcscale.data.generate import generate
-
-    generate(data, 120, resolution=300, seed=2, workers=2)
+    sites = tiny_site(tmp_path / "sites", "fake-slurm", "events: 120, epochs: 1, target_loss: 1.7")
+    data = tiny_events(tmp_path / "events", 120, seed=2)
     study = tmp_path / "study"
 
     def hpcscale(*args: str) -> subprocess.CompletedProcess[str]:
@@ -233,18 +220,8 @@ def test_unknown_site_lists_known(tmp_path):
 def test_walltime_signal_checkpoints_requeues_and_resumes(fake_scheduler, tmp_path):
     """USR2 (Slurm's warning before the time limit) → checkpoint → requeue → resume; every
     step is recorded exactly once across the two segments."""
-    sites = tmp_path / "sites"
-    sites.mkdir()
-    (sites / "fake-slurm.yaml").write_text(
-        "scheduler: {kind: slurm, exclusive: false}\nlauncher: {kind: srun}\n"
-        "node: {cpu: test, arch: x86_64, sockets: 1, cores_per_socket: 2, memory_gb: 4}\n"
-        "limits: {max_nodes: 1, max_walltime: '00:30:00'}\nworkers_per_node: 2\n"
-        "workload: {resolution: 300, events: 200, model: jishnet-small, epochs: 4}\n"
-    )
-    from hpcscale.data.generate import generate
-
-    data = tmp_path / "events"
-    generate(data, 200, resolution=300, seed=4, workers=2)
+    sites = tiny_site(tmp_path / "sites", "fake-slurm", "events: 200, epochs: 4")
+    data = tiny_events(tmp_path / "events", 200, seed=4)
     study = tmp_path / "study"
     res = subprocess.run(
         [

@@ -29,13 +29,10 @@ STATES = {
 }
 
 
-class LsfInfoWatcher(core.InfoWatcher):
+class LsfInfoWatcher(pickling.StateWatcher):
     def _make_command(self) -> list[str] | None:
-        to_check = sorted(self._registered - self._finished)
+        to_check = self.pending_ids()
         return ["bjobs", "-o", "jobid stat", "-json", *to_check] if to_check else None
-
-    def get_state(self, job_id: str, mode: str = "standard") -> str:
-        return self.get_info(job_id, mode=mode).get("State") or "UNKNOWN"
 
     def read_info(self, string: bytes | str) -> dict[str, dict[str, str]]:
         import json

@@ -8,7 +8,6 @@ the LSF executor. Each backend module keeps its own commands and parsing.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shlex
@@ -74,6 +73,17 @@ class SiteExecutor(core.PicklingExecutor):
         return script_for(self.site, self.plan, self.job, self.folder, command, self.executor_name)
 
 
+class StateWatcher(core.InfoWatcher):
+    """submitit's state poller for a scheduler whose command prints JSON: subclasses give the
+    command (``_make_command``) and map its output to {job id: {"State": ...}} (``read_info``)."""
+
+    def get_state(self, job_id: str, mode: str = "standard") -> str:
+        return self.get_info(job_id, mode=mode).get("State") or "UNKNOWN"
+
+    def pending_ids(self) -> list[str]:
+        return sorted(self._registered - self._finished)
+
+
 class SiteJobEnvironment(job_environment.JobEnvironment):
     """Rank, size and job id inside LSF and PBS jobs, and Slurm jobs whose ranks another
     launcher than srun starts (ibrun, mpirun), from hpcscale's JobEnvironment."""
@@ -116,7 +126,3 @@ class SiteJobEnvironment(job_environment.JobEnvironment):
     def _requeue(self, countdown: int) -> None:
         command = {"lsf": ["brequeue"], "pbs": ["qrerun"], "slurm-mpi": ["scontrol", "requeue"]}
         subprocess.check_call([*command[os.environ["SUBMITIT_EXECUTOR"]], self.job_id])
-
-
-def run_json(command: list[str]) -> Any:
-    return json.loads(subprocess.check_output(command, text=True) or "{}")
