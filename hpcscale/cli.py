@@ -19,7 +19,7 @@ from rich.table import Table
 
 from hpcscale import __version__
 from hpcscale.errors import UserError
-from hpcscale.sites.models import Gpus
+from hpcscale.tables import gpu_text, print_collect, print_summary
 
 app = typer.Typer(
     name="hpcscale",
@@ -90,7 +90,7 @@ def sites_list(ctx: typer.Context, sites_dir: SitesDir = None) -> None:
         arch, cores, gpus = (
             ("auto", "auto", "auto")
             if node is None
-            else (node.arch, str(node.cores), _gpu_text(node.gpus, short=True))
+            else (node.arch, str(node.cores), gpu_text(node.gpus, short=True))
         )
         table.add_row(
             name,
@@ -123,7 +123,7 @@ def sites_show(
     print(
         f"  node: {node.sockets} × {node.cpu} ({node.arch}, {node.cores} cores, "
         f"{node.threads_per_core} threads/core, {node.memory_gb:g} GB); GPUs: "
-        f"{_gpu_text(node.gpus)}"
+        f"{gpu_text(node.gpus)}"
     )
     print(
         f"  {site.scheduler.kind.upper()} + {site.launcher.kind}, engine {site.engine}, "
@@ -274,7 +274,7 @@ def run(
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     folder = out_dir or Path("runs") / f"{stamp}-{ranks}r"
     rc, summary = run_local(the_site, ranks, data, folder, walltime, list(ctx.args))
-    _print_summary(summary, folder)
+    print_summary(summary, folder)
     if rc != 0 or summary["status"] != "completed":
         raise typer.Exit(1)
 
@@ -384,7 +384,7 @@ def submit(
         for record in manifest.jobs:
             record.state = job_state(folder, manifest, record)
         save(folder, manifest)
-        _print_collect(folder)
+        print_collect(folder)
     else:
         out.print(f"follow with: hpcscale status {folder}; then hpcscale collect {folder}")
 
@@ -434,7 +434,7 @@ def cancel(study_dir: Annotated[Path, typer.Argument(help="Study folder.")]) -> 
 @app.command()
 def collect(study_dir: Annotated[Path, typer.Argument(help="Study folder.")]) -> None:
     """Gather every job's summary: DLT, TTL, epoch rate; say which jobs failed and why."""
-    _print_collect(study_dir)
+    print_collect(study_dir)
 
 
 @app.command()
@@ -450,76 +450,6 @@ def report(
 
     path = build_report(studies, out_dir or studies[0] / "report", fmt)
     print(f"wrote {path} (and results.json, PNG figures beside it)")
-
-
-def _print_collect(study_dir: Path) -> None:
-    from hpcscale.study import collect as collect_rows
-
-    rows = collect_rows(study_dir)
-
-    def fmt(value: object, spec: str = ".1f") -> str:
-        return "-" if value is None else f"{value:{spec}}"
-
-    table = Table(box=box.SIMPLE_HEAD, title=str(study_dir), title_justify="left")
-    for col in ("job", "ranks", "status", "DLT s", "TTL s", "epochs/min", "images/s", "val acc"):
-        table.add_column(col)
-    for r in rows:
-        acc = r.get("val_accuracy")
-        table.add_row(
-            r["label"],
-            str(r["ranks"]),
-            r["status"],
-            fmt(r.get("dlt_s")),
-            fmt(r.get("ttl_s")),
-            fmt(r.get("epoch_rate_per_min"), ".2f"),
-            fmt(r.get("images_per_s")),
-            "-" if acc is None else f"{100 * acc:.1f} %",
-        )
-    out.print(table)
-    for r in rows:
-        if r.get("reason"):
-            out.print(f"  {r['label']}: {r['reason']}")
-
-
-def _print_summary(s: dict, folder: Path) -> None:
-    def fmt(value: object, spec: str = ".1f", unit: str = "") -> str:
-        return "-" if value is None else f"{value:{spec}}{unit}"
-
-    table = Table(box=box.SIMPLE_HEAD, title=f"{folder}: {s['status']}", title_justify="left")
-    for col in ("ranks", "DLT", "TTL", "epochs/min", "images/s", "val acc", "stop"):
-        table.add_column(col)
-    acc = s.get("val_accuracy")
-    table.add_row(
-        str(s["world_size"]),
-        fmt(s.get("dlt_s"), unit=" s"),
-        fmt(s.get("ttl_s"), unit=" s"),
-        fmt(s.get("epoch_rate_per_min"), ".2f"),
-        fmt(s.get("images_per_s")),
-        "-" if acc is None else f"{100 * acc:.1f} %",
-        str(s.get("stop_reason")),
-    )
-    out.print(table)
-    if s.get("confusion_percent"):
-        from hpcscale.data.simulate import LABELS
-
-        cm = Table(
-            box=box.SIMPLE_HEAD,
-            title="confusion (%; rows true, columns predicted)",
-            title_justify="left",
-        )
-        cm.add_column("")
-        for label in LABELS:
-            cm.add_column(label, justify="right")
-        for label, row in zip(LABELS, s["confusion_percent"], strict=True):
-            cm.add_row(label, *(f"{v:.1f}" for v in row))
-        out.print(cm)
-    if s.get("ttl_s") is None and s["status"] == "completed":
-        out.print(
-            f"target loss {s.get('target_loss')} not reached "
-            f"(smoothed loss at the end: {fmt(s.get('final_smoothed_loss'), '.3f')})"
-        )
-    for failure in s.get("failures", []):
-        print(f"rank {failure['rank']} failed: {failure['reason']}", file=sys.stderr)
 
 
 def _with_container(site, enabled: bool | None):  # type: ignore[no-untyped-def]
@@ -569,15 +499,6 @@ def container_build(
 
     record = build(resolve(load_site(site, sites_dir or [])), out_path, builder)
     print(f"built {record['image']} with {record['builder']}: {record['digest']}")
-
-
-def _gpu_text(gpus: Gpus | None, short: bool = False) -> str:
-    if gpus is None:
-        return "-"
-    model = gpus.model.removeprefix("NVIDIA ").removeprefix("Tesla ")
-    if short:
-        return f"{gpus.count}×{model.split('-')[0]}"
-    return f"{gpus.count} × {model} ({gpus.memory_gb:g} GB, {gpus.link})"
 
 
 def main(argv: list[str] | None = None) -> None:

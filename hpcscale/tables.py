@@ -1,0 +1,93 @@
+"""Rich tables the CLI prints: study collections and a job's summary."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from hpcscale.sites.models import Gpus
+
+out = Console()
+
+
+def print_collect(study_dir: Path) -> None:
+    from hpcscale.study import collect as collect_rows
+
+    rows = collect_rows(study_dir)
+
+    def fmt(value: object, spec: str = ".1f") -> str:
+        return "-" if value is None else f"{value:{spec}}"
+
+    table = Table(box=box.SIMPLE_HEAD, title=str(study_dir), title_justify="left")
+    for col in ("job", "ranks", "status", "DLT s", "TTL s", "epochs/min", "images/s", "val acc"):
+        table.add_column(col)
+    for r in rows:
+        acc = r.get("val_accuracy")
+        table.add_row(
+            r["label"],
+            str(r["ranks"]),
+            r["status"],
+            fmt(r.get("dlt_s")),
+            fmt(r.get("ttl_s")),
+            fmt(r.get("epoch_rate_per_min"), ".2f"),
+            fmt(r.get("images_per_s")),
+            "-" if acc is None else f"{100 * acc:.1f} %",
+        )
+    out.print(table)
+    for r in rows:
+        if r.get("reason"):
+            out.print(f"  {r['label']}: {r['reason']}")
+
+
+def print_summary(s: dict, folder: Path) -> None:
+    def fmt(value: object, spec: str = ".1f", unit: str = "") -> str:
+        return "-" if value is None else f"{value:{spec}}{unit}"
+
+    table = Table(box=box.SIMPLE_HEAD, title=f"{folder}: {s['status']}", title_justify="left")
+    for col in ("ranks", "DLT", "TTL", "epochs/min", "images/s", "val acc", "stop"):
+        table.add_column(col)
+    acc = s.get("val_accuracy")
+    table.add_row(
+        str(s["world_size"]),
+        fmt(s.get("dlt_s"), unit=" s"),
+        fmt(s.get("ttl_s"), unit=" s"),
+        fmt(s.get("epoch_rate_per_min"), ".2f"),
+        fmt(s.get("images_per_s")),
+        "-" if acc is None else f"{100 * acc:.1f} %",
+        str(s.get("stop_reason")),
+    )
+    out.print(table)
+    if s.get("confusion_percent"):
+        from hpcscale.data.simulate import LABELS
+
+        cm = Table(
+            box=box.SIMPLE_HEAD,
+            title="confusion (%; rows true, columns predicted)",
+            title_justify="left",
+        )
+        cm.add_column("")
+        for label in LABELS:
+            cm.add_column(label, justify="right")
+        for label, row in zip(LABELS, s["confusion_percent"], strict=True):
+            cm.add_row(label, *(f"{v:.1f}" for v in row))
+        out.print(cm)
+    if s.get("ttl_s") is None and s["status"] == "completed":
+        out.print(
+            f"target loss {s.get('target_loss')} not reached "
+            f"(smoothed loss at the end: {fmt(s.get('final_smoothed_loss'), '.3f')})"
+        )
+    for failure in s.get("failures", []):
+        print(f"rank {failure['rank']} failed: {failure['reason']}", file=sys.stderr)
+
+
+def gpu_text(gpus: Gpus | None, short: bool = False) -> str:
+    if gpus is None:
+        return "-"
+    model = gpus.model.removeprefix("NVIDIA ").removeprefix("Tesla ")
+    if short:
+        return f"{gpus.count}×{model.split('-')[0]}"
+    return f"{gpus.count} × {model} ({gpus.memory_gb:g} GB, {gpus.link})"
