@@ -282,3 +282,51 @@ def test_walltime_signal_checkpoints_requeues_and_resumes(fake_scheduler, tmp_pa
         later = [r for r in rows if r["kind"] == "step" and r["step"] > end["step"]]
         assert later and all(r["segment"] == 1 and r["t_total"] > r["t"] for r in later)
     assert summary["train_time_s"] > 0 and summary["epochs"] == pytest.approx(4, abs=0.05)
+
+
+def test_ctrl_c_mid_sweep_leaves_a_consistent_manifest(fake_scheduler, tmp_path):
+    fakebin = fake_scheduler.state.parent / "fakebin"
+    slowbin = tmp_path / "slowbin"
+    slowbin.mkdir()
+    slow = slowbin / "sbatch"  # the second submission hangs until interrupted
+    slow.write_text(
+        f"#!/bin/sh\nif [ -e {tmp_path}/once ]; then sleep 60; fi\n"
+        f'touch {tmp_path}/once\nexec {fakebin}/sbatch "$@"\n'
+    )
+    slow.chmod(0o755)
+    study = tmp_path / "study"
+    cmd = [
+        sys.executable,
+        "-m",
+        "hpcscale",
+        "submit",
+        "--site",
+        "pnnl",
+        "--gpus",
+        "2,4,8",
+        "--data",
+        str(tmp_path),
+        "--study",
+        str(study),
+    ]
+    env = {**os.environ, "PATH": f"{slowbin}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 60
+    while time.time() < deadline and not fake_scheduler.calls("sbatch"):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "manifest.json lists the jobs submitted so far" in err
+    manifest = json.loads((study / "manifest.json").read_text())
+    states = {j["label"]: (j["state"], j["job_id"]) for j in manifest["jobs"]}
+    assert states["2g"][0] == "submitted" and states["2g"][1]
+    assert states.get("4g", ("planned", None)) == ("planned", None)
+    # Submitting the study again skips what was submitted and submits the rest.
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "2g: already submitted" in res.stdout
+    manifest = json.loads((study / "manifest.json").read_text())
+    assert sorted(j["label"] for j in manifest["jobs"]) == ["2g", "4g", "8g"]
+    assert len(fake_scheduler.calls("sbatch")) == 3
