@@ -104,10 +104,58 @@ def run(cfg: TrainConfig, t0: float) -> int:
 def _train(
     cfg: TrainConfig, jobenv: JobEnvironment, engine: Engine, rec: RecordWriter, mll: MLLog
 ) -> dict[str, Any]:
-    rank, world = jobenv.rank, jobenv.world_size
+    """Stage, build, train for this segment, then validate and report (or checkpoint)."""
+    world = jobenv.world_size
+    store, val_store, stats, codec = _stage(cfg, jobenv, rec, mll)
+    steps_per_epoch = (stats.total_events // world) // cfg.batch
+    if steps_per_epoch < 1:
+        raise UserError(
+            f"{stats.total_events} training events over {world} ranks give fewer than one "
+            f"minibatch of {cfg.batch} per rank; generate more events"
+        )
+    loop = _build(cfg, engine, rec, mll, store.resolution, world, steps_per_epoch)
+    mll.event("GLOBAL_BATCH_SIZE", cfg.batch * world)
+    mll.event("SEED", cfg.seed)
+    mll.start("RUN_START")
+    epoch = _run_epochs(loop, store, cfg, jobenv.rank, steps_per_epoch)
+    if loop.stop_reason == "requeue":
+        if jobenv.rank == 0:
+            checkpoint.save(cfg.out, loop.model, loop.optimizer, loop.schedule, loop.state())
+        rec.write("segment_end", step=loop.step, reason="requeue")
+        raise checkpoint.Requeue
+
+    accuracy, confusion = _evaluate(loop.model, val_store, cfg, engine)
+    mll.event("EVAL_ACCURACY", accuracy, epoch_num=epoch)
+    mll.end("RUN_STOP", status="success" if loop.ttl_s is not None else "aborted")
+    rec.write("end", status="ok", stop_reason=loop.stop_reason, val_accuracy=accuracy)
+    return {
+        "dlt_s": loop.dlt_s,
+        "stop_reason": loop.stop_reason,
+        "study": cfg.study,
+        "site": cfg.site,
+        "job": cfg.job,
+        "world_size": world,
+        "metrics": _metrics(loop, cfg, world, steps_per_epoch, accuracy, confusion),
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+        "data": {
+            "folder": str(cfg.data),
+            "resolution": store.resolution,
+            "train_events_per_rank": len(store),
+            "train_events": stats.total_events,
+            "codec": asdict(codec),
+            "compression_ratio": stats.ratio,
+            "load_s_rank": stats.seconds,
+        },
+        "provenance": _provenance(engine, jobenv),
+    }
+
+
+def _stage(cfg: TrainConfig, jobenv: JobEnvironment, rec: RecordWriter, mll: MLLog) -> tuple:
+    """The data-loading phase (DLT): this rank's shard, Blosc-compressed in memory."""
     codec = _codec(cfg)
     mll.end("INIT_STOP")
     mll.start("STAGING_START")
+    rank, world = jobenv.rank, jobenv.world_size
     store, stats = load_shard(cfg.data, "train", rank, world, codec, limit=cfg.max_events)
     val_store, _ = load_shard(cfg.data, "val", rank, world, codec)
     mll.end("STAGING_STOP")
@@ -119,64 +167,70 @@ def _train(
         load_s=round(stats.seconds, 4),
         compression_ratio=round(stats.ratio, 1),
     )
-    n_train = stats.total_events
-    steps_per_epoch = (n_train // world) // cfg.batch
-    if steps_per_epoch < 1:
-        raise UserError(
-            f"{n_train} training events over {world} ranks give fewer than one "
-            f"minibatch of {cfg.batch} per rank; generate more events"
-        )
+    return store, val_store, stats, codec
 
+
+def _build(
+    cfg: TrainConfig,
+    engine: Engine,
+    rec: RecordWriter,
+    mll: MLLog,
+    resolution: int,
+    world: int,
+    steps_per_epoch: int,
+) -> _Loop:
+    """Model, gradient bucket and optimizer, from rank 0's weights or the job's checkpoint."""
     torch.manual_seed(cfg.seed)
     if engine.device.type == "cuda":
         # Every step has the same shapes, so let cuDNN time its algorithms once: without this,
         # its heuristic picks for a 1-channel 3600×3600 convolution made steps 10× slower on
         # an H200 (0.94 s vs 0.09 s per step of 7 images).
         torch.backends.cudnn.benchmark = True
-    model = JishNet(store.resolution, cfg.model, softmax=cfg.loss == "paper").to(engine.device)
+    model = JishNet(resolution, cfg.model, softmax=cfg.loss == "paper").to(engine.device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     engine.broadcast_parameters(model)
     params = [p for p in model.parameters() if p.requires_grad]
     flat = _bucket_grads(params, extra=4, device=engine.device)
     optimizer, schedule = _optimizer(cfg, params, world, steps_per_epoch)
+    loop = _Loop(cfg, engine, rec, mll, model, params, flat, optimizer, schedule)
     resumed = checkpoint.load(cfg.out, engine.device)
     if resumed is not None:
         model.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
         if schedule is not None:
             schedule.load_state_dict(resumed["schedule"])
-    prefetcher = Prefetcher(store, cfg.batch, engine.device, cfg.prefetch, cfg.channels_last)
-
-    mll.event("GLOBAL_BATCH_SIZE", cfg.batch * world)
-    mll.event("SEED", cfg.seed)
-    mll.start("RUN_START")
-    loop = _Loop(cfg, engine, rec, mll, model, params, flat, optimizer, schedule)
-    if resumed is not None:
         loop.restore(resumed["state"])
+    return loop
+
+
+def _run_epochs(loop: _Loop, store: Any, cfg: TrainConfig, rank: int, steps_per_epoch: int) -> int:
+    """Train until a stop reason; resumes mid-epoch after a checkpoint. Returns the epoch."""
+    prefetcher = Prefetcher(store, cfg.batch, loop.engine.device, cfg.prefetch, cfg.channels_last)
     total_steps = math.ceil(cfg.epochs * steps_per_epoch)
     epoch, skip = divmod(loop.step, steps_per_epoch)
     while not loop.stop_reason:
         order = epoch_order(len(store), cfg.batch, steps_per_epoch, cfg.seed, epoch, rank)
         order = order[skip : skip + total_steps - loop.step]
-        mll.start("EPOCH_START", epoch_num=epoch)
+        loop.mll.start("EPOCH_START", epoch_num=epoch)
         loop.epoch(prefetcher.batches(order), epoch, skip, steps_per_epoch, total_steps)
-        mll.end("EPOCH_STOP", epoch_num=epoch)
+        loop.mll.end("EPOCH_STOP", epoch_num=epoch)
         epoch, skip = epoch + 1, 0
-    if loop.stop_reason == "requeue":
-        if rank == 0:
-            checkpoint.save(cfg.out, model, optimizer, schedule, loop.state())
-        rec.write("segment_end", step=loop.step, reason="requeue")
-        raise checkpoint.Requeue
+    return epoch
 
-    accuracy, confusion = _evaluate(model, val_store, cfg, engine)
-    mll.event("EVAL_ACCURACY", accuracy, epoch_num=epoch)
-    mll.end("RUN_STOP", status="success" if loop.ttl_s is not None else "aborted")
-    rec.write("end", status="ok", stop_reason=loop.stop_reason, val_accuracy=accuracy)
+
+def _metrics(
+    loop: _Loop,
+    cfg: TrainConfig,
+    world: int,
+    steps_per_epoch: int,
+    accuracy: float | None,
+    confusion: np.ndarray,
+) -> dict[str, Any]:
     train_s = max(loop.train_end - loop.train_start + loop.train_offset, 1e-9)
     epochs_done = loop.step / steps_per_epoch
     images = loop.step * cfg.batch * world
-    metrics = {
+    return {
         "ttl_s": loop.ttl_s,
         "target_loss": cfg.target_loss,
         "ttl_window": cfg.ttl_window,
@@ -197,26 +251,6 @@ def _train(
         "confusion": confusion.tolist(),
         "confusion_percent": _percent(confusion),
         "classes": list(CLASSES),
-    }
-    return {
-        "dlt_s": loop.dlt_s,
-        "stop_reason": loop.stop_reason,
-        "study": cfg.study,
-        "site": cfg.site,
-        "job": cfg.job,
-        "world_size": world,
-        "metrics": metrics,
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-        "data": {
-            "folder": str(cfg.data),
-            "resolution": store.resolution,
-            "train_events_per_rank": len(store),
-            "train_events": n_train,
-            "codec": asdict(codec),
-            "compression_ratio": stats.ratio,
-            "load_s_rank": stats.seconds,
-        },
-        "provenance": _provenance(engine, jobenv),
     }
 
 
