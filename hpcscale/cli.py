@@ -19,6 +19,7 @@ from rich.table import Table
 
 from hpcscale import __version__
 from hpcscale.errors import UserError
+from hpcscale.sites.models import Site
 from hpcscale.tables import gpu_text, print_collect, print_summary
 
 app = typer.Typer(
@@ -315,6 +316,7 @@ def submit(
 ) -> None:
     """Plan, render and submit one job per size: a scaling study in one folder."""
     import datetime
+    import time
 
     from hpcscale.plan import Request
     from hpcscale.run import default_data
@@ -339,7 +341,7 @@ def submit(
     if data is None and not dry_run:
         with Console(stderr=True).status("generating the site's default event set (cached)"):
             data = default_data(the_site)
-    data_path = (data or Path(the_site.data_dir)).resolve() if data else Path(the_site.data_dir)
+    data_path = data.resolve() if data else Path(the_site.data_dir)
     wait = the_site.scheduler.kind == "local" if wait is None else wait
 
     def on_job(record, job) -> None:  # type: ignore[no-untyped-def]
@@ -361,8 +363,6 @@ def submit(
                     time.sleep(2)
 
     out.print(f"study {folder} on {the_site.name}:")
-    import time
-
     try:
         manifest = submit_study(
             the_site,
@@ -452,7 +452,7 @@ def report(
     print(f"wrote {path} (and results.json, PNG figures beside it)")
 
 
-def _with_container(site, enabled: bool | None):  # type: ignore[no-untyped-def]
+def _with_container(site: Site, enabled: bool | None) -> Site:
     if enabled is None:
         return site
     if enabled and site.container.runtime == "none":
