@@ -121,3 +121,17 @@ def tiny_events(folder: Path, n: int, seed: int) -> Path:
 
     generate(folder, n, resolution=300, seed=seed, workers=2)
     return folder
+
+
+def cli(*args: str, cwd: Path | None = None, timeout: int = 600):  # type: ignore[no-untyped-def]
+    """Run `python -m hpcscale ARGS` as a user would; returns the CompletedProcess."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "hpcscale", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import check_golden, tiny_events, tiny_site
+from conftest import check_golden, cli, tiny_events, tiny_site
 
 from hpcscale.containers.recipe import recipe
 from hpcscale.sites import load_site, site_files
@@ -189,30 +189,13 @@ def test_containerised_job_under_fake_slurm(fake_scheduler, fake_apptainer, tmp_
     )
     data = tiny_events(tmp_path / "events", 100, seed=6)
     study = tmp_path / "study"
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hpcscale",
-            "submit",
-            "--site",
-            "ctr",
-            "--ranks",
-            "2",
-            "--container",
-            "--data",
-            str(data),
-            "--study",
-            str(study),
-            "--wait",
-            "--sites-dir",
-            str(sites),
-            "--ttl-window",
-            "3",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    res = cli(
+        *f"submit --site ctr --ranks 2 --container --data {data} --study {study}".split(),
+        "--wait",
+        "--sites-dir",
+        str(sites),
+        "--ttl-window",
+        "3",
         cwd=tmp_path,
     )
     assert res.returncode == 0, res.stdout + res.stderr

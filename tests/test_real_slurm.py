@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from conftest import tiny_events
+from conftest import cli, tiny_events
 
 pytestmark = pytest.mark.slurm
 if os.environ.get("HPCSCALE_REAL_SLURM") != "1":
@@ -25,35 +25,9 @@ if os.environ.get("HPCSCALE_REAL_SLURM") != "1":
 def test_submit_and_collect_on_real_slurm(tmp_path):
     data = tiny_events(tmp_path / "events", 200, seed=5)
     study = tmp_path / "study"
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hpcscale",
-            "submit",
-            "--site",
-            "local-slurm",
-            "--ranks",
-            "1,2",
-            "--data",
-            str(data),
-            "--study",
-            str(study),
-            "--wait",
-            "--model",
-            "jishnet-small",
-            "--target-loss",
-            "1.7",
-            "--ttl-window",
-            "5",
-            "--epochs",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=tmp_path,
-    )
+    args = f"submit --site local-slurm --ranks 1,2 --data {data} --study {study} --wait"
+    train = "--model jishnet-small --target-loss 1.7 --ttl-window 5 --epochs 2"
+    res = cli(*args.split(), *train.split(), cwd=tmp_path, timeout=900)
     assert res.returncode == 0, res.stdout + res.stderr
     manifest = json.loads((study / "manifest.json").read_text())
     for job in manifest["jobs"]:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import tiny_events, tiny_site
+from conftest import cli, tiny_events, tiny_site
 
 from hpcscale.plan import Request, plan_job
 from hpcscale.render.script import JobSpec
@@ -83,31 +83,8 @@ def test_whole_study_through_fake_slurm(fake_scheduler, tmp_path):
     data = tiny_events(tmp_path / "events", 120, seed=2)
     study = tmp_path / "study"
 
-    def hpcscale(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "hpcscale", *args, "--sites-dir", str(sites)]
-            if args[0] == "submit"
-            else [sys.executable, "-m", "hpcscale", *args],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            cwd=tmp_path,
-        )
-
-    res = hpcscale(
-        "submit",
-        "--site",
-        "fake-slurm",
-        "--ranks",
-        "1,2",
-        "--data",
-        str(data),
-        "--study",
-        str(study),
-        "--wait",
-        "--ttl-window",
-        "5",
-    )
+    submit = f"submit --site fake-slurm --ranks 1,2 --data {data} --study {study}".split()
+    res = cli(*submit, "--wait", "--ttl-window", "5", "--sites-dir", str(sites), cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     manifest = json.loads((study / "manifest.json").read_text())
     assert [j["label"] for j in manifest["jobs"]] == ["1r", "2r"]
@@ -119,20 +96,10 @@ def test_whole_study_through_fake_slurm(fake_scheduler, tmp_path):
         for key in ("dlt_s", "ttl_s", "epoch_rate_per_min"):
             assert summary[key] is not None and summary[key] > 0
     # Submitting the same study again does not duplicate jobs.
-    res = hpcscale(
-        "submit",
-        "--site",
-        "fake-slurm",
-        "--ranks",
-        "1,2",
-        "--data",
-        str(data),
-        "--study",
-        str(study),
-    )
+    res = cli(*submit, "--sites-dir", str(sites), cwd=tmp_path)
     assert res.returncode == 0 and "already completed" in res.stdout
     assert len(fake_scheduler.calls("sbatch")) == 2
-    res = hpcscale("collect", str(study))
+    res = cli("collect", str(study))
     assert res.returncode == 0 and "completed" in res.stdout
 
 
@@ -223,28 +190,13 @@ def test_walltime_signal_checkpoints_requeues_and_resumes(fake_scheduler, tmp_pa
     sites = tiny_site(tmp_path / "sites", "fake-slurm", "events: 200, epochs: 4")
     data = tiny_events(tmp_path / "events", 200, seed=4)
     study = tmp_path / "study"
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hpcscale",
-            "submit",
-            "--site",
-            "fake-slurm",
-            "--ranks",
-            "2",
-            "--data",
-            str(data),
-            "--study",
-            str(study),
-            "--sites-dir",
-            str(sites),
-            "--no-stop-at-target",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    res = cli(
+        *f"submit --site fake-slurm --ranks 2 --data {data} --study {study}".split(),
+        "--sites-dir",
+        str(sites),
+        "--no-stop-at-target",
         cwd=tmp_path,
+        timeout=120,
     )
     assert res.returncode == 0, res.stderr
     job = study / "jobs" / "2r"
