@@ -64,6 +64,16 @@ CASES = {
         (9, 16, 1),
         None,
     ),
+    "horovodrun": (
+        {
+            "HOROVOD_RANK": "1",
+            "HOROVOD_SIZE": "2",
+            "HOROVOD_LOCAL_RANK": "1",
+            "HOROVOD_HOSTNAME": "localhost",
+        },
+        (1, 2, 1),
+        None,
+    ),
     "torchrun": (
         {
             "RANK": "1",

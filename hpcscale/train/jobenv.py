@@ -21,6 +21,7 @@ DEFAULT_PORT = 29500
 # (launcher, rank, size, local rank) variable names, most specific first.
 _SOURCES: tuple[tuple[str, str, str, str | None], ...] = (
     ("torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK"),
+    ("horovodrun", "HOROVOD_RANK", "HOROVOD_SIZE", "HOROVOD_LOCAL_RANK"),
     (
         "submitit-local",
         "SUBMITIT_LOCAL_GLOBALID",

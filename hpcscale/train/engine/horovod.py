@@ -6,6 +6,8 @@ MPI), so the JobEnvironment is only used for the device.
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from hpcscale.train.engine.base import Engine, PeerFailure, pick_device
@@ -24,6 +26,8 @@ class HorovodEngine(Engine):
                 "(pip install 'hpcscale[horovod]'; see the README's note on building it)"
             ) from exc
         self.hvd = hvd
+        # A dead peer fails Gloo's collectives after this long instead of hanging.
+        os.environ.setdefault("HOROVOD_GLOO_TIMEOUT_SECONDS", str(int(timeout_s)))
         hvd.init()
         self.rank, self.world_size, self.local_rank = hvd.rank(), hvd.size(), hvd.local_rank()
         self.device = pick_device(self.local_rank, device)
