@@ -60,30 +60,10 @@ def test_site_specific_mpi_and_arch():
 
 
 def test_cli_render_summitdev_and_docker(tmp_path):
-    res = subprocess.run(
-        [sys.executable, "-m", "hpcscale", "container", "render", "--site", "summitdev"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    res = cli("container", "render", "--site", "summitdev", timeout=120)
     assert res.returncode == 0 and res.stdout.startswith("BootStrap: docker")
     assert "org.hpcscale.arch ppc64le" in res.stdout
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hpcscale",
-            "container",
-            "render",
-            "--site",
-            "pizdaint",
-            "--format",
-            "docker",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    res = cli("container", "render", "--site", "pizdaint", "--format", "docker", timeout=120)
     assert res.returncode == 0 and res.stdout.startswith("FROM nvcr.io/nvidia/cuda")
 
 
@@ -152,23 +132,7 @@ def test_build_without_runtime_prints_the_command(tmp_path):
 
 def test_build_with_fake_apptainer_records_digest(fake_apptainer, tmp_path):
     image = tmp_path / "img.sif"
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hpcscale",
-            "container",
-            "build",
-            "--site",
-            "local",
-            "--out",
-            str(image),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+    res = cli("container", "build", "--site", "local", "--out", str(image), cwd=ROOT, timeout=120)
     assert res.returncode == 0, res.stderr
     (call,) = [json.loads(line) for line in fake_apptainer.read_text().splitlines()]
     fakeroot = [] if os.geteuid() == 0 else ["--fakeroot"]

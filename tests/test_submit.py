@@ -111,24 +111,8 @@ def test_failed_sbatch_is_one_line_and_manifest_says_so(fake_scheduler, tmp_path
     )
     bad.chmod(0o755)
     study = tmp_path / "study"
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hpcscale",
-            "submit",
-            "--site",
-            "pnnl",
-            "--gpus",
-            "2,4",
-            "--data",
-            str(tmp_path),
-            "--study",
-            str(study),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    res = cli(
+        *f"submit --site pnnl --gpus 2,4 --data {tmp_path} --study {study}".split(), timeout=120
     )
     assert res.returncode == 2
     assert "invalid partition specified" in res.stderr and "Traceback" not in res.stderr
@@ -138,24 +122,7 @@ def test_failed_sbatch_is_one_line_and_manifest_says_so(fake_scheduler, tmp_path
 
 def test_dry_run_writes_scripts_submits_nothing(fake_scheduler, tmp_path):
     study = tmp_path / "study"
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hpcscale",
-            "submit",
-            "--site",
-            "summitdev",
-            "--gpus",
-            "4,8",
-            "--study",
-            str(study),
-            "--dry-run",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    res = cli(*f"submit --site summitdev --gpus 4,8 --study {study} --dry-run".split(), timeout=120)
     assert res.returncode == 0, res.stderr
     assert fake_scheduler.calls() == []
     script = (study / "jobs" / "8g" / "job.sh").read_text()
@@ -163,23 +130,8 @@ def test_dry_run_writes_scripts_submits_nothing(fake_scheduler, tmp_path):
 
 
 def test_unknown_site_lists_known(tmp_path):
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hpcscale",
-            "submit",
-            "--site",
-            "nowhere",
-            "--gpus",
-            "1",
-            "--dry-run",
-            "--study",
-            str(tmp_path / "s"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    res = cli(
+        *f"submit --site nowhere --gpus 1 --dry-run --study {tmp_path / 's'}".split(), timeout=60
     )
     assert res.returncode == 2 and "known sites: endeavour, local" in res.stderr
 
