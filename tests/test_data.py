@@ -137,3 +137,16 @@ def test_generate_cli_and_refuses_overwrite(tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 2 and "use --force" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_sparse_and_whole_shard_reads_agree(dataset):
+    """A rank of a large job reads single events; a small job whole datasets: same bytes."""
+    manifest = files.read_manifest(dataset)
+    every = list(files.iter_events(manifest, "train"))
+    picked = [0, 17, 40]  # one event per 16-event shard: the per-event path
+    for index, (label, wire, tick, charge) in zip(
+        picked, files.iter_events(manifest, "train", picked), strict=True
+    ):
+        assert label == every[index][0]
+        for x, y in zip((wire, tick, charge), every[index][1:], strict=True):
+            np.testing.assert_array_equal(x, y)

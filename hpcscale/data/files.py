@@ -120,24 +120,36 @@ def iter_events(
         try:
             with h5py.File(path, "r") as f:
                 _check_shard(path, f, n, r)
-                offsets = f["offsets"][...]
-                labels = f["label"][...]
-                wire, tick, charge = (f[k][...] for k in ("wire", "tick", "charge"))
+                events = list(_read_events(path, f, local, r))
         except FileNotFoundError:
             raise DataError(f"{path}: no such file (listed in manifest.json)") from None
         except OSError as exc:
             raise DataError(f"{path}: unreadable HDF5 file, truncated or corrupt ({exc})") from None
-        if offsets[-1] != charge.size or not (wire.size == tick.size == charge.size):
-            raise DataError(
-                f"{path}: offsets end at {offsets[-1]} but there are "
-                f"{charge.size} charges, {wire.size} wires, {tick.size} ticks"
-            )
-        for i in local:
-            a, b = offsets[i], offsets[i + 1]
-            w, t = wire[a:b], tick[a:b]
-            if w.size and (w.min() < 0 or t.min() < 0 or w.max() >= r or t.max() >= r):
-                raise DataError(f"{path}: event {i} has a deposit outside the {r}×{r} image")
-            yield int(labels[i]), w, t, charge[a:b]
+        yield from events
+
+
+def _read_events(
+    path: Path, f: Any, local: np.ndarray, r: int
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """The selected events of one open shard. A rank of a large job wants 1/N of a file's
+    events: it reads just their deposits; a rank that wants most of them reads the whole
+    datasets at once (one read beats thousands of small ones)."""
+    offsets = f["offsets"][...]
+    labels = f["label"][...]
+    sizes = {k: f[k].shape[0] for k in ("wire", "tick", "charge")}
+    if offsets[-1] != sizes["charge"] or len(set(sizes.values())) != 1:
+        raise DataError(
+            f"{path}: offsets end at {offsets[-1]} but there are {sizes['charge']} charges, "
+            f"{sizes['wire']} wires, {sizes['tick']} ticks"
+        )
+    whole = 4 * local.size >= labels.size
+    data = {k: f[k][...] for k in ("wire", "tick", "charge")} if whole else f
+    for i in local:
+        a, b = offsets[i], offsets[i + 1]
+        w, t, c = (data[k][a:b] for k in ("wire", "tick", "charge"))
+        if w.size and (w.min() < 0 or t.min() < 0 or w.max() >= r or t.max() >= r):
+            raise DataError(f"{path}: event {i} has a deposit outside the {r}×{r} image")
+        yield int(labels[i]), w, t, c
 
 
 def _check_shard(path: Path, f: Any, n: int, resolution: int) -> None:

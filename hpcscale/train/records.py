@@ -119,10 +119,7 @@ def summarize(folder: Path, world_size: int, write: bool = True) -> dict[str, An
     metrics["step_time_split_s"] = _median_split(folder, world_size)
     primary = _primary_failure(failures, statuses)
     summary = {
-        **{
-            k: source.get(k)
-            for k in ("study", "site", "job", "world_size", "provenance", "config", "data")
-        },
+        **{k: source.get(k) for k in ("study", "site", "job", "provenance", "config", "data")},
         "world_size": world_size,
         "status": "completed" if not failures else "failed",
         "stop_reason": source.get("stop_reason") if not failures else "error",
