@@ -3,11 +3,12 @@
 (a) textbook, as the paper did it: fp32, eager; each image of the minibatch decompressed
     synchronously in Python (blosc.decompress → numpy → torch), stacked, copied to the device,
     then forward, backward, allreduce-free optimizer step.
-(b) hpcscale's loop: the same store and model through ``hpcscale.train.loop._Loop``:
+(b) hpcscale's loop: the same events through the JishNet workload and ``hpcscale.train.loop.Loop``:
     Blosc ``decompress_ptr`` straight into pinned buffers by a prefetch thread, non_blocking
     copies, one flat gradient buffer; run in fp32 and with --bf16 + --channels-last.
 
-Both run in one process on the same events, after a warm-up; medians over the timed steps.
+Both run in one process on the same events (generated once into --out), after a warm-up;
+medians over the timed steps.
 Usage: python bench/train_step.py [--steps 30] [--warmup 5] [--resolution 3600] [--events 28]
 """
 
@@ -22,26 +23,28 @@ import blosc
 import numpy as np
 import torch
 
-from hpcscale.data.simulate import CLASSES, event
-from hpcscale.data.store import EventStore
-from hpcscale.train.batches import Prefetcher, epoch_order
-from hpcscale.train.config import TrainConfig
+from hpcscale.data.generate import generate
+from hpcscale.train.config import CoreConfig
 from hpcscale.train.engine import make_engine
 from hpcscale.train.jobenv import detect
-from hpcscale.train.loop import _bucket_grads, _Loop, _optimizer
-from hpcscale.train.models import JishNet, loss_fn
+from hpcscale.train.loop import Loop, epoch_order
 from hpcscale.train.records import RecordWriter
+from hpcscale.train.workload import RankContext
+from hpcscale.workloads.jishnet import JishNetConfig, JishNetWorkload
+from hpcscale.workloads.jishnet.model import JishNet
+from hpcscale.workloads.lartpc import loss_fn
 
 
-def build_store(resolution: int, n: int) -> EventStore:
-    store = EventStore(resolution)
-    for i in range(n):
-        e = event(i, i % len(CLASSES), 11, resolution)
-        store.add(e.label, e.wire, e.tick, e.charge)
-    return store
+def workload(events: Path, batch: int, **opts: bool) -> JishNetWorkload:
+    engine = make_engine("torch", detect({}), 60, "auto")
+    ctx = RankContext(0, 1, engine.device, engine, events, batch, seed=0, max_events=None)
+    wl = JishNetWorkload(JishNetConfig(model="jishnet", **opts), ctx)
+    wl.stage()
+    return wl
 
 
-def textbook(store: EventStore, device: torch.device, batch: int, steps: int) -> list[float]:
+def textbook(wl: JishNetWorkload, device: torch.device, batch: int, steps: int) -> list[float]:
+    store = wl.store
     model = JishNet(store.resolution).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=0.01)
     labels = store.labels
@@ -65,43 +68,24 @@ def textbook(store: EventStore, device: torch.device, batch: int, steps: int) ->
     return times
 
 
-def hpcscale_loop(
-    store: EventStore, batch: int, steps: int, out: Path, **opts: bool
-) -> list[float]:
-    cfg = TrainConfig(data=out, out=out, batch=batch, epochs=1e9, stop_at_target=False, **opts)
-    engine = make_engine("torch", detect({}), 60, "auto")
-    model = JishNet(store.resolution, softmax=True).to(engine.device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    params = list(model.parameters())
-    flat = _bucket_grads(params, 3, engine.device)
-    opt, sched = _optimizer(cfg, params, 1, 1000)
-    rec = RecordWriter(
-        out / f"bench-{'-'.join(k for k, v in opts.items() if v) or 'fp32'}.jsonl",
-        time.time(),
-        rank=0,
-    )
-    loop = _Loop(cfg, engine, rec, _NoLog(), model, params, flat, opt, sched)
+def hpcscale_loop(events: Path, batch: int, steps: int, out: Path, **opts: bool) -> list[float]:
+    wl = workload(events, batch, **opts)
+    n = len(wl.store)
+    core = CoreConfig(data=events, out=out, batch=batch, epochs=1e9, stop_at_target=False)
+    tag = "-".join(k for k, v in opts.items() if v) or "fp32"
+    rec = RecordWriter(out / f"bench-{tag}.jsonl", time.time(), rank=0)
+    loop = Loop.build(core, wl, rec, steps_per_epoch=n // batch)
     order = [
-        o
-        for e in range(steps // max(len(store) // batch, 1) + 1)
-        for o in epoch_order(len(store), batch, len(store) // batch, 0, e, 0)
-    ][:steps]
+        o for e in range(steps // max(n // batch, 1) + 1)
+        for o in epoch_order(n, batch, n // batch, 0, e, 0)
+    ][:steps]  # fmt: skip
     times, last = [], time.perf_counter()
-    prefetcher = Prefetcher(store, batch, engine.device, 2, cfg.channels_last)
-    for b in prefetcher.batches(order):
-        loop.step += 1
-        loop._one_step(b, 0.0)
+    for b in wl.batches(order):
+        loop.train_step(b, 0.0)
         now = time.perf_counter()
         times.append(now - last)
         last = now
     return times
-
-
-class _NoLog:
-    def event(self, *a: object, **k: object) -> None: ...
-
-    start = end = event
 
 
 def main() -> None:
@@ -117,12 +101,15 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
     torch.backends.cudnn.benchmark = True
-    store = build_store(args.resolution, args.events)
+    events = args.out / f"events-{args.resolution}px-{args.events}"
+    if not (events / "manifest.json").exists():
+        generate(events, args.events, resolution=args.resolution, seed=11, val_fraction=0.0)
     n = args.steps + args.warmup
-    rows = {"textbook (fp32, sync decompress)": textbook(store, device, args.batch, n)}
-    rows["hpcscale (fp32)"] = hpcscale_loop(store, args.batch, n, args.out)
+    base_wl = workload(events, args.batch)
+    rows = {"textbook (fp32, sync decompress)": textbook(base_wl, device, args.batch, n)}
+    rows["hpcscale (fp32)"] = hpcscale_loop(events, args.batch, n, args.out)
     rows["hpcscale (bf16 + channels_last)"] = hpcscale_loop(
-        store, args.batch, n, args.out, bf16=True, channels_last=True
+        events, args.batch, n, args.out, bf16=True, channels_last=True
     )
     print(
         f"JishNet {args.resolution}×{args.resolution}, minibatch {args.batch}, {name}, "

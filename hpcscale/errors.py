@@ -32,3 +32,19 @@ class RenderError(UserError):
 
 class DataError(UserError):
     """A missing, truncated or malformed data file."""
+
+
+# Not user errors: how a training rank's run ends early. They live here so that every exception
+# class of hpcscale is in one module.
+
+
+class PeerFailure(RuntimeError):
+    """A collective failed or timed out: another rank died or hangs."""
+
+
+class Terminated(Exception):
+    """SIGTERM/SIGINT: the scheduler or the user stopped the job."""
+
+
+class Requeue(Exception):
+    """The job checkpointed at a step boundary (walltime) and should be requeued."""

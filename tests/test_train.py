@@ -95,7 +95,8 @@ def test_two_rank_gloo_run_reaches_target(events, tmp_path):
     assert summary["status"] == "completed" and summary["stop_reason"] == "target"
     assert summary["world_size"] == 2 and summary["loss"] == "paper"
     assert 0 < summary["dlt_s"] < summary["ttl_s"]
-    assert summary["epoch_rate_per_min"] > 0 and summary["images_per_s"] > 0
+    assert summary["epoch_rate_per_min"] > 0 and summary["samples_per_s"] > 0
+    assert summary["workload"] == "jishnet" and summary["sample_unit"] == "images"
     assert len(summary["confusion"]) == 5 and summary["val_events"] == 40
     assert set(summary["step_time_split_s"]) == {
         "decompress_s",
@@ -141,15 +142,16 @@ GRAD_SCRIPT = r"""
 import os, sys, json, torch
 from hpcscale.train.engine import make_engine
 from hpcscale.train.jobenv import detect
-from hpcscale.train.loop import _bucket_grads
-from hpcscale.train.models import JishNet, loss_fn
+from hpcscale.train.sync import GradBucket
+from hpcscale.workloads.jishnet.model import JishNet
+from hpcscale.workloads.lartpc import loss_fn
 torch.manual_seed(0)
 x = torch.rand(8, 1, 300, 300); y = torch.arange(8) % 5
 model = JishNet(300, "jishnet-small")
 env = detect()
 engine = make_engine("torch", env, 60, "cpu")
 params = list(model.parameters())
-flat = _bucket_grads(params, extra=0, device=torch.device("cpu"))
+flat = GradBucket(params, (), torch.device("cpu")).flat
 b = 8 // env.world_size
 lo = env.rank * b
 loss_fn(model(x[lo:lo + b]), y[lo:lo + b]).backward()
@@ -255,7 +257,8 @@ def test_bad_data_fails_with_one_line(tmp_path):
 
 
 def test_confusion_matrix_and_loss_floor():
-    from hpcscale.train.models import JishNet, feature_side, loss_fn
+    from hpcscale.workloads.jishnet.model import JishNet, feature_side
+    from hpcscale.workloads.lartpc import loss_fn
 
     assert feature_side(3600) == 9 and feature_side(400) == 1
     net = JishNet(3600)

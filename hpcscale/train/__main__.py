@@ -14,11 +14,11 @@ def main() -> None:
     from hpcscale.train.loop import run
 
     try:
-        cfg = parse()
+        core, wconfig = parse()
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    sys.exit(run(cfg, T0))
+    sys.exit(run(core, wconfig, T0))
 
 
 main()

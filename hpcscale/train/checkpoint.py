@@ -2,8 +2,9 @@
 
 Slurm sends USR2 to every task shortly before the time limit (``--signal=USR2@N``; LSF's
 ``-wa USR2``). Every rank sets a flag; the next step's allreduce carries it, so all ranks stop after
-the same step; rank 0 writes ``checkpoint.pt`` (model, optimizer, data position, TTL smoother and
-timing state) atomically; the job is requeued (through submitit's job environment) and the next
+the same step; rank 0 writes ``checkpoint.pt`` (the workload's parts by name: models,
+optimizers, schedules; and the loop's data position, TTL smoother and timing state) atomically;
+the job is requeued (through submitit's job environment) and the next
 segment resumes from it, appending to the same records with ``segment`` + 1.
 """
 
@@ -24,10 +25,6 @@ REQUEUE_EXIT = 3  # exit code of a rank that checkpointed and wants the job requ
 _flag = {"preempted": False}
 
 
-class Requeue(Exception):
-    """The job checkpointed at a step boundary and should be requeued."""
-
-
 def install_usr2_handler() -> None:
     def handler(_signum: int, _frame: Any) -> None:
         _flag["preempted"] = True
@@ -39,23 +36,13 @@ def preempted() -> bool:
     return _flag["preempted"]
 
 
-def save(
-    folder: Path,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    schedule: Any,
-    state: dict[str, Any],
-) -> None:
+def save(folder: Path, parts: dict[str, Any], state: dict[str, Any]) -> None:
+    """Write the workload's ``parts`` (modules, optimizers, schedules: anything with
+    ``state_dict``) by name, and the loop's ``state``, atomically."""
     path = Path(folder) / NAME
     tmp = path.with_name(f".{NAME}.tmp-{os.getpid()}")
     torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict() if schedule is not None else None,
-            "state": state,
-        },
-        tmp,
+        {"parts": {name: part.state_dict() for name, part in parts.items()}, "state": state}, tmp
     )
     os.replace(tmp, path)
     atomic_write_json(
@@ -69,8 +56,16 @@ def next_segment(folder: Path) -> int:
     return json.loads(path.read_text())["segment"] + 1 if path.exists() else 0
 
 
-def load(folder: Path, device: torch.device) -> dict[str, Any] | None:
+def load(folder: Path, parts: dict[str, Any], device: torch.device) -> dict[str, Any] | None:
+    """Restore ``parts`` from the job's checkpoint, if there is one; returns the loop's state."""
     path = Path(folder) / NAME
     if not path.exists():
         return None
-    return torch.load(path, map_location=device, weights_only=False)
+    saved = torch.load(path, map_location=device, weights_only=False)
+    if set(saved["parts"]) != set(parts):
+        raise RuntimeError(
+            f"{path} holds {sorted(saved['parts'])}, but this workload has {sorted(parts)}"
+        )
+    for name, part in parts.items():
+        part.load_state_dict(saved["parts"][name])
+    return saved["state"]

@@ -1,114 +1,126 @@
-"""Training configuration: one dataclass, parsed from the rank's command line."""
+"""The rank's command line: the core's options plus the selected workload's own.
+
+``--model NAME`` picks a workload (``hpcscale.workloads``); its pydantic config adds its options.
+Both configs are pydantic models, and their fields become argparse options from their real types
+(``bool`` → ``--x/--no-x``, ``Literal`` → choices, ``X | None`` → optional X) and descriptions.
+"""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import MISSING, dataclass, fields
+import types
+import typing
 from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hpcscale.errors import UserError
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    data: Path
-    out: Path
+class CoreConfig(BaseModel):
+    """Options of the training core, the same for every workload."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+    data: Path = Field(description="data set folder (from `hpcscale data generate`)")
+    out: Path = Field(description="job folder for records, summary.json and mlperf.log")
+    model: str = Field("jishnet", description="what to train (the models are listed above)")
     site: str = "local"
-    engine: str = "torch"
-    model: str = "jishnet"
-    loss: str = "paper"
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_epochs: float = 5.0
-    batch: int = 7
-    epochs: float = 10.0
-    target_loss: float = 1.2
-    ttl_window: int = 25
-    stop_at_target: bool = True
-    time_limit: float | None = None
-    stop_margin: float = 60.0
-    collective_timeout: float = 300.0
+    engine: Literal["torch", "horovod"] = "torch"
+    batch: int | None = Field(None, ge=1, description="minibatch per rank; default: the model's")
+    epochs: float = Field(10.0, gt=0, description="stop after this many epochs (fractions allowed)")
+    target_loss: float | None = Field(
+        None, description="TTL target on the smoothed, rank-averaged training loss; default: "
+        "the model's (JishNet and SCNet: the paper's 1.2)"
+    )  # fmt: skip
+    ttl_window: int = Field(
+        25, ge=1, description="steps in the trailing mean that smooths the global loss for TTL"
+    )
+    stop_at_target: bool = Field(True, description="stop when the target loss is reached")
+    time_limit: float | None = Field(
+        None, description="seconds the job may run (its walltime); training stops stop_margin "
+        "before"
+    )  # fmt: skip
+    stop_margin: float = Field(60.0, ge=0)
+    collective_timeout: float = Field(
+        300.0, gt=0, description="seconds a collective may wait for a dead or hung peer"
+    )
     seed: int = 0
-    max_events: int | None = None
-    codec: str = "blosclz:9:none"
-    blosc_threads: int = 0
-    prefetch: int = 2
-    bf16: bool = False
-    channels_last: bool = False
-    device: str = "auto"
+    max_events: int | None = Field(
+        None, ge=1, description="use at most this many training events (all ranks together)"
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     study: str = ""
     job: str = ""
 
-    def __post_init__(self) -> None:
-        checks = [
-            (self.batch >= 1, f"--batch must be at least 1 (got {self.batch})"),
-            (self.epochs > 0, f"--epochs must be positive (got {self.epochs})"),
-            (self.ttl_window >= 1, f"--ttl-window must be at least 1 (got {self.ttl_window})"),
-            (self.collective_timeout > 0, "--collective-timeout must be positive"),
-            (
-                self.loss in ("paper", "standard"),
-                f"--loss must be paper or standard (got {self.loss!r})",
-            ),
-            (
-                self.optimizer in ("adamw", "adam", "sgd"),
-                f"--optimizer must be adamw, adam or sgd (got {self.optimizer!r})",
-            ),
-            (
-                self.engine in ("torch", "horovod"),
-                f"--engine must be torch or horovod (got {self.engine!r})",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise UserError(message)
 
-
-HELP = {
-    "data": "data set folder (from `hpcscale data generate`)",
-    "out": "job folder for records, summary.json and mlperf.log",
-    "loss": "paper: cross-entropy on the softmax output (the paper's curves; floor 0.905); "
-    "standard: cross-entropy on logits",
-    "epochs": "stop after this many epochs (fractions allowed)",
-    "target_loss": "TTL target on the smoothed, rank-averaged training loss",
-    "ttl_window": "steps in the trailing mean that smooths the global loss for TTL",
-    "time_limit": "seconds the job may run (its walltime); training stops stop_margin before",
-    "collective_timeout": "seconds a collective may wait for a dead or hung peer",
-    "codec": "Blosc codec:level:shuffle, e.g. blosclz:9:none, zstd:9:none, lz4:5:byte",
-    "optimizer": "adamw (default): Adam with decoupled weight decay; adam: weight decay as L2 in "
-    "the gradient (torch.optim.Adam); sgd: Goyal et al. warm-up and linear LR scaling",
-    "max_events": "use at most this many training events (all ranks together)",
-}
-
-
-def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="python -m hpcscale.train", description="One rank of an hpcscale training job."
-    )
-    for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        kind = {
-            "Path": Path,
-            "int": int,
-            "float": float,
-            "str": str,
-            "float | None": float,
-            "int | None": int,
-        }.get(str(f.type), str)
-        if str(f.type) == "bool":
-            ap.add_argument(
-                flag,
-                action=argparse.BooleanOptionalAction,
-                default=f.default,
-                help=HELP.get(f.name),
-            )
-        elif f.default is MISSING:
-            ap.add_argument(flag, type=kind, required=True, help=HELP.get(f.name))
+def add_options(ap: argparse.ArgumentParser, model: type[BaseModel], skip: set[str]) -> None:
+    """One ``--flag`` per field of ``model`` (except ``skip``), typed from its annotation."""
+    title = model.__doc__.strip().splitlines()[0].rstrip(".") if model.__doc__ else None
+    group = ap.add_argument_group(title)
+    for name, info in model.model_fields.items():
+        if name in skip:
+            continue
+        flag = "--" + name.replace("_", "-")
+        kwargs: dict[str, Any] = {"help": info.description, "dest": name}
+        ann = _unwrap_optional(info.annotation)
+        if info.is_required():
+            kwargs["required"] = True
         else:
-            ap.add_argument(flag, type=kind, default=f.default, help=HELP.get(f.name))
+            kwargs["default"] = info.default
+        if ann is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(ann) is Literal:
+            kwargs["choices"] = [str(c) for c in typing.get_args(ann)]
+        elif ann in (int, float, str, Path):
+            kwargs["type"] = ann
+            kwargs["metavar"] = {int: "N", float: "X", str: "TEXT", Path: "PATH"}[ann]
+        else:
+            raise TypeError(f"{model.__name__}.{name}: no command-line form for {ann}")
+        group.add_argument(flag, **kwargs)
+
+
+def _unwrap_optional(ann: Any) -> Any:
+    if typing.get_origin(ann) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(ann) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return ann
+
+
+def build(model: type[BaseModel], values: dict[str, Any]) -> Any:
+    """Validate ``values`` into ``model``; a bad value is one line naming the option."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else model.__name__
+        raise UserError(f"{name} {err.get('input')!r}: {err['msg']}") from None
+
+
+def parser(workload_config: type[BaseModel] | None, prog_note: str = "") -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m hpcscale.train",
+        description="One rank of an hpcscale training job." + prog_note,
+    )
+    add_options(ap, CoreConfig, skip=set())
+    if workload_config is not None:
+        add_options(ap, workload_config, skip={"model"})
     return ap
 
 
-def parse(argv: list[str] | None = None) -> TrainConfig:
-    ns = parser().parse_args(argv)
-    return TrainConfig(**vars(ns))
+def parse(argv: list[str] | None = None) -> tuple[CoreConfig, Any]:
+    """The core's and the workload's configs from a rank's command line."""
+    from hpcscale import workloads
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--model", default=CoreConfig.model_fields["model"].default)
+    known, _ = pre.parse_known_args(argv)
+    spec = workloads.get(known.model)
+    note = f" Options for --model {known.model}; other models: {', '.join(workloads.names())}."
+    ns = vars(parser(spec.Config, note).parse_args(argv))
+    core_keys = set(CoreConfig.model_fields)
+    core = build(CoreConfig, {k: v for k, v in ns.items() if k in core_keys})
+    own = {k: v for k, v in ns.items() if k not in core_keys}
+    return core, build(spec.Config, {**own, "model": known.model})

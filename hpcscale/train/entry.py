@@ -22,11 +22,12 @@ class TrainTask:
         from hpcscale.train.config import parse
         from hpcscale.train.loop import run
 
-        rc = run(parse(self.argv), process_start_time())
+        core, wconfig = parse(self.argv)
+        rc = run(core, wconfig, process_start_time())
         if rc == REQUEUE_EXIT:
             requeue(rc)
         if rc != 0:
-            summary = Path(parse(self.argv).out) / "summary.json"
+            summary = Path(core.out) / "summary.json"
             raise RuntimeError(f"training failed (exit {rc}); see {summary}")
         return rc
 

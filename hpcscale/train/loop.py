@@ -1,10 +1,10 @@
-"""The training loop every rank runs: stage data (DLT), train until the target loss (TTL), the
-epoch budget or the walltime, validate, and leave records, a status and (rank 0) the summary.
+"""The training loop every rank runs, whatever the workload: stage the data (DLT), train until
+the target loss (TTL), the epoch budget or the walltime, evaluate, and leave records, a status and
+(rank 0) the summary.
 
-Gradients live in one flat buffer (each parameter's ``.grad`` is a view into it, as DDP's
-``gradient_as_bucket_view``), so one allreduce per step averages all gradients plus the local
-loss, accuracy and a stop vote: the global loss costs no extra collective, and every rank agrees
-on when to stop.
+The workload (``train/workload.py``) brings data, model, step and evaluation; the loop brings
+ranks, the one allreduce per step (gradients, local loss and metrics, and a stop vote, in one
+``GradBucket``), TTL, walltime checkpoint/requeue, records and the summary.
 """
 
 from __future__ import annotations
@@ -17,43 +17,38 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import asdict
+import traceback
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from hpcscale import __version__
-from hpcscale.data.simulate import CLASSES
-from hpcscale.data.store import Codec, load_shard
-from hpcscale.errors import UserError
+from hpcscale import __version__, workloads
+from hpcscale.errors import PeerFailure, Requeue, Terminated, UserError
 from hpcscale.train import checkpoint
-from hpcscale.train.batches import Prefetcher, epoch_order
-from hpcscale.train.config import TrainConfig
-from hpcscale.train.engine import Engine, PeerFailure, make_engine
+from hpcscale.train.config import CoreConfig
+from hpcscale.train.engine import Engine, make_engine
 from hpcscale.train.jobenv import JobEnvironment, detect
 from hpcscale.train.mlperf import MLLog
-from hpcscale.train.models import JishNet, loss_fn
 from hpcscale.train.records import RecordWriter, Smoother, summarize, write_status
+from hpcscale.train.sync import GradBucket
+from hpcscale.train.workload import Batch, RankContext, Staged, Workload, WorkloadConfig
 
 STATUS_GRACE_S = 10.0  # how long rank 0 waits for the other ranks' status files after a failure
+VOTES = ("stop_vote", "requeue_vote")  # the bucket's last slots
 
 
-class Terminated(Exception):
-    """SIGTERM/SIGINT: the scheduler or the user stopped the job."""
-
-
-def run(cfg: TrainConfig, t0: float) -> int:
+def run(core: CoreConfig, wconfig: WorkloadConfig, t0: float) -> int:
     """One rank, start to finish; returns the process exit code."""
     jobenv = detect()
-    folder = Path(cfg.out)
+    folder = Path(core.out)
     rec = RecordWriter(
         folder / f"rank-{jobenv.rank}.jsonl",
         t0,
-        study=cfg.study,
-        site=cfg.site,
-        job=cfg.job,
+        study=core.study,
+        site=core.site,
+        job=core.job,
         rank=jobenv.rank,
         world=jobenv.world_size,
         segment=checkpoint.next_segment(folder),
@@ -65,13 +60,24 @@ def run(cfg: TrainConfig, t0: float) -> int:
     engine: Engine | None = None
     status: dict[str, Any] = {"status": "failed", "host": socket.gethostname()}
     try:
-        engine = make_engine(cfg.engine, jobenv, cfg.collective_timeout, cfg.device)
-        status.update(_train(cfg, jobenv, engine, rec, mll))
+        engine = make_engine(core.engine, jobenv, core.collective_timeout, core.device)
+        spec = workloads.get(core.model)
+        ctx = RankContext(
+            rank=jobenv.rank,
+            world_size=jobenv.world_size,
+            device=engine.device,
+            engine=engine,
+            data=core.data,
+            batch=core.batch or spec.default_batch,
+            seed=core.seed,
+            max_events=core.max_events,
+        )
+        status.update(_train(core, spec(wconfig, ctx), jobenv, rec, mll))
         status["status"] = "ok"
         write_status(folder, jobenv.rank, status)
         engine.barrier()
         return 0
-    except checkpoint.Requeue:
+    except Requeue:
         status.update(status="requeued", reason="checkpointed before the time limit")
         write_status(folder, jobenv.rank, status)
         with contextlib.suppress(PeerFailure):
@@ -85,6 +91,7 @@ def run(cfg: TrainConfig, t0: float) -> int:
         status["reason"] = str(exc)
     except Exception as exc:
         status["reason"] = f"{type(exc).__name__}: {exc}"
+        traceback.print_exc()  # the whole story goes to the rank's log
     finally:
         if status["status"] == "failed":
             rec.write("end", status="failed", reason=status.get("reason"))
@@ -102,198 +109,124 @@ def run(cfg: TrainConfig, t0: float) -> int:
 
 
 def _train(
-    cfg: TrainConfig, jobenv: JobEnvironment, engine: Engine, rec: RecordWriter, mll: MLLog
+    core: CoreConfig, workload: Workload, jobenv: JobEnvironment, rec: RecordWriter, mll: MLLog
 ) -> dict[str, Any]:
-    """Stage, build, train for this segment, then validate and report (or checkpoint)."""
-    world = jobenv.world_size
-    store, val_store, stats, codec = _stage(cfg, jobenv, rec, mll)
-    steps_per_epoch = (stats.total_events // world) // cfg.batch
+    """Stage, build, train for this segment, then evaluate and report (or checkpoint)."""
+    ctx = workload.ctx
+    staged = _stage(workload, rec, mll)
+    steps_per_epoch = (staged.train_samples // ctx.world_size) // ctx.batch
     if steps_per_epoch < 1:
         raise UserError(
-            f"{stats.total_events} training events over {world} ranks give fewer than one "
-            f"minibatch of {cfg.batch} per rank; generate more events"
+            f"{staged.train_samples} training samples over {ctx.world_size} ranks give fewer "
+            f"than one minibatch of {ctx.batch} per rank; use more data or fewer ranks"
         )
-    loop = _build(cfg, engine, rec, mll, store.resolution, world, steps_per_epoch)
-    mll.event("GLOBAL_BATCH_SIZE", cfg.batch * world)
-    mll.event("SEED", cfg.seed)
+    loop = Loop.build(core, workload, rec, steps_per_epoch)
+    mll.event("GLOBAL_BATCH_SIZE", ctx.batch * ctx.world_size)
+    mll.event("SEED", core.seed)
     mll.start("RUN_START")
-    epoch = _run_epochs(loop, store, cfg, jobenv.rank, steps_per_epoch)
+    epoch = loop.run_epochs(mll, staged.local_samples)
     if loop.stop_reason == "requeue":
-        if jobenv.rank == 0:
-            checkpoint.save(cfg.out, loop.model, loop.optimizer, loop.schedule, loop.state())
+        if ctx.rank == 0:
+            checkpoint.save(core.out, workload.parts(), loop.state())
         rec.write("segment_end", step=loop.step, reason="requeue")
-        raise checkpoint.Requeue
+        raise Requeue
 
-    accuracy, confusion = _evaluate(loop.model, val_store, cfg, engine)
-    mll.event("EVAL_ACCURACY", accuracy, epoch_num=epoch)
+    evaluation = workload.evaluate()
+    if "val_accuracy" in evaluation:
+        mll.event("EVAL_ACCURACY", evaluation["val_accuracy"], epoch_num=epoch)
     mll.end("RUN_STOP", status="success" if loop.ttl_s is not None else "aborted")
-    rec.write("end", status="ok", stop_reason=loop.stop_reason, val_accuracy=accuracy)
+    rec.write("end", status="ok", stop_reason=loop.stop_reason, **_scalars(evaluation))
     return {
         "dlt_s": loop.dlt_s,
         "stop_reason": loop.stop_reason,
-        "study": cfg.study,
-        "site": cfg.site,
-        "job": cfg.job,
-        "world_size": world,
-        "metrics": _metrics(loop, cfg, world, steps_per_epoch, accuracy, confusion),
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-        "data": {
-            "folder": str(cfg.data),
-            "resolution": store.resolution,
-            "train_events_per_rank": len(store),
-            "train_events": stats.total_events,
-            "codec": asdict(codec),
-            "compression_ratio": stats.ratio,
-            "load_s_rank": stats.seconds,
+        "study": core.study,
+        "site": core.site,
+        "job": core.job,
+        "workload": workload.name,
+        "model": core.model,
+        "sample_unit": workload.sample_unit,
+        "metrics": {**loop.metrics(), **evaluation},
+        "config": {
+            **core.model_dump(mode="json"),
+            "batch": ctx.batch,
+            "target_loss": loop.target_loss,
+            **workload.config.model_dump(mode="json"),
         },
-        "provenance": _provenance(engine, jobenv),
+        "data": staged.summary,
+        "provenance": _provenance(ctx.engine, jobenv),
     }
 
 
-def _stage(cfg: TrainConfig, jobenv: JobEnvironment, rec: RecordWriter, mll: MLLog) -> tuple:
-    """The data-loading phase (DLT): this rank's shard, Blosc-compressed in memory."""
-    codec = _codec(cfg)
+def _stage(workload: Workload, rec: RecordWriter, mll: MLLog) -> Staged:
+    """The data-loading phase (DLT): the workload's share of the data for this rank."""
     mll.end("INIT_STOP")
     mll.start("STAGING_START")
-    rank, world = jobenv.rank, jobenv.world_size
-    store, stats = load_shard(cfg.data, "train", rank, world, codec, limit=cfg.max_events)
-    val_store, _ = load_shard(cfg.data, "val", rank, world, codec)
+    staged = workload.stage()
     mll.end("STAGING_STOP")
-    rec.write(
-        "phase",
-        phase="staged",
-        events=len(store),
-        val_events=len(val_store),
-        load_s=round(stats.seconds, 4),
-        compression_ratio=round(stats.ratio, 1),
-    )
-    return store, val_store, stats, codec
+    rec.write("phase", phase="staged", **staged.record)
+    return staged
 
 
-def _build(
-    cfg: TrainConfig,
-    engine: Engine,
-    rec: RecordWriter,
-    mll: MLLog,
-    resolution: int,
-    world: int,
-    steps_per_epoch: int,
-) -> _Loop:
-    """Model, gradient bucket and optimizer, from rank 0's weights or the job's checkpoint."""
-    torch.manual_seed(cfg.seed)
-    if engine.device.type == "cuda":
-        # Every step has the same shapes, so let cuDNN time its algorithms once: without this,
-        # its heuristic picks for a 1-channel 3600×3600 convolution made steps 10× slower on
-        # an H200 (0.94 s vs 0.09 s per step of 7 images).
-        torch.backends.cudnn.benchmark = True
-    model = JishNet(resolution, cfg.model, softmax=cfg.loss == "paper").to(engine.device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    engine.broadcast_parameters(model)
-    params = [p for p in model.parameters() if p.requires_grad]
-    flat = _bucket_grads(params, extra=4, device=engine.device)
-    optimizer, schedule = _optimizer(cfg, params, world, steps_per_epoch)
-    loop = _Loop(cfg, engine, rec, mll, model, params, flat, optimizer, schedule)
-    resumed = checkpoint.load(cfg.out, engine.device)
-    if resumed is not None:
-        model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        if schedule is not None:
-            schedule.load_state_dict(resumed["schedule"])
-        loop.restore(resumed["state"])
-    return loop
+def epoch_order(n: int, batch: int, steps: int, seed: int, epoch: int, rank: int) -> list:
+    """This rank's shuffled minibatches for one epoch: ``steps`` arrays of ``batch`` indices."""
+    perm = np.random.default_rng([seed, epoch, rank]).permutation(n)
+    return [perm[s * batch : (s + 1) * batch] for s in range(steps)]
 
 
-def _run_epochs(loop: _Loop, store: Any, cfg: TrainConfig, rank: int, steps_per_epoch: int) -> int:
-    """Train until a stop reason; resumes mid-epoch after a checkpoint. Returns the epoch."""
-    prefetcher = Prefetcher(store, cfg.batch, loop.engine.device, cfg.prefetch, cfg.channels_last)
-    total_steps = math.ceil(cfg.epochs * steps_per_epoch)
-    epoch, skip = divmod(loop.step, steps_per_epoch)
-    while not loop.stop_reason:
-        order = epoch_order(len(store), cfg.batch, steps_per_epoch, cfg.seed, epoch, rank)
-        order = order[skip : skip + total_steps - loop.step]
-        loop.mll.start("EPOCH_START", epoch_num=epoch)
-        loop.epoch(prefetcher.batches(order), epoch, skip, steps_per_epoch, total_steps)
-        loop.mll.end("EPOCH_STOP", epoch_num=epoch)
-        epoch, skip = epoch + 1, 0
-    return epoch
-
-
-def _metrics(
-    loop: _Loop,
-    cfg: TrainConfig,
-    world: int,
-    steps_per_epoch: int,
-    accuracy: float | None,
-    confusion: np.ndarray,
-) -> dict[str, Any]:
-    train_s = max(loop.train_end - loop.train_start + loop.train_offset, 1e-9)
-    epochs_done = loop.step / steps_per_epoch
-    images = loop.step * cfg.batch * world
-    return {
-        "ttl_s": loop.ttl_s,
-        "target_loss": cfg.target_loss,
-        "ttl_window": cfg.ttl_window,
-        "loss": cfg.loss,
-        "steps": loop.step,
-        "steps_per_epoch": steps_per_epoch,
-        "segments": loop.segment + 1,
-        "epochs": round(epochs_done, 4),
-        "train_time_s": round(train_s, 4),
-        "epoch_rate_per_min": epochs_done / (train_s / 60),
-        "images_per_s": images / train_s,
-        "images_per_s_per_rank": images / train_s / world,
-        "global_batch": cfg.batch * world,
-        "final_global_loss": loop.last_global_loss,
-        "final_smoothed_loss": loop.last_smoothed,
-        "val_accuracy": accuracy,
-        "val_events": int(confusion.sum()),
-        "confusion": confusion.tolist(),
-        "confusion_percent": _percent(confusion),
-        "classes": list(CLASSES),
-    }
-
-
-class _Loop:
-    """The per-step work, with the state that TTL and stopping need."""
+class Loop:
+    """The per-step work, with the state that TTL, stopping and requeue need."""
 
     def __init__(
         self,
-        cfg: TrainConfig,
-        engine: Engine,
+        core: CoreConfig,
+        workload: Workload,
         rec: RecordWriter,
-        mll: MLLog,
-        model: torch.nn.Module,
-        params: list,
-        flat: torch.Tensor,
-        optimizer: torch.optim.Optimizer,
-        schedule: Any,
+        steps_per_epoch: int,
+        bucket: GradBucket,
     ) -> None:
-        self.cfg, self.engine, self.rec, self.mll = cfg, engine, rec, mll
-        self.model, self.params, self.flat = model, params, flat
-        self.optimizer, self.schedule = optimizer, schedule
-        self.smoother = Smoother(cfg.ttl_window)
+        self.core, self.workload, self.rec, self.bucket = core, workload, rec, bucket
+        self.ctx = workload.ctx
+        self.steps_per_epoch = steps_per_epoch
+        self.target_loss = (
+            core.target_loss if core.target_loss is not None else workload.default_target_loss
+        )
+        self.smoother = Smoother(core.ttl_window)
         self.step = 0
+        self.samples = 0  # samples trained on by all ranks, this and earlier segments
         self.dlt_s: float | None = None
         self.ttl_s: float | None = None
         self.stop_reason: str | None = None
-        self.last_global_loss: float | None = None
+        self.last_global: dict[str, float] = {}
         self.last_smoothed: float | None = None
         self.train_start = self.train_end = time.perf_counter()
         self.started = False
         self.segment = 0  # walltime segments before this one (checkpoint/requeue)
         self.train_offset = 0.0  # training seconds of earlier segments
         self.wall_offset = 0.0  # wall seconds of earlier segments (process start to checkpoint)
-        self.autocast = (
-            torch.autocast(engine.device.type, dtype=torch.bfloat16)
-            if cfg.bf16
-            else contextlib.nullcontext()
-        )
+
+    @classmethod
+    def build(
+        cls, core: CoreConfig, workload: Workload, rec: RecordWriter, steps_per_epoch: int
+    ) -> Loop:
+        """The workload's parts from rank 0's weights or the job's checkpoint, and the bucket."""
+        workload.build(steps_per_epoch)
+        parts = workload.parts()
+        for part in parts.values():
+            if isinstance(part, torch.nn.Module):
+                workload.ctx.engine.broadcast_parameters(part)
+        slots = ("loss", *workload.metric_names, *VOTES)
+        bucket = GradBucket(workload.parameters(), slots, workload.ctx.device)
+        loop = cls(core, workload, rec, steps_per_epoch, bucket)
+        resumed = checkpoint.load(core.out, parts, workload.ctx.device)
+        if resumed is not None:
+            loop.restore(resumed)
+        return loop
 
     def state(self) -> dict[str, Any]:
         """What the next walltime segment needs to go on exactly where this one stopped."""
         return {
             "step": self.step,
+            "samples": self.samples,
             "dlt_s": self.dlt_s,
             "ttl_s": self.ttl_s,
             "smoother": list(self.smoother.values),
@@ -304,6 +237,7 @@ class _Loop:
 
     def restore(self, state: dict[str, Any]) -> None:
         self.step, self.dlt_s, self.ttl_s = state["step"], state["dlt_s"], state["ttl_s"]
+        self.samples = state["samples"]
         self.smoother.values.extend(state["smoother"])
         self.segment = state["segment"] + 1
         self.train_offset, self.wall_offset = state["train_offset"], state["wall_offset"]
@@ -314,150 +248,114 @@ class _Loop:
         """Wall time since the first segment's process start, not counting time in the queue."""
         return self.wall_offset + self.rec.elapsed()
 
-    def epoch(
-        self, batches: Any, epoch: int, skip: int, steps_per_epoch: int, total_steps: int
-    ) -> None:
-        self.model.train()
-        for i, batch in enumerate(batches, start=skip):
-            self.step += 1
-            self._one_step(batch, epoch + i / steps_per_epoch)
-            self.train_end = time.perf_counter()
-            if self.ttl_s is not None and self.cfg.stop_at_target:
-                self.stop_reason = "target"
-            elif self.step >= total_steps:
-                self.stop_reason = "epochs"
-            if self.stop_reason:
-                return
+    def run_epochs(self, mll: MLLog, local_samples: int) -> int:
+        """Train until a stop reason; resumes mid-epoch after a checkpoint. Returns the epoch."""
+        ctx, spe = self.ctx, self.steps_per_epoch
+        total_steps = math.ceil(self.core.epochs * spe)
+        epoch, skip = divmod(self.step, spe)
+        while not self.stop_reason:
+            order = epoch_order(local_samples, ctx.batch, spe, ctx.seed, epoch, ctx.rank)
+            order = order[skip : skip + total_steps - self.step]
+            mll.start("EPOCH_START", epoch_num=epoch)
+            for i, batch in enumerate(self.workload.batches(order), start=skip):
+                self.train_step(batch, epoch + i / spe)
+                if self.ttl_s is not None and self.core.stop_at_target:
+                    self.stop_reason = "target"
+                elif self.step >= total_steps:
+                    self.stop_reason = "epochs"
+                if self.stop_reason:
+                    break
+            mll.end("EPOCH_STOP", epoch_num=epoch)
+            epoch, skip = epoch + 1, 0
+        return epoch
 
-    def _one_step(self, batch: Any, epoch: float) -> None:
-        cfg, flat = self.cfg, self.flat
+    def train_step(self, batch: Batch, epoch: float) -> dict[str, float]:
+        """One step: the workload's forward/backward, one allreduce, its update, TTL and votes.
+        Returns the global (rank-averaged) loss and metrics."""
+        core, ctx = self.core, self.ctx
+        self.step += 1
         t = time.perf_counter()
-        self.optimizer.zero_grad(set_to_none=False)
-        with self.autocast:
-            output = self.model(batch.x)
-        loss = loss_fn(output, batch.y)
-        loss.backward()
-        correct = (output.argmax(1) == batch.y).float().mean()
-        local_loss, local_acc = loss.item(), correct.item()  # synchronises the device
-        compute_s = time.perf_counter() - t
+        out = self.workload.step(batch)
+        local = {"loss": float(out.loss), **{k: float(v) for k, v in out.metrics.items()}}
+        compute_s = time.perf_counter() - t  # float() waited for the device
         if self.dlt_s is None:
             self.dlt_s = self.rec.elapsed()  # DLT: process start → first loss reported
         if not self.started:
             self.train_start, self.started = t, True  # this segment's training phase
         self.rec.write(
-            "step",
-            step=self.step,
-            epoch=round(epoch, 5),
-            loss=local_loss,
-            acc=local_acc,
-            decompress_s=batch.decompress_s,
-            data_wait_s=batch.wait_s,
-            h2d_s=batch.h2d_s,
+            "step", step=self.step, epoch=round(epoch, 5), **local, **batch.timings,
             compute_s=compute_s,
-        )
-        # One allreduce: gradients, local loss and accuracy, and the stop vote.
+        )  # fmt: skip
         wants_stop = (
-            cfg.time_limit is not None and self.rec.elapsed() > cfg.time_limit - cfg.stop_margin
+            core.time_limit is not None and self.rec.elapsed() > core.time_limit - core.stop_margin
         )
         t = time.perf_counter()
-        votes = [float(wants_stop), float(checkpoint.preempted())]
-        flat[-4:] = torch.tensor([local_loss, local_acc, *votes])
-        self.engine.allreduce_mean_(flat)
-        global_loss, global_acc, stop_vote, requeue_vote = flat[-4:].tolist()
+        means = self.bucket.allreduce_mean(
+            ctx.engine,
+            {**local, "stop_vote": float(wants_stop), "requeue_vote": checkpoint.preempted()},
+        )
         allreduce_s = time.perf_counter() - t
-        self.optimizer.step()
-        if self.schedule is not None:
-            self.schedule.step()
-        smoothed = self.smoother.push(global_loss)
-        self.last_global_loss, self.last_smoothed = global_loss, smoothed
-        if self.ttl_s is None and smoothed is not None and smoothed < cfg.target_loss:
+        self.workload.update()
+        self.train_end = time.perf_counter()
+        self.samples += batch.size * ctx.world_size
+        global_ = {k: v for k, v in means.items() if k not in VOTES}
+        smoothed = self.smoother.push(global_["loss"])
+        self.last_global, self.last_smoothed = global_, smoothed
+        if self.ttl_s is None and smoothed is not None and smoothed < self.target_loss:
             self.ttl_s = self.total_elapsed()  # across walltime segments
             self.rec.write("phase", phase="target", step=self.step, ttl_s=self.ttl_s)
         self.rec.write(
             "sync",
             step=self.step,
             allreduce_s=allreduce_s,
-            global_loss=global_loss,
-            global_acc=global_acc,
+            **{f"global_{k}": v for k, v in global_.items()},
             smoothed_loss=smoothed,
         )
-        if requeue_vote > 0:
+        if means["requeue_vote"] > 0:
             self.stop_reason = "requeue"
-        elif stop_vote > 0:
+        elif means["stop_vote"] > 0:
             self.stop_reason = "walltime"
+        return global_
 
+    def metrics(self) -> dict[str, Any]:
+        """The timing figures of the summary (the workload adds its evaluation)."""
+        world = self.ctx.world_size
+        train_s = max(self.train_end - self.train_start + self.train_offset, 1e-9)
+        epochs_done = self.step / self.steps_per_epoch
+        window_full = len(self.smoother.values) == self.smoother.values.maxlen
+        return {
+            "ttl_s": self.ttl_s,
+            "target_loss": self.target_loss,
+            "ttl_window": self.core.ttl_window,
+            "ttl_note": None if self.ttl_s is not None else self._ttl_note(window_full),
+            "steps": self.step,
+            "steps_per_epoch": self.steps_per_epoch,
+            "segments": self.segment + 1,
+            "epochs": round(epochs_done, 4),
+            "train_time_s": round(train_s, 4),
+            "epoch_rate_per_min": epochs_done / (train_s / 60),
+            "samples_per_s": self.samples / train_s,
+            "samples_per_s_per_rank": self.samples / train_s / world,
+            "global_batch": self.ctx.batch * world,
+            "final_global_loss": self.last_global.get("loss"),
+            "final_smoothed_loss": self.last_smoothed,
+        }
 
-def _bucket_grads(params: list, extra: int, device: torch.device) -> torch.Tensor:
-    """One flat buffer; each parameter's .grad becomes a view into it (plus ``extra`` slots).
-    Call after any memory-format change of the model."""
-    total = sum(p.numel() for p in params)
-    flat = torch.zeros(total + extra, device=device)
-    offset = 0
-    for p in params:
-        n = p.numel()
-        # Same strides as the parameter (channels_last too), as autograd's layout contract wants.
-        p.grad = flat.as_strided(p.size(), p.stride(), offset)
-        offset += n
-    return flat
-
-
-def _optimizer(cfg: TrainConfig, params: list, world: int, steps_per_epoch: int) -> tuple:
-    if cfg.optimizer in ("adamw", "adam"):  # the paper's Adam: lr 1e-3, β (0.9, 0.999), ε 1e-8
-        # adamw (default) decays weights decoupled from the gradient; adam adds the decay to the
-        # gradient (L2), which with the paper's softmax loss (gradients ~1e-3) stops learning.
-        cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-        opt = cls(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=cfg.weight_decay)
-        return opt, None
-    # SGD with Goyal et al.'s linear scaling and warm-up, then steps at epochs 30, 60, 80.
-    opt = torch.optim.SGD(params, lr=cfg.lr * world, momentum=0.9, weight_decay=cfg.weight_decay)
-    warm = max(cfg.warmup_epochs * steps_per_epoch, 1)
-
-    def factor(step: int) -> float:
-        epoch = step / steps_per_epoch
-        adj = 1.0 / world + (1 - 1.0 / world) * min(step / warm, 1.0)
-        return adj * 0.1 ** sum(epoch >= b for b in (30, 60, 80))
-
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
-
-
-@torch.no_grad()
-def _evaluate(
-    model: torch.nn.Module, store: Any, cfg: TrainConfig, engine: Engine
-) -> tuple[float | None, np.ndarray]:
-    """Validation accuracy and the 5 × 5 confusion matrix (rows true, columns predicted)."""
-    model.eval()
-    k = len(CLASSES)
-    counts = torch.zeros(k * k, device=engine.device)
-    order = [np.arange(i, min(i + cfg.batch, len(store))) for i in range(0, len(store), cfg.batch)]
-    if order:
-        prefetcher = Prefetcher(store, cfg.batch, engine.device, cfg.prefetch, cfg.channels_last)
-        for batch in prefetcher.batches(order):
-            pred = model(batch.x).argmax(1)
-            counts += torch.bincount(batch.y * k + pred, minlength=k * k).float()
-    engine.allreduce_sum_(counts)
-    confusion = counts.view(k, k).cpu().numpy().astype(np.int64)
-    total = int(confusion.sum())
-    return (float(np.trace(confusion)) / total if total else None), confusion
-
-
-def _percent(confusion: np.ndarray) -> list[list[float]]:
-    rows = confusion.sum(axis=1, keepdims=True).clip(min=1)
-    return np.round(100.0 * confusion / rows, 1).tolist()
-
-
-def _codec(cfg: TrainConfig) -> Codec:
-    try:
-        cname, level, shuffle = cfg.codec.split(":")
-        return Codec(
-            cname=cname,
-            clevel=int(level),
-            shuffle=shuffle,  # type: ignore[arg-type]
-            threads=cfg.blosc_threads,
+    def _ttl_note(self, window_full: bool) -> str:
+        """Why TTL was not reached, in words a user can act on."""
+        if not window_full:
+            return (
+                f"the run ended after {self.step} steps, before the {self.core.ttl_window}-step "
+                "smoothing window filled; train longer (--epochs) or shorten --ttl-window"
+            )
+        return (
+            f"the smoothed loss ended at {self.last_smoothed:.3g}, above the target "
+            f"{self.target_loss:g}; train longer (--epochs) or raise --target-loss"
         )
-    except ValueError:
-        raise UserError(
-            f"--codec {cfg.codec!r}: expected codec:level:shuffle, e.g. blosclz:9:none"
-        ) from None
+
+
+def _scalars(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if isinstance(v, (int, float, str)) or v is None}
 
 
 def _provenance(engine: Engine, jobenv: JobEnvironment) -> dict[str, Any]:

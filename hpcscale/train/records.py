@@ -25,7 +25,12 @@ from typing import IO, Any
 
 from hpcscale.fsutil import atomic_write_json
 
-SPLIT_KEYS = ("decompress_s", "data_wait_s", "h2d_s", "compute_s", "allreduce_s")
+# What the summary copies from the rank statuses as they are.
+IDENTITY = (
+    "study", "site", "job", "workload", "model", "sample_unit", "provenance", "config", "data",
+)  # fmt: skip
+# Keys of step/sync lines that are not part of a step's time split, though they end in "_s".
+NOT_SPLIT = frozenset({"ttl_s", "wall_offset_s"})
 
 
 class RecordWriter:
@@ -119,7 +124,7 @@ def summarize(folder: Path, world_size: int, write: bool = True) -> dict[str, An
     metrics["step_time_split_s"] = _median_split(folder, world_size)
     primary = _primary_failure(failures, statuses)
     summary = {
-        **{k: source.get(k) for k in ("study", "site", "job", "provenance", "config", "data")},
+        **{k: source.get(k) for k in IDENTITY},
         "world_size": world_size,
         "status": "completed" if not failures else "failed",
         "stop_reason": source.get("stop_reason") if not failures else "error",
@@ -151,15 +156,17 @@ def _last_record(path: Path) -> dict[str, Any] | None:
 
 
 def _median_split(folder: Path, world_size: int) -> dict[str, float]:
-    """Median per-step time split over all ranks and steps (first step excluded: warm-up)."""
-    values: dict[str, list[float]] = {k: [] for k in SPLIT_KEYS}
+    """Median per-step time split over all ranks and steps (first step excluded: warm-up).
+    The split is every ``*_s`` field of the step and sync lines: the loop's compute and
+    allreduce times and whatever the workload's batches time (decompression, copies, …)."""
+    values: dict[str, list[float]] = {}
     for rank in range(world_size):
         path = folder / f"rank-{rank}.jsonl"
         if not path.exists():
             continue
         for row in read_records(path):
             if row.get("kind") in ("step", "sync") and row.get("step", 0) > 1:
-                for key in SPLIT_KEYS:
-                    if key in row:
-                        values[key].append(row[key])
-    return {k: statistics.median(v) for k, v in values.items() if v}
+                for key, value in row.items():
+                    if key.endswith("_s") and key not in NOT_SPLIT:
+                        values.setdefault(key, []).append(value)
+    return {k: statistics.median(v) for k, v in values.items()}

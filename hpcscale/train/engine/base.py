@@ -6,9 +6,9 @@ from abc import ABC, abstractmethod
 
 import torch
 
+from hpcscale.errors import PeerFailure
 
-class PeerFailure(RuntimeError):
-    """A collective failed or timed out: another rank died or hangs."""
+__all__ = ["Engine", "PeerFailure", "pick_device"]
 
 
 class Engine(ABC):

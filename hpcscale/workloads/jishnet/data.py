@@ -1,4 +1,5 @@
-"""Minibatches from the compressed store, prepared ahead of the training step by a thread.
+"""JishNet's data path: dense minibatches from the compressed store, prepared ahead of the
+training step by a thread.
 
 The thread decompresses each minibatch straight into a pinned host buffer (``decompress_ptr``;
 Blosc releases the GIL) and, on a GPU, copies it to a device buffer on its own CUDA stream. The
@@ -26,12 +27,14 @@ from hpcscale.data.store import EventStore
 
 
 @dataclass
-class Batch:
-    x: torch.Tensor  # on the device
+class DenseBatch:
+    x: torch.Tensor  # (B, 1, R, R) on the device
     y: torch.Tensor
-    decompress_s: float  # time the thread spent decompressing this batch
-    wait_s: float  # time the loop waited for it (the part of data loading not hidden)
-    h2d_s: float  # host-to-device copy, in the thread on its own stream (0 on CPU)
+    size: int
+    # decompress_s: time the thread spent decompressing this batch; data_wait_s: time the loop
+    # waited for it (the part of data loading not hidden); h2d_s: host-to-device copy, in the
+    # thread on its own stream (0 on CPU)
+    timings: dict[str, float]
 
 
 class Prefetcher:
@@ -90,7 +93,7 @@ class Prefetcher:
         except BaseException as exc:  # surface errors in the loop, not a silent thread death
             ready.put(exc)
 
-    def batches(self, order: Sequence[np.ndarray]) -> Iterator[Batch]:
+    def batches(self, order: Sequence[np.ndarray]) -> Iterator[DenseBatch]:
         """Yield device batches for the index arrays in ``order`` (each ``batch`` long)."""
         free: queue.Queue = queue.Queue()
         ready: queue.Queue = queue.Queue()
@@ -119,7 +122,8 @@ class Prefetcher:
                 if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 y = labels[torch.as_tensor(idx)].to(self.device, non_blocking=True)
-                yield Batch(x, y, decompress_s, wait_s, h2d_s)
+                timings = {"decompress_s": decompress_s, "data_wait_s": wait_s, "h2d_s": h2d_s}
+                yield DenseBatch(x, y, len(idx), timings)
                 previous = slot
         finally:
             stop.set()
@@ -132,11 +136,3 @@ class Prefetcher:
             event.record(torch.cuda.current_stream(self.device))
             self.consumed[slot] = event
         free.put(slot)
-
-
-def epoch_order(
-    n: int, batch: int, steps: int, seed: int, epoch: int, rank: int
-) -> list[np.ndarray]:
-    """This rank's shuffled minibatches for one epoch: ``steps`` arrays of ``batch`` indices."""
-    perm = np.random.default_rng([seed, epoch, rank]).permutation(n)
-    return [perm[s * batch : (s + 1) * batch] for s in range(steps)]

@@ -10,13 +10,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hpcscale.errors import UserError
-
 # name: (conv channels, hidden units)
 PRESETS: dict[str, tuple[tuple[int, int, int, int], int]] = {
     "jishnet": ((10, 64, 128, 256), 32),
     "jishnet-small": ((4, 8, 16, 16), 16),  # same geometry, ~100× fewer FLOPs: tests, laptops
 }
+
+
+MIN_RESOLUTION = 275  # the smallest side that leaves one feature cell after the four poolings
 
 
 def feature_side(resolution: int) -> int:
@@ -34,14 +35,9 @@ class JishNet(nn.Module):
         softmax: bool = True,
     ) -> None:
         super().__init__()
-        if preset not in PRESETS:
-            raise UserError(f"--model {preset!r} is unknown; choose one of {', '.join(PRESETS)}")
         side = feature_side(resolution)
         if side < 1:
-            raise UserError(
-                f"JishNet needs images of at least 275×275 (got {resolution}): its "
-                "four poolings shrink the side 400-fold"
-            )
+            raise ValueError(f"JishNet needs images of at least {MIN_RESOLUTION}, not {resolution}")
         (c1, c2, c3, c4), hidden = PRESETS[preset]
         self.conv1 = nn.Conv2d(1, c1, 5, padding=2)
         self.conv2 = nn.Conv2d(c1, c2, 5, padding=2)
@@ -59,9 +55,3 @@ class JishNet(nn.Module):
         x = F.elu(self.fc1(torch.flatten(x, 1)))
         x = self.fc2(x)
         return F.softmax(x, dim=1) if self.softmax else x
-
-
-def loss_fn(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the network's output. With ``--loss paper`` the output is already a
-    softmax, so this is cross-entropy on probabilities, as the paper's loss curves imply."""
-    return F.cross_entropy(output.float(), target)

@@ -1,0 +1,141 @@
+"""The workload component: what a training job trains, apart from how every rank trains it.
+
+A workload (JishNet, SCNet, …) owns its data path, model(s), optimizer(s), one training step,
+evaluation and the fields it adds to records and the summary. The loop (``train/loop.py``) owns
+everything a workload shares: ranks and engine, the one allreduce per step, records, TTL, the stop
+vote, walltime checkpoint/requeue and the summary. The loop never names a workload; it talks to
+this interface only, so a new workload is a new module and a line in ``hpcscale.workloads``.
+
+The life of a workload on one rank (every call is made by the loop, in this order)::
+
+    wl = Spec(config, RankContext(...))      # cheap: no data, no model yet
+    staged = wl.stage()                       # this rank's share of the data (timed into DLT)
+    wl.build(steps_per_epoch)                 # models, optimizers, schedules on ctx.device
+    for order in epochs:                      # order: this rank's minibatches as index arrays
+        for batch in wl.batches(order):
+            out = wl.step(batch)              # forward + backward: gradients in the parameters
+            …                                 # the loop averages them with the metrics
+            wl.update()                       # optimizer step(s), schedules
+    metrics = wl.evaluate()                   # validation; every rank, collectives allowed
+
+A workload that needs an intermediate collective (a GAN's discriminator update before the
+generator's step) may call ``ctx.engine`` inside ``step``; the loop's allreduce carries the final
+gradients of ``parameters()`` and the step's metrics.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from hpcscale.train.engine.base import Engine
+
+
+class WorkloadConfig(BaseModel):
+    """Base of every workload's own options; each field becomes a ``--flag`` of the rank's
+    command line (``python -m hpcscale.train --model NAME --help`` lists them)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+    model: str  # the preset this workload was selected by (``--model``)
+
+
+@dataclass(frozen=True)
+class RankContext:
+    """What a workload may know of the job it runs in."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+    engine: Engine
+    data: Path
+    batch: int  # minibatch per rank
+    seed: int
+    max_events: int | None  # training events to use, all ranks together (None: all)
+
+
+class Batch(Protocol):
+    """What the loop needs of a workload's minibatch; the rest is the workload's business."""
+
+    size: int  # samples in it
+    timings: dict[str, float]  # seconds, named ``*_s``; go into the step's record
+
+
+@dataclass
+class StepResult:
+    """A step's local figures, before the allreduce (0-d tensors or floats)."""
+
+    loss: Any
+    metrics: dict[str, Any] = field(default_factory=dict)  # keys as in ``metric_names``
+
+
+@dataclass
+class Staged:
+    """The outcome of ``stage``: sizes for the loop, and what goes into records and summary."""
+
+    train_samples: int  # training samples of all ranks together
+    local_samples: int  # this rank's
+    record: dict[str, Any] = field(default_factory=dict)  # the "staged" record line
+    summary: dict[str, Any] = field(default_factory=dict)  # the summary's "data" block
+
+
+class Workload(ABC):
+    name: ClassVar[str]
+    Config: ClassVar[type[WorkloadConfig]]
+    sample_unit: ClassVar[str] = "samples"  # "images", "showers", … (reports label with it)
+    default_batch: ClassVar[int] = 8
+    default_target_loss: ClassVar[float] = 1.0
+    metric_names: ClassVar[tuple[str, ...]] = ()  # local metrics averaged with the loss
+
+    def __init__(self, config: WorkloadConfig, ctx: RankContext) -> None:
+        self.config = config
+        self.ctx = ctx
+
+    @classmethod
+    def check(cls, config: WorkloadConfig, data: Path, world_size: int, batch: int) -> None:
+        """Before any rank starts: raise ``UserError`` if this data set cannot be trained with
+        this configuration on ``world_size`` ranks (wrong kind of data, images too small, fewer
+        than one minibatch per rank). Reads metadata only; must be fast."""
+        return None
+
+    @abstractmethod
+    def stage(self) -> Staged:
+        """Load this rank's share of the training and validation data (the paper's DLT)."""
+
+    @abstractmethod
+    def build(self, steps_per_epoch: int) -> None:
+        """Create the model(s), optimizer(s) and schedules on ``ctx.device``."""
+
+    @abstractmethod
+    def parts(self) -> dict[str, Any]:
+        """Everything a checkpoint must hold, by name: modules, optimizers, schedules (anything
+        with ``state_dict``/``load_state_dict``). Modules are broadcast from rank 0."""
+
+    @abstractmethod
+    def parameters(self) -> Sequence[torch.Tensor]:
+        """The parameters whose gradients the loop averages over ranks each step."""
+
+    @abstractmethod
+    def batches(self, order: Sequence[np.ndarray]) -> Iterator[Batch]:
+        """Minibatches on the device for ``order`` (arrays of local sample indices)."""
+
+    @abstractmethod
+    def step(self, batch: Batch) -> StepResult:
+        """Forward and backward on one minibatch; leave the gradients in ``parameters()``."""
+
+    @abstractmethod
+    def update(self) -> None:
+        """Apply the averaged gradients: optimizer step(s) and schedules."""
+
+    @abstractmethod
+    def evaluate(self) -> dict[str, Any]:
+        """Validation metrics for the summary (called on every rank; may use collectives)."""

@@ -1,0 +1,187 @@
+"""What the paper's two networks share: five-class LArTPC event classification.
+
+JishNet (dense) and SCNet (sparse) differ in their data path and model; their loss, optimizer,
+step, evaluation (accuracy and confusion matrix) and metrics are the same, and live here. A
+subclass brings ``stage``, ``batches``, ``val_batches``, ``make_model`` and ``forward``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from hpcscale.data import files
+from hpcscale.data.simulate import CLASSES
+from hpcscale.errors import DataError, UserError
+from hpcscale.train.workload import Batch, StepResult, Workload, WorkloadConfig
+
+
+class ClassifierConfig(WorkloadConfig):
+    """LArTPC classifier options"""
+
+    loss: Literal["paper", "standard"] = Field(
+        "paper",
+        description="paper: cross-entropy on the softmax output (the paper's curves; floor "
+        "0.905); standard: cross-entropy on logits",
+    )
+    optimizer: Literal["adamw", "adam", "sgd"] = Field(
+        "adamw",
+        description="adamw (default): Adam with decoupled weight decay; adam: weight decay as L2 "
+        "in the gradient (torch.optim.Adam); sgd: Goyal et al. warm-up and linear LR scaling",
+    )
+    lr: float = Field(1e-3, gt=0, description="learning rate (SGD: per rank, scaled by ranks)")
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_epochs: float = Field(5.0, ge=0, description="SGD's linear warm-up")
+    bf16: bool = Field(False, description="bfloat16 autocast for the forward pass")
+
+
+def loss_fn(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the network's output. With ``--loss paper`` the output is already a
+    softmax, so this is cross-entropy on probabilities, as the paper's loss curves imply."""
+    return F.cross_entropy(output.float(), target)
+
+
+def make_optimizer(
+    config: ClassifierConfig, params: list, world: int, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, Any]:
+    if config.optimizer in ("adamw", "adam"):  # the paper's Adam: lr 1e-3, β (0.9, 0.999), ε 1e-8
+        # adamw (default) decays weights decoupled from the gradient; adam adds the decay to the
+        # gradient (L2), which with the paper's softmax loss (gradients ~1e-3) stops learning.
+        cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+        opt = cls(
+            params, lr=config.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=config.weight_decay
+        )
+        return opt, None
+    # SGD with Goyal et al.'s linear scaling and warm-up, then steps at epochs 30, 60, 80.
+    opt = torch.optim.SGD(
+        params, lr=config.lr * world, momentum=0.9, weight_decay=config.weight_decay
+    )
+    warm = max(config.warmup_epochs * steps_per_epoch, 1)
+
+    def factor(step: int) -> float:
+        epoch = step / steps_per_epoch
+        adj = 1.0 / world + (1 - 1.0 / world) * min(step / warm, 1.0)
+        return adj * 0.1 ** sum(epoch >= b for b in (30, 60, 80))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+class LArTPCClassifier(Workload):
+    """The shared part of JishNet and SCNet."""
+
+    Config: ClassVar[type[ClassifierConfig]] = ClassifierConfig
+    sample_unit = "images"
+    default_batch = 7  # the paper's: fits a 16 GB P100 at 3600 × 3600
+    default_target_loss = 1.2  # the paper's TTL target
+    metric_names = ("acc",)
+
+    config: ClassifierConfig
+    model: torch.nn.Module
+    resolution: int
+
+    # -- what a subclass brings -----------------------------------------------------------------
+    @classmethod
+    def check_resolution(cls, config: ClassifierConfig, resolution: int) -> None:
+        """Raise ``UserError`` if the model cannot take images of this side."""
+
+    def make_model(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def val_batches(self) -> Iterator[Any]:
+        raise NotImplementedError
+
+    # -- the shared part ------------------------------------------------------------------------
+    @classmethod
+    def check(cls, config: Any, data: Path, world_size: int, batch: int) -> None:
+        manifest = files.read_manifest(data)
+        cls.check_resolution(config, manifest.resolution)
+        train = manifest.count("train")
+        if (train // world_size) // batch < 1:
+            raise DataError(
+                f"{data}: {train} training events over {world_size} ranks give fewer than one "
+                f"minibatch of {batch} per rank; generate at least {world_size * batch} events"
+            )
+
+    def build(self, steps_per_epoch: int) -> None:
+        ctx = self.ctx
+        torch.manual_seed(ctx.seed)
+        self.model = self.make_model().to(ctx.device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer, self.schedule = make_optimizer(
+            self.config, self.params, ctx.world_size, steps_per_epoch
+        )
+        self.autocast = (
+            torch.autocast(ctx.device.type, dtype=torch.bfloat16)
+            if self.config.bf16
+            else contextlib.nullcontext()
+        )
+
+    def parts(self) -> dict[str, Any]:
+        parts: dict[str, Any] = {"model": self.model, "optimizer": self.optimizer}
+        if self.schedule is not None:
+            parts["schedule"] = self.schedule
+        return parts
+
+    def parameters(self) -> Sequence[torch.Tensor]:
+        return self.params
+
+    def step(self, batch: Batch) -> StepResult:
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=False)  # the gradients are views of the bucket
+        with self.autocast:
+            output = self.forward(batch)
+        y = batch.y  # type: ignore[attr-defined]
+        loss = loss_fn(output, y)
+        loss.backward()
+        correct = (output.argmax(1) == y).float().mean()
+        return StepResult(loss.detach(), {"acc": correct})
+
+    def update(self) -> None:
+        self.optimizer.step()
+        if self.schedule is not None:
+            self.schedule.step()
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, Any]:
+        """Validation accuracy and the 5 × 5 confusion matrix (rows true, columns predicted)."""
+        self.model.eval()
+        k = len(CLASSES)
+        counts = torch.zeros(k * k, device=self.ctx.device)
+        for batch in self.val_batches():
+            with self.autocast:
+                pred = self.forward(batch).argmax(1)
+            counts += torch.bincount(batch.y * k + pred, minlength=k * k).float()
+        self.ctx.engine.allreduce_sum_(counts)
+        confusion = counts.view(k, k).cpu().numpy().astype(np.int64)
+        total = int(confusion.sum())
+        rows = confusion.sum(axis=1, keepdims=True).clip(min=1)
+        return {
+            "val_accuracy": float(np.trace(confusion)) / total if total else None,
+            "val_events": total,
+            "confusion": confusion.tolist(),
+            "confusion_percent": np.round(100.0 * confusion / rows, 1).tolist(),
+            "classes": list(CLASSES),
+            "loss": self.config.loss,
+        }
+
+
+def val_order(n: int, batch: int) -> list[np.ndarray]:
+    """The validation set in order, in minibatches (the last may be short)."""
+    return [np.arange(i, min(i + batch, n)) for i in range(0, n, batch)]
+
+
+def too_small(model: str, minimum: int, resolution: int) -> UserError:
+    return UserError(
+        f"--model {model} needs images of at least {minimum}×{minimum} (the data set's are "
+        f"{resolution}×{resolution}): its four poolings shrink the side 400-fold"
+    )
