@@ -111,13 +111,20 @@ def train_command(
     python: str = "python",
     extra: Iterable[str] = (),
 ) -> list[str]:
-    """The argv every rank runs: the shared training core with the site's workload."""
+    """The argv every rank runs: the shared training core with the site's workload. An option
+    given in ``extra`` replaces the site's default for it (each option reaches the rank once)."""
     w = site.workload
+    extra = list(extra)
+    given = {arg.split("=", 1)[0] for arg in extra if arg.startswith("--")}
+    defaults = [
+        ("--model", w.model), ("--batch", str(w.batch)), ("--epochs", f"{w.epochs:g}"),
+        ("--target-loss", f"{w.target_loss:g}"),
+    ]  # fmt: skip
     return [
         python, "-u", "-m", "hpcscale.train",
         "--site", site.name, "--engine", site.engine, "--data", data, "--out", out,
-        "--model", w.model, "--batch", str(w.batch), "--epochs", f"{w.epochs:g}",
-        "--target-loss", f"{w.target_loss:g}", "--time-limit", str(plan.walltime_s),
+        *[part for flag, value in defaults if flag not in given for part in (flag, value)],
+        "--time-limit", str(plan.walltime_s),
         *extra,
     ]  # fmt: skip
 

@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
@@ -123,10 +124,19 @@ class Workload(Strict):
 
     resolution: int = Field(3600, ge=275, description="image side; the paper's is 3600")
     events: PositiveInt = Field(15000, description="training + validation events to generate")
-    model: Literal["jishnet", "jishnet-small"] = "jishnet"
+    model: str = Field("jishnet", description="what to train: a model of hpcscale.workloads")
     batch: PositiveInt = Field(7, description="minibatch per rank; 7 fits a 16 GB P100")
     epochs: float = Field(10.0, gt=0)
     target_loss: float = Field(1.2, gt=0, description="TTL target (the paper's 1.2 by default)")
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        from hpcscale.workloads import MODELS  # a plain table: imports no workload
+
+        if value not in MODELS:
+            raise ValueError(f"unknown model {value!r}; allowed: {', '.join(MODELS)}")
+        return value
 
 
 class Site(Strict):

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hpcscale import workloads
 from hpcscale.errors import UserError
 
 
@@ -25,14 +26,14 @@ class CoreConfig(BaseModel):
 
     data: Path = Field(description="data set folder (from `hpcscale data generate`)")
     out: Path = Field(description="job folder for records, summary.json and mlperf.log")
-    model: str = Field("jishnet", description="what to train (the models are listed above)")
+    model: str = Field(workloads.DEFAULT, description="what to train (models: listed above)")
     site: str = "local"
     engine: Literal["torch", "horovod"] = "torch"
     batch: int | None = Field(None, ge=1, description="minibatch per rank; default: the model's")
     epochs: float = Field(10.0, gt=0, description="stop after this many epochs (fractions allowed)")
     target_loss: float | None = Field(
         None, description="TTL target on the smoothed, rank-averaged training loss; default: "
-        "the model's (JishNet and SCNet: the paper's 1.2)"
+        "the model's"
     )  # fmt: skip
     ttl_window: int = Field(
         25, ge=1, description="steps in the trailing mean that smooths the global loss for TTL"
@@ -112,8 +113,6 @@ def parser(workload_config: type[BaseModel] | None, prog_note: str = "") -> argp
 
 def parse(argv: list[str] | None = None) -> tuple[CoreConfig, Any]:
     """The core's and the workload's configs from a rank's command line."""
-    from hpcscale import workloads
-
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--model", default=CoreConfig.model_fields["model"].default)
     known, _ = pre.parse_known_args(argv)

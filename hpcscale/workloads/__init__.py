@@ -17,6 +17,7 @@ from hpcscale.errors import UserError
 if TYPE_CHECKING:
     from hpcscale.train.workload import Workload
 
+DEFAULT = "jishnet"  # the paper's network
 # model name → module defining WORKLOAD. A workload's presets are its names' variants.
 MODELS: dict[str, str] = {
     "jishnet": "hpcscale.workloads.jishnet",
@@ -24,6 +25,12 @@ MODELS: dict[str, str] = {
     "scnet": "hpcscale.workloads.scnet",
     "scnet-small": "hpcscale.workloads.scnet",
 }
+
+
+def register(model: str, module: str) -> None:
+    """Add a model name served by ``module`` (which defines ``WORKLOAD``), e.g. a workload of
+    your own, before the rank parses its options."""
+    MODELS[model] = module
 
 
 def names() -> list[str]:

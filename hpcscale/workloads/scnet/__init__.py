@@ -1,0 +1,91 @@
+"""SCNet, the paper's sparse network: submanifold convolutions on the events' active pixels.
+
+Same task, loss, optimizer and evaluation as JishNet (``workloads/lartpc.py``), so their TTLs
+compare; the data stay sparse from the HDF5 shards to the device (``data.py``) and the model
+(``model.py``) runs on the portable sparse convolution of ``sparse.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from hpcscale.train.workload import Staged
+from hpcscale.workloads.lartpc import ClassifierConfig, LArTPCClassifier, too_small, val_order
+from hpcscale.workloads.scnet.data import SparseBatch, SparsePrefetcher, load_sparse
+from hpcscale.workloads.scnet.model import PRESETS, SCNet, feature_side
+
+MIN_RESOLUTION = 400  # pools of 5, 5, 4, 4 without padding leave one cell at 400 × 400
+
+
+class SCNetConfig(ClassifierConfig):
+    """SCNet options"""
+
+    prefetch: int = Field(2, ge=0, description="minibatches assembled ahead of the step")
+
+
+class SCNetWorkload(LArTPCClassifier):
+    name = "scnet"
+    Config: ClassVar[type[SCNetConfig]] = SCNetConfig  # type: ignore[assignment]
+    config: SCNetConfig
+
+    @classmethod
+    def check_resolution(cls, config: Any, resolution: int) -> None:
+        if resolution < MIN_RESOLUTION:
+            raise too_small(config.model, MIN_RESOLUTION, resolution)
+        feature_side(resolution)  # the model's own check
+
+    def stage(self) -> Staged:
+        ctx = self.ctx
+        self.store, total, seconds = load_sparse(
+            ctx.data, "train", ctx.rank, ctx.world_size, limit=ctx.max_events
+        )
+        self.val_store, _, _ = load_sparse(ctx.data, "val", ctx.rank, ctx.world_size)
+        self.resolution = self.store.resolution
+        self.check_resolution(self.config, self.resolution)
+        active = np.diff(self.store.offsets)
+        mean_active = float(active.mean()) if active.size else 0.0
+        return Staged(
+            train_samples=total,
+            local_samples=len(self.store),
+            record={
+                "events": len(self.store),
+                "val_events": len(self.val_store),
+                "load_s": round(seconds, 4),
+                "active_pixels_mean": round(mean_active, 1),
+            },
+            summary={
+                "folder": str(ctx.data),
+                "resolution": self.resolution,
+                "train_events_per_rank": len(self.store),
+                "train_events": total,
+                "active_pixels_mean": mean_active,
+                "occupancy": mean_active / self.resolution**2,
+                "bytes_per_rank": self.store.nbytes,
+                "load_s_rank": seconds,
+            },
+        )
+
+    def make_model(self) -> torch.nn.Module:
+        channels, hidden = PRESETS[self.config.model]
+        return SCNet(
+            self.resolution, channels, hidden, classes=5, softmax=self.config.loss == "paper"
+        )
+
+    def batches(self, order: Sequence[np.ndarray]) -> Iterator[SparseBatch]:
+        prefetcher = SparsePrefetcher(self.store, self.ctx.device, self.config.prefetch)
+        return prefetcher.batches(order)
+
+    def val_batches(self) -> Iterator[SparseBatch]:
+        order = val_order(len(self.val_store), self.ctx.batch)
+        return SparsePrefetcher(self.val_store, self.ctx.device).batches(order)
+
+    def forward(self, batch: SparseBatch) -> torch.Tensor:
+        return self.model(batch.coords, batch.features, batch.size)
+
+
+WORKLOAD = SCNetWorkload

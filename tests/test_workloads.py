@@ -1,0 +1,149 @@
+"""The workload component: a workload defined only in the tests trains through the unchanged loop;
+the loop and its neighbours import no workload; the registry and the rank's options."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from hpcscale import workloads  # noqa: E402
+from hpcscale.errors import UserError  # noqa: E402
+from hpcscale.train.records import read_records  # noqa: E402
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+
+# A rank that registers the tests' workload, then runs the core exactly as `python -m
+# hpcscale.train` does.
+DRIVER = f"""
+import sys, time
+sys.path.insert(0, {str(TESTS)!r})
+from hpcscale import workloads
+workloads.register("fake-linear", "fake_workload")
+from hpcscale.train.config import parse
+from hpcscale.train.loop import run
+sys.exit(run(*parse(sys.argv[1:]), time.time()))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_workload_from_the_tests_trains_on_two_gloo_ranks(tmp_path):
+    out = tmp_path / "job"
+    port = _free_port()
+    args = ["--model", "fake-linear", "--data", str(tmp_path), "--out", str(out), "--epochs", "40"]
+    args += ["--ttl-window", "5", "--lr", "0.1"]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", DRIVER, *args],
+            env={
+                **os.environ,
+                "RANK": str(r),
+                "WORLD_SIZE": "2",
+                "LOCAL_RANK": str(r),
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": str(port),
+                "OMP_NUM_THREADS": "1",
+            },
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in range(2)
+    ]
+    errors = [p.communicate(timeout=180)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["stop_reason"] == "target"
+    assert summary["workload"] == "fake-linear" and summary["sample_unit"] == "points"
+    assert summary["ttl_s"] > summary["dlt_s"] > 0
+    assert summary["target_loss"] == 0.05  # the workload's default
+    assert summary["val_points"] == 64 and summary["val_mse"] < 0.1
+    assert summary["config"]["lr"] == 0.1 and summary["config"]["batch"] == 16
+    assert summary["data"] == {"dim": 4}
+    assert summary["samples_per_s"] > 0
+    assert set(summary["step_time_split_s"]) == {"index_s", "compute_s", "allreduce_s"}
+    rows = read_records(out / "rank-1.jsonl")
+    steps = [r for r in rows if r["kind"] == "step"]
+    syncs = [r for r in rows if r["kind"] == "sync"]
+    assert steps and all("mae" in r and "loss" in r for r in steps)
+    local = {
+        k: {r["step"]: r["mae"] for r in read_records(out / f"rank-{k}.jsonl") if r["kind"] == "step"}
+        for k in (0, 1)
+    }
+    for row in syncs:  # the workload's metric rides in the step's allreduce
+        assert row["global_mae"] == pytest.approx((local[0][row["step"]] + local[1][row["step"]]) / 2)
+
+
+CORE = ("loop", "records", "checkpoint", "sync", "workload", "config", "entry")
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_the_core_imports_no_workload_and_no_data_format(module):
+    tree = ast.parse((ROOT / "hpcscale" / "train" / f"{module}.py").read_text())
+    imported = {
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    bad = {m for m in imported if m and (m.startswith(("hpcscale.workloads.", "hpcscale.data")))}
+    assert not bad, f"hpcscale/train/{module}.py imports {bad}"
+    code = " ".join(_code_words(tree)).lower()  # names and strings, not docs or comments
+    for word in ("jishnet", "scnet", "blosc", "classes", "confusion", "images"):
+        assert word not in code, f"hpcscale/train/{module}.py mentions {word}"
+
+
+def _code_words(tree: ast.AST) -> list[str]:
+    docstrings = {
+        id(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+    }
+    words = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            words.append(node.id)
+        elif isinstance(node, ast.Attribute):
+            words.append(node.attr)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if id(node) not in docstrings:
+                words.append(node.value)
+    return words
+
+
+def test_registry_names_match_the_presets():
+    from hpcscale.workloads.jishnet.model import PRESETS as JISHNET
+    from hpcscale.workloads.scnet.model import PRESETS as SCNET
+
+    for name in workloads.names():
+        spec = workloads.get(name)
+        assert name in {"jishnet": JISHNET, "scnet": SCNET}[spec.name]
+    with pytest.raises(UserError, match="unknown; choose one of jishnet"):
+        workloads.get("resnet")
+
+
+def test_rank_options_come_from_the_workload_config():
+    from hpcscale.train.config import parse
+
+    core, wl = parse(["--data", "d", "--out", "o", "--model", "scnet-small", "--no-bf16"])
+    assert core.model == "scnet-small" and wl.model == "scnet-small" and wl.bf16 is False
+    assert type(wl).__name__ == "SCNetConfig"
+    with pytest.raises(SystemExit):  # a JishNet option is not an SCNet option
+        parse(["--data", "d", "--out", "o", "--model", "scnet", "--channels-last"])
+    with pytest.raises(UserError, match="--lr -1.0: Input should be greater than 0"):
+        parse(["--data", "d", "--out", "o", "--lr", "-1"])
+    with pytest.raises(UserError, match="--codec 'nope'"):
+        parse(["--data", "d", "--out", "o", "--codec", "nope"])
