@@ -131,7 +131,9 @@ def kernel_map(coords: torch.Tensor, shape: tuple[int, int], kernel_size: int) -
 def _gather(features: torch.Tensor, nbr: torch.Tensor) -> torch.Tensor:
     """(N, K·C): each site's K neighbours' features side by side, zeros for the sentinel."""
     padded = F.pad(features, (0, 0, 0, 1))  # row N: zeros
-    return padded.index_select(0, nbr.reshape(-1)).view(nbr.shape[0], -1)
+    return padded.index_select(0, nbr.reshape(-1)).view(
+        nbr.shape[0], nbr.shape[1] * features.shape[1]
+    )
 
 
 class _SubmanifoldConvFn(torch.autograd.Function):
