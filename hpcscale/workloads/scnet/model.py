@@ -1,0 +1,109 @@
+"""SCNet, the paper's sparse network, on the portable ops of :mod:`.sparse`.
+
+As the published code: four ``SubmanifoldConvolution(2, filter_size=5, bias=False)`` layers
+1→10→64→128→256, each followed by ELU and ``MaxPooling`` 5, 5, 4, 4; ``SparseToDense``
+(256×9×9 at 3600×3600); then JishNet's dense head, ``Linear(256·s·s, 32)`` + ELU,
+``Linear(32, 5)``, and a softmax (the paper's loss is cross-entropy on the probabilities).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hpcscale.errors import UserError
+from hpcscale.workloads.scnet.sparse import (
+    KernelMap,
+    SparseMaxPool2d,
+    SparseTensor,
+    SubmanifoldConv2d,
+    elu,
+    kernel_map,
+    to_dense,
+)
+
+# name: (conv channels, hidden units); same shapes as JishNet's presets
+PRESETS: dict[str, tuple[tuple[int, int, int, int], int]] = {
+    "scnet": ((10, 64, 128, 256), 32),
+    "scnet-small": ((4, 8, 16, 16), 16),  # same geometry, far fewer FLOPs: tests, laptops
+}
+FILTER_SIZE = 5
+POOLS = (5, 5, 4, 4)
+
+
+def feature_side(resolution: int) -> int:
+    """Spatial side after the four pools (9 at 3600). Submanifold convolutions keep the size and
+    the pools floor, so this is resolution // 400 only when the divisions are exact."""
+    side = resolution
+    for k in POOLS:
+        side //= k
+    if side < 1:
+        raise UserError(
+            f"SCNet needs images of at least 400×400 (got {resolution}×{resolution}): its four "
+            "max-poolings (5, 5, 4, 4) shrink the side 400-fold"
+        )
+    return side
+
+
+class SCNet(nn.Module):
+    """Sparse SCNet: submanifold conv → ELU → sparse max-pool, four times; dense head.
+
+    ``forward(coords, features, batch_size)`` takes the active pixels of a minibatch: ``coords``
+    (N, 3) int64 rows (batch index, row, column), unique, in any order; ``features`` (N, 1), the
+    charge. It returns (B, classes) probabilities (``softmax=True``) or logits.
+    """
+
+    def __init__(
+        self,
+        resolution: int = 3600,
+        channels: tuple[int, int, int, int] = PRESETS["scnet"][0],
+        hidden: int = PRESETS["scnet"][1],
+        classes: int = 5,
+        softmax: bool = True,
+    ) -> None:
+        super().__init__()
+        side = feature_side(resolution)
+        self.resolution = resolution
+        widths = (1, *channels)
+        self.convs = nn.ModuleList(
+            SubmanifoldConv2d(widths[i], widths[i + 1], FILTER_SIZE) for i in range(len(POOLS))
+        )
+        self.pools = nn.ModuleList(SparseMaxPool2d(k) for k in POOLS)
+        self.fc1 = nn.Linear(channels[-1] * side * side, hidden)
+        self.fc2 = nn.Linear(hidden, classes)
+        self.softmax = softmax
+
+    @classmethod
+    def from_preset(
+        cls, preset: str = "scnet", resolution: int = 3600, classes: int = 5, softmax: bool = True
+    ) -> SCNet:
+        """SCNet with the channels and hidden width of a named preset (see ``PRESETS``)."""
+        if preset not in PRESETS:
+            raise UserError(f"--model {preset!r} is unknown; choose one of {', '.join(PRESETS)}")
+        channels, hidden = PRESETS[preset]
+        return cls(resolution, channels, hidden, classes, softmax)
+
+    def forward(
+        self, coords: torch.Tensor, features: torch.Tensor, batch_size: int
+    ) -> torch.Tensor:
+        if coords.dim() != 2 or coords.shape[1] != 3 or features.shape[0] != coords.shape[0]:
+            raise ValueError(
+                f"SCNet wants coords (N, 3) and features (N, C); got {tuple(coords.shape)} and "
+                f"{tuple(features.shape)}"
+            )
+        if features.dim() == 1:
+            features = features.unsqueeze(1)
+        x = SparseTensor(coords.long(), features, (self.resolution, self.resolution), batch_size)
+        # One neighbour table per resolution level; keyed by the sites' identity so that
+        # layers sharing sites and kernel size (none in the published SCNet) would share it.
+        # The dict also holds the coords tensors, so no id is reused while the cache lives.
+        maps: dict[tuple[int, int], tuple[torch.Tensor, KernelMap]] = {}
+        for conv, pool in zip(self.convs, self.pools, strict=True):
+            key = (id(x.coords), conv.kernel_size)
+            if key not in maps:
+                maps[key] = (x.coords, kernel_map(x.coords, x.shape, conv.kernel_size))
+            x = pool(elu(conv(x, maps[key][1])))
+        h = F.elu(self.fc1(torch.flatten(to_dense(x), 1)))
+        h = self.fc2(h)
+        return F.softmax(h, dim=1) if self.softmax else h

@@ -1,0 +1,283 @@
+"""Portable sparse 2-D convolution ops in plain PyTorch (CPU and CUDA), SparseConvNet semantics.
+
+The paper's SCNet uses Facebook's SparseConvNet, whose CUDA extension is hard to build on today's
+toolchains. These ops reproduce its semantics with stock tensor ops, designed to be neither
+launch- nor sync-bound on a GPU:
+
+- A sparse tensor is a list of active sites ``coords`` (batch, row, column) with their
+  ``features``; every site is stored once.
+- :func:`kernel_map` builds the neighbour table of all K = k² kernel offsets in one go: sites
+  become linear keys ``b·H·W + y·W + x``, sorted once, and a single ``searchsorted`` answers all
+  N·K neighbour queries. Missing neighbours (inactive, or outside the image) point at a sentinel
+  row N. No host synchronisation: the table's shape (N, K) is known on the host.
+- :class:`SubmanifoldConv2d` computes outputs only at the input's active sites, as an implicit
+  GEMM: gather the neighbours' features into (N, K·Cin) (the sentinel row is zero) and multiply
+  once by the (K·Cin, Cout) weight. Its backward (a custom autograd function) re-gathers rather
+  than storing the (N, K·Cin) matrix, and for odd kernels computes the input gradient as another
+  gather-GEMM over the mirrored offsets instead of a scatter-add with atomics, so it is
+  deterministic.
+- :class:`SparseMaxPool2d` divides coordinates, finds the output sites with ``torch.unique``
+  (the one host synchronisation per resolution level: the number of output sites decides tensor
+  shapes) and reduces with ``scatter_reduce(amax)`` over the active inputs only.
+
+Layout conventions follow SparseConvNet: weights are (K, Cin, Cout) with offset index
+``j = ky·k + kx``; offset (ky, kx) reads the input at (y + ky − k//2, x + kx − k//2), which is
+what a dense ``F.conv2d`` with padding k//2 computes (for even k too, where that convolution's
+output is one larger than its input and the sparse one reads the active sites' part of it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "KernelMap",
+    "SparseMaxPool2d",
+    "SparseTensor",
+    "SubmanifoldConv2d",
+    "elu",
+    "kernel_map",
+    "linear_keys",
+    "submanifold_conv",
+    "to_dense",
+]
+
+
+@dataclass
+class SparseTensor:
+    """Active sites of a batch of 2-D images at one resolution level.
+
+    ``coords`` is (N, 3) int64: batch index, row (y), column (x); rows are unique (the ops do not
+    check: a duplicated site would be counted twice by a convolution). ``features`` is (N, C).
+    """
+
+    coords: torch.Tensor
+    features: torch.Tensor
+    shape: tuple[int, int]
+    batch_size: int
+
+    def with_features(self, features: torch.Tensor) -> SparseTensor:
+        """The same sites with new features (for feature-wise ops such as activations)."""
+        return replace(self, features=features)
+
+
+@dataclass
+class KernelMap:
+    """Neighbour table of a set of sites for one kernel size.
+
+    ``nbr[i, j]`` is the row of site i's neighbour at offset j, or ``n`` (a sentinel: the row of
+    zeros appended to the features) when that neighbour is inactive or outside the image. It
+    depends only on the sites, the spatial shape and k, so every layer at one resolution level
+    with the same kernel size can share it.
+    """
+
+    nbr: torch.Tensor  # (N, K) int64
+    kernel_size: int
+    shape: tuple[int, int]
+
+    @property
+    def n(self) -> int:
+        return self.nbr.shape[0]
+
+    @property
+    def volume(self) -> int:
+        return self.kernel_size * self.kernel_size
+
+
+def linear_keys(coords: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """Sites as int64 keys ``b·H·W + y·W + x``: sortable, and order-equal to (b, y, x)."""
+    h, w = shape
+    return (coords[:, 0] * h + coords[:, 1]) * w + coords[:, 2]
+
+
+def _offsets(kernel_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column offsets of the K kernel taps, in weight order j = ky·k + kx."""
+    r = torch.arange(kernel_size, device=device) - kernel_size // 2
+    return r.repeat_interleave(kernel_size), r.repeat(kernel_size)
+
+
+def kernel_map(coords: torch.Tensor, shape: tuple[int, int], kernel_size: int) -> KernelMap:
+    """Build the (N, K) neighbour table for all K offsets at once, without host syncs.
+
+    One sort of the N keys and one ``searchsorted`` of the N·K query keys replace a loop over
+    offsets (which, with a ``nonzero`` per offset, was launch- and sync-bound). Queries that
+    fall outside the image are masked before the comparison, so they never alias a site of a
+    neighbouring row or batch element.
+    """
+    n = coords.shape[0]
+    device = coords.device
+    k2 = kernel_size * kernel_size
+    if n == 0:
+        return KernelMap(torch.empty(0, k2, dtype=torch.long, device=device), kernel_size, shape)
+    h, w = shape
+    keys = linear_keys(coords, shape)
+    sorted_keys, perm = torch.sort(keys)
+    dy, dx = _offsets(kernel_size, device)
+    ny = coords[:, 1:2] + dy  # (N, K)
+    nx = coords[:, 2:3] + dx
+    inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
+    query = (coords[:, 0:1] * h + ny) * w + nx
+    pos = torch.searchsorted(sorted_keys, query).clamp_(max=n - 1)
+    found = inside & (sorted_keys[pos] == query)
+    nbr = torch.where(found, perm[pos], n)
+    return KernelMap(nbr, kernel_size, shape)
+
+
+def _gather(features: torch.Tensor, nbr: torch.Tensor) -> torch.Tensor:
+    """(N, K·C): each site's K neighbours' features side by side, zeros for the sentinel."""
+    padded = F.pad(features, (0, 0, 0, 1))  # row N: zeros
+    return padded.index_select(0, nbr.reshape(-1)).view(
+        nbr.shape[0], nbr.shape[1] * features.shape[1]
+    )
+
+
+class _SubmanifoldConvFn(torch.autograd.Function):
+    """Implicit-GEMM submanifold convolution with a gather-only backward for odd kernels."""
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        features: torch.Tensor,
+        weight: torch.Tensor,
+        nbr: torch.Tensor,
+    ) -> torch.Tensor:
+        k2, cin, cout = weight.shape
+        ctx.save_for_backward(features, weight, nbr)
+        return _gather(features, nbr) @ weight.reshape(k2 * cin, cout)
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
+        features, weight, nbr = ctx.saved_tensors
+        k2, cin, cout = weight.shape
+        grad_out = grad_out.contiguous()
+        grad_features = grad_weight = None
+        if ctx.needs_input_grad[1]:
+            # Re-gather instead of saving the (N, K·Cin) matrix: a cheap copy, a large saving.
+            grad_weight = (_gather(features, nbr).t() @ grad_out).view(k2, cin, cout)
+        if ctx.needs_input_grad[0]:
+            if math.isqrt(k2) % 2 == 1:
+                # Site q receives from p = q − offset_j, which is q's neighbour at the mirrored
+                # offset K−1−j: a gather-GEMM with the flipped, transposed weight. No atomics.
+                w_t = weight.flip(0).transpose(1, 2).reshape(k2 * cout, cin)
+                grad_features = _gather(grad_out, nbr) @ w_t
+            else:  # even k: the mirrored offsets are not in the table; scatter-add instead
+                cols = grad_out @ weight.reshape(k2 * cin, cout).t()  # (N, K·Cin)
+                grad_features = torch.zeros(
+                    nbr.shape[0] + 1, cin, dtype=cols.dtype, device=cols.device
+                )
+                grad_features.index_add_(0, nbr.reshape(-1), cols.view(-1, cin))
+                grad_features = grad_features[:-1]
+        return grad_features, grad_weight, None
+
+
+def submanifold_conv(features: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
+    """out[p] = Σ_j features[nbr[p, j]] @ weight[j], for the (K, Cin, Cout) ``weight``.
+
+    Under autocast the inputs are cast to the autocast dtype here and the function itself runs
+    with autocast off, so that forward and backward see consistent dtypes.
+    """
+    device_type = features.device.type
+    if torch.is_autocast_enabled(device_type):
+        dtype = torch.get_autocast_dtype(device_type)
+        with torch.autocast(device_type, enabled=False):
+            return _SubmanifoldConvFn.apply(features.to(dtype), weight.to(dtype), kmap.nbr)
+    return _SubmanifoldConvFn.apply(features, weight, kmap.nbr)
+
+
+class SubmanifoldConv2d(nn.Module):
+    """SparseConvNet's ``SubmanifoldConvolution(2, in, out, k, bias=False)``.
+
+    Outputs exist exactly at the input's active sites, so sparsity does not dilate from layer
+    to layer (the point of submanifold convolutions). Weights are (K, Cin, Cout), initialised as
+    SparseConvNet does: normal with std sqrt(2 / (K·Cin)) (He init for the fan-in K·Cin).
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = False
+    ) -> None:
+        super().__init__()
+        if bias:
+            raise ValueError("SubmanifoldConv2d has no bias (as SCNet's published layers)")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        volume = kernel_size * kernel_size
+        self.weight = nn.Parameter(torch.empty(volume, in_channels, out_channels))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        std = math.sqrt(2.0 / (self.kernel_size**2 * self.in_channels))
+        with torch.no_grad():
+            self.weight.normal_(0.0, std)
+
+    def forward(self, x: SparseTensor, kmap: KernelMap | None = None) -> SparseTensor:
+        """Convolve; pass ``kmap`` to reuse a neighbour table built for the same sites."""
+        if kmap is None:
+            kmap = kernel_map(x.coords, x.shape, self.kernel_size)
+        elif kmap.kernel_size != self.kernel_size or kmap.n != x.coords.shape[0]:
+            raise ValueError("kernel map was built for other sites or another kernel size")
+        return x.with_features(submanifold_conv(x.features, self.weight, kmap))
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
+
+
+def sparse_max_pool(x: SparseTensor, kernel_size: int) -> SparseTensor:
+    """Max pooling with size = stride = k over the active sites only (see SparseMaxPool2d)."""
+    k = kernel_size
+    h, w = x.shape
+    ho, wo = h // k, w // k
+    coords, features = x.coords, x.features
+    if h % k or w % k:  # floor like F.max_pool2d: drop the sites past the last full window
+        keep = (coords[:, 1] < ho * k) & (coords[:, 2] < wo * k)
+        coords, features = coords[keep], features[keep]  # a host sync; none when k divides
+    pooled = torch.stack((coords[:, 0], coords[:, 1] // k, coords[:, 2] // k), dim=1)
+    keys, inverse = torch.unique(linear_keys(pooled, (ho, wo)), return_inverse=True)  # sync
+    out = features.new_zeros(keys.shape[0], features.shape[1])
+    index = inverse.unsqueeze(1).expand_as(features)
+    out = out.scatter_reduce(0, index, features, "amax", include_self=False)
+    b, rest = keys.div(ho * wo, rounding_mode="floor"), keys.remainder(ho * wo)
+    out_coords = torch.stack((b, rest.div(wo, rounding_mode="floor"), rest.remainder(wo)), 1)
+    return SparseTensor(out_coords, out, (ho, wo), x.batch_size)
+
+
+class SparseMaxPool2d(nn.Module):
+    """SparseConvNet's ``MaxPooling(2, k, k)``.
+
+    An output site is active when any input in its k×k window is; its value is the maximum over
+    the active inputs only (a dense max pool with −inf at inactive cells, restricted to the
+    active outputs). Output sites come out sorted by (batch, row, column). One host sync per call
+    (``torch.unique``: the number of output sites is data-dependent), two if k does not divide
+    the shape.
+    """
+
+    def __init__(self, kernel_size: int) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+
+    def forward(self, x: SparseTensor) -> SparseTensor:
+        return sparse_max_pool(x, self.kernel_size)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}"
+
+
+def to_dense(x: SparseTensor) -> torch.Tensor:
+    """(B, C, H, W) with the active sites' features and zeros elsewhere (differentiable)."""
+    h, w = x.shape
+    channels = x.features.shape[1]
+    flat = x.features.new_zeros(x.batch_size * h * w, channels)
+    flat = flat.index_put((linear_keys(x.coords, x.shape),), x.features)
+    return flat.view(x.batch_size, h, w, channels).permute(0, 3, 1, 2).contiguous()
+
+
+def elu(x: SparseTensor, alpha: float = 1.0) -> SparseTensor:
+    """ELU on the active sites (ELU(0) = 0, so inactive sites would stay zero anyway)."""
+    return x.with_features(F.elu(x.features, alpha))
