@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from hpcscale.train.models import JishNet
+
 from hpcscale.workloads.scnet.model import SCNet
 from hpcscale.workloads.scnet.sparse import (
     KernelMap,

@@ -1,4 +1,4 @@
-"""SCNet's data path: events stay sparse, (coordinates, charges), from the HDF5 shards to the device.
+"""SCNet's data path: events stay sparse (coordinates, charges) from the HDF5 shards to the device.
 
 Staging (the paper's DLT, measured exactly as for JishNet) reads this rank's 1/N of the events
 (every N-th) into three flat arrays plus per-event offsets: no dense R × R image is ever made and no
