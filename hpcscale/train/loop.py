@@ -339,6 +339,7 @@ class Loop:
             "global_batch": self.ctx.batch * world,
             "final_global_loss": self.last_global.get("loss"),
             "final_smoothed_loss": self.last_smoothed,
+            "peak_device_memory_gib": _peak_memory_gib(self.ctx.device),
         }
 
     def _ttl_note(self, window_full: bool) -> str:
@@ -352,6 +353,12 @@ class Loop:
             f"the smoothed loss ended at {self.last_smoothed:.3g}, above the target "
             f"{self.target_loss:g}; train longer (--epochs) or raise --target-loss"
         )
+
+
+def _peak_memory_gib(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    return round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
 
 
 def _scalars(values: dict[str, Any]) -> dict[str, Any]:
