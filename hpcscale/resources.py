@@ -11,7 +11,7 @@ from pathlib import Path
 _PACKAGE = Path(__file__).resolve().parent
 
 
-def data_dir(name: str) -> Path:
+def resource_dir(name: str) -> Path:
     """Return the folder ``name`` (``sites``, ``templates`` or ``containers``)."""
     for candidate in (_PACKAGE / "_data" / name, _PACKAGE.parent / name):
         if candidate.is_dir():

@@ -60,7 +60,7 @@ def write_shard(path: Path, events: Sequence[Any], resolution: int) -> None:
 
 
 @dataclass(frozen=True)
-class Manifest:
+class EventsManifest:
     folder: Path
     resolution: int
     classes: list[str]
@@ -73,7 +73,7 @@ class Manifest:
         return sum(f["events"] for f in self.split(split))
 
 
-def read_manifest(folder: Path) -> Manifest:
+def read_manifest(folder: Path) -> EventsManifest:
     path = Path(folder) / "manifest.json"
     try:
         raw = json.loads(path.read_text())
@@ -89,7 +89,7 @@ def read_manifest(folder: Path) -> Manifest:
             f"expected {FORMAT!r} version {VERSION}"
         )
     try:
-        return Manifest(
+        return EventsManifest(
             Path(folder), int(raw["resolution"]), list(raw["classes"]), list(raw["files"])
         )
     except (KeyError, TypeError, ValueError) as exc:
@@ -97,7 +97,7 @@ def read_manifest(folder: Path) -> Manifest:
 
 
 def iter_events(
-    manifest: Manifest, split: str, select: Sequence[int] | None = None
+    manifest: EventsManifest, split: str, select: Sequence[int] | None = None
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
     """Yield (label, wire, tick, charge) for the events of ``split`` whose global index
     (position within the split, files in manifest order) is in ``select`` (all if None)."""

@@ -22,7 +22,7 @@ import jinja2
 from hpcscale import __version__
 from hpcscale.errors import RenderError
 from hpcscale.plan import JobPlan
-from hpcscale.resources import data_dir
+from hpcscale.resources import resource_dir
 from hpcscale.sites.models import Site
 
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -75,7 +75,7 @@ def _directive(value: object, what: str = "value") -> str:
 @cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(data_dir("templates"))),
+        loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
         finalize=_finalize,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

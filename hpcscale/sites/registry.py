@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from hpcscale.errors import DescriptorError, UnknownSiteError
-from hpcscale.resources import data_dir
+from hpcscale.resources import resource_dir
 from hpcscale.sites.models import Site
 
 ENV_PATH = "HPCSCALE_SITES_PATH"
@@ -24,7 +24,7 @@ ENV_PATH = "HPCSCALE_SITES_PATH"
 def search_path(extra: Sequence[Path] = ()) -> list[Path]:
     dirs = [Path(p) for p in extra]
     dirs += [Path(p) for p in os.environ.get(ENV_PATH, "").split(os.pathsep) if p]
-    dirs.append(data_dir("sites"))
+    dirs.append(resource_dir("sites"))
     return dirs
 
 
