@@ -101,10 +101,13 @@ class Workload(ABC):
         self.ctx = ctx
 
     @classmethod
-    def check(cls, config: WorkloadConfig, data: Path, world_size: int, batch: int) -> None:
+    def check(
+        cls, config: WorkloadConfig, data: Path, world_size: int, batch: int
+    ) -> int | None:
         """Before any rank starts: raise ``UserError`` if this data set cannot be trained with
         this configuration on ``world_size`` ranks (wrong kind of data, images too small, fewer
-        than one minibatch per rank). Reads metadata only; must be fast."""
+        than one minibatch per rank). Reads metadata only; must be fast. Returns the number of
+        training samples when it knows it (for notes such as "TTL cannot be reached")."""
         return None
 
     @abstractmethod

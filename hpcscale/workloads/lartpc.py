@@ -102,15 +102,23 @@ class LArTPCClassifier(Workload):
 
     # -- the shared part ------------------------------------------------------------------------
     @classmethod
-    def check(cls, config: Any, data: Path, world_size: int, batch: int) -> None:
-        manifest = files.read_manifest(data)
+    def check(cls, config: Any, data: Path, world_size: int, batch: int) -> int:
+        manifest = files.read_manifest(data)  # names the file and what is wrong with it
+        missing = [f["name"] for f in manifest.files if not (Path(data) / f["name"]).is_file()]
+        if missing:
+            raise DataError(
+                f"{Path(data) / missing[0]}: no such file (listed in manifest.json; "
+                f"{len(missing)} of {len(manifest.files)} shards missing)"
+            )
         cls.check_resolution(config, manifest.resolution)
         train = manifest.count("train")
         if (train // world_size) // batch < 1:
             raise DataError(
                 f"{data}: {train} training events over {world_size} ranks give fewer than one "
-                f"minibatch of {batch} per rank; generate at least {world_size * batch} events"
+                f"minibatch of {batch} per rank; need at least {world_size * batch} (generate "
+                "more events or use fewer ranks)"
             )
+        return train
 
     def build(self, steps_per_epoch: int) -> None:
         ctx = self.ctx
@@ -182,6 +190,7 @@ def val_order(n: int, batch: int) -> list[np.ndarray]:
 
 def too_small(model: str, minimum: int, resolution: int) -> UserError:
     return UserError(
-        f"--model {model} needs images of at least {minimum}×{minimum} (the data set's are "
-        f"{resolution}×{resolution}): its four poolings shrink the side 400-fold"
+        f"events are {resolution}×{resolution}, but {model} needs images of at least "
+        f"{minimum}×{minimum} (its four poolings shrink the side 400-fold); generate events "
+        f"with --resolution {minimum} or more"
     )
