@@ -114,14 +114,21 @@ def sites_list(ctx: typer.Context, sites_dir: SitesDir = None) -> None:
 @sites_app.command("show")
 def sites_show(
     name: Annotated[str, typer.Argument(help="Site name.")],
+    as_yaml: Annotated[
+        bool, typer.Option("--yaml", help="Print the descriptor file only (to copy and edit).")
+    ] = False,
     sites_dir: SitesDir = None,
 ) -> None:
     """Show one site's full descriptor (with this machine's hardware for detected sites)."""
     import yaml
 
-    from hpcscale.sites import load_site
+    from hpcscale.sites import load_site, site_files
     from hpcscale.sites.detect import resolve
 
+    if as_yaml:
+        load_site(name, sites_dir or [])  # an unknown name: one line listing the known ones
+        sys.stdout.write(site_files(sites_dir or [])[name].read_text())
+        return
     site = resolve(load_site(name, sites_dir or []))
     node = site.node
     if node is None:  # resolve() always fills it; keeps type checkers honest

@@ -28,7 +28,10 @@ def build_report(studies: list[Path], out: Path, fmt: str = "md") -> Path:
     _require_finished(results)
     out.mkdir(parents=True, exist_ok=True)
     write_results(results, out / "results.json")
-    blocks: list[Block] = [("h1", "hpcscale scaling report")]
+    blocks: list[Block] = [
+        ("h1", "hpcscale scaling report"),
+        ("link", ("results.json", "results.json: every figure of this report, as data")),
+    ]
     blocks += _overview(results)
     blocks += _scaling_section(results, out)
     for result in results:
@@ -269,6 +272,8 @@ def _markdown(blocks: list[Block]) -> str:
             lines.append("")
         elif kind == "img":
             lines += [f"![{value[1]}]({value[0]})", ""]
+        elif kind == "link":
+            lines += [f"[{value[1]}]({value[0]})", ""]
     return "\n".join(lines)
 
 
@@ -293,4 +298,6 @@ def _html(blocks: list[Block]) -> str:
             parts.append("</table>")
         elif kind == "img":
             parts.append(f"<p><img src='{esc(value[0])}' alt='{esc(value[1])}' width='800'></p>")
+        elif kind == "link":
+            parts.append(f"<p><a href='{esc(value[0])}'>{esc(value[1])}</a></p>")
     return "\n".join(parts) + "\n"
