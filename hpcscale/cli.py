@@ -195,7 +195,7 @@ def render(
     job = JobSpec(
         name=f"hpcscale-{the_site.name}-{plan.label}",
         command=train_command(
-            the_site, plan, data=data or the_site.data_dir, out=f"hpcscale-{plan.label}"
+            the_site, plan, data=_job_path(data) or the_site.data_dir, out=f"hpcscale-{plan.label}"
         ),
     )
     text = render_script(the_site, plan, job)
@@ -384,19 +384,19 @@ def submit(
     wait = the_site.scheduler.kind == "local" if wait is None else wait
 
     def on_job(record, job) -> None:  # type: ignore[no-untyped-def]
+        size = (
+            f"{plural(record.ranks, 'rank')} on {plural(record.nodes, 'node')}, "
+            f"walltime {duration_text(record.walltime_s)}"
+        )
         if job is None:
             state = (
-                "dry-run: " + record.script
+                f"dry-run: {folder / record.script} ({size})"
                 if record.state == "dry-run"
                 else (f"already {record.state} as job {record.job_id} (use --resubmit)")
             )
-            out.print(f"  {record.label}: {state}")
+            out.print(f"  {record.label}: {state}", soft_wrap=True)
             return
-        out.print(
-            f"  {record.label}: submitted as job {job.job_id} "
-            f"({plural(record.ranks, 'rank')} on {plural(record.nodes, 'node')}, "
-            f"walltime {duration_text(record.walltime_s)})"
-        )
+        out.print(f"  {record.label}: submitted as job {job.job_id} ({size})", soft_wrap=True)
         if wait:
             with Console(stderr=True).status(f"job {record.label} running"):
                 while not job.done():
@@ -425,6 +425,8 @@ def submit(
             record.state = job_state(folder, manifest, record)
         save(folder, manifest)
         print_collect(folder)
+    elif dry_run:
+        out.print(f"scripts only; submit without --dry-run to run them (study folder {folder})")
     else:
         out.print(f"follow with: hpcscale status {folder}; then hpcscale collect {folder}")
 
@@ -501,6 +503,14 @@ def report(
 
     path = build_report(studies, out_dir or studies[0] / "report", fmt)
     print(f"wrote {path} (and results.json, PNG figures beside it)")
+
+
+def _job_path(path: str | None) -> str | None:
+    """A path the user typed, made absolute for a job script (which runs elsewhere); a path
+    with a variable (``${SCRATCH}/events``) is left to the job's shell."""
+    if path is None or "$" in path:
+        return path
+    return str(Path(path).absolute())
 
 
 def _with_container(site: Site, enabled: bool | None) -> Site:

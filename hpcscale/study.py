@@ -72,9 +72,9 @@ def load(study: Path) -> Manifest:
     try:
         return Manifest.model_validate_json(path.read_text())
     except FileNotFoundError:
-        what = "no such folder" if not Path(study).is_dir() else "no such file"
+        where = f"{study}: no such folder" if not Path(study).is_dir() else f"{path}: no such file"
         raise UserError(
-            f"{path}: {what}; give a study folder (from `hpcscale submit`) or a job folder "
+            f"{where}; give a study folder (from `hpcscale submit`) or a job folder "
             "(from `hpcscale run`, with summary.json)"
         ) from None
     except ValueError as exc:
