@@ -20,7 +20,7 @@ from rich.table import Table
 from hpcscale import __version__
 from hpcscale.errors import UserError
 from hpcscale.sites.models import Site
-from hpcscale.tables import gpu_text, print_collect, print_summary
+from hpcscale.tables import duration_text, gpu_text, plural, print_collect, print_summary
 
 app = typer.Typer(
     name="hpcscale",
@@ -29,14 +29,19 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # plain help: flags read `--dry-run / --no-dry-run`, not `<bool>`
 )
 sites_app = typer.Typer(
-    help="List, show and validate site descriptors.", invoke_without_command=True
+    help="List, show and validate site descriptors.",
+    invoke_without_command=True,
+    rich_markup_mode=None,
 )
 app.add_typer(sites_app, name="sites")
-data_app = typer.Typer(help="Simulated LArTPC events: generate and inspect data sets.")
+data_app = typer.Typer(help="Simulated LArTPC events: generate data sets.", rich_markup_mode=None)
 app.add_typer(data_app, name="data")
-container_app = typer.Typer(help="Container recipes per site (hpccm) and image builds.")
+container_app = typer.Typer(
+    help="Container recipes per site (hpccm) and image builds.", rich_markup_mode=None
+)
 app.add_typer(container_app, name="container")
 
 out = Console()
@@ -53,6 +58,7 @@ SitesDir = Annotated[
     list[Path] | None,
     typer.Option(
         "--sites-dir",
+        metavar="DIR",
         help="Extra folder of site descriptors, searched before the bundled ones (repeatable; "
         "also HPCSCALE_SITES_PATH).",
     ),
@@ -108,14 +114,21 @@ def sites_list(ctx: typer.Context, sites_dir: SitesDir = None) -> None:
 @sites_app.command("show")
 def sites_show(
     name: Annotated[str, typer.Argument(help="Site name.")],
+    as_yaml: Annotated[
+        bool, typer.Option("--yaml", help="Print the descriptor file only (to copy and edit).")
+    ] = False,
     sites_dir: SitesDir = None,
 ) -> None:
     """Show one site's full descriptor (with this machine's hardware for detected sites)."""
     import yaml
 
-    from hpcscale.sites import load_site
+    from hpcscale.sites import load_site, site_files
     from hpcscale.sites.detect import resolve
 
+    if as_yaml:
+        load_site(name, sites_dir or [])  # an unknown name: one line listing the known ones
+        sys.stdout.write(site_files(sites_dir or [])[name].read_text())
+        return
     site = resolve(load_site(name, sites_dir or []))
     node = site.node
     if node is None:  # resolve() always fills it; keeps type checkers honest
@@ -182,7 +195,7 @@ def render(
     job = JobSpec(
         name=f"hpcscale-{the_site.name}-{plan.label}",
         command=train_command(
-            the_site, plan, data=data or the_site.data_dir, out=f"hpcscale-{plan.label}"
+            the_site, plan, data=_job_path(data) or the_site.data_dir, out=f"hpcscale-{plan.label}"
         ),
     )
     text = render_script(the_site, plan, job)
@@ -240,7 +253,7 @@ def data_generate(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def run(
     ctx: typer.Context,
-    ranks: Annotated[int, typer.Option(help="Number of local ranks.")] = 2,
+    ranks: Annotated[int, typer.Option(help="Number of local ranks.", min=1)] = 2,
     data: Annotated[
         Path | None, typer.Option(help="Event folder; default: the site's synthetic set, cached.")
     ] = None,
@@ -256,7 +269,9 @@ def run(
     """Train on this machine with N ranks (extra options go to `python -m hpcscale.train`)."""
     import datetime
 
-    from hpcscale.run import default_data, run_local
+    from hpcscale.plan import Request, plan_job
+    from hpcscale.preflight import check_data, check_writable, job_args
+    from hpcscale.run import cache_root, default_data, run_local
     from hpcscale.sites import load_site
     from hpcscale.sites.detect import resolve
 
@@ -266,16 +281,23 @@ def run(
             f"site {site} uses {the_site.scheduler.kind}; `hpcscale run` runs only "
             "sites with scheduler local (use `hpcscale submit` for the others)"
         )
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    folder = out_dir or Path("runs") / f"{stamp}-{ranks}r"
+    check_writable(folder, "--out")
     if data is None:
+        check_writable(cache_root(), "the event cache (HPCSCALE_CACHE)")
         err = Console(stderr=True)
         with err.status("generating the default event set (once; cached)") as status:
             data = default_data(
                 the_site, lambda done, total: status.update(f"generating events {done}/{total}")
             )
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    folder = out_dir or Path("runs") / f"{stamp}-{ranks}r"
+    plan = plan_job(the_site, Request(ranks=ranks, walltime=walltime))
+    for note in check_data(data, ranks, job_args(the_site, plan, list(ctx.args))):
+        print(note, file=sys.stderr)
     rc, summary = run_local(the_site, ranks, data, folder, walltime, list(ctx.args))
     print_summary(summary, folder)
+    if summary["status"] == "completed":
+        print(f"report with: hpcscale report {folder}")
     if rc != 0 or summary["status"] != "completed":
         raise typer.Exit(1)
 
@@ -318,8 +340,15 @@ def submit(
     import datetime
     import time
 
-    from hpcscale.plan import Request
-    from hpcscale.run import default_data
+    from hpcscale.plan import Request, plan_job
+    from hpcscale.preflight import (
+        check_container,
+        check_data,
+        check_scheduler,
+        check_writable,
+        job_args,
+    )
+    from hpcscale.run import cache_root, default_data
     from hpcscale.sites import load_site
     from hpcscale.sites.detect import resolve
     from hpcscale.study import job_state, save, submit_study
@@ -338,25 +367,36 @@ def submit(
         extra += ["--target-loss", str(target_loss)]
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     folder = study_dir or Path("studies") / f"{the_site.name}-{stamp}"
+    plans = [plan_job(the_site, r) for r in requests]  # refuse a bad size before anything slow
+    check_writable(folder, "--study")
+    if not dry_run:
+        check_scheduler(the_site)
+        check_container(the_site)
     if data is None and not dry_run:
+        check_writable(cache_root(), "the event cache (HPCSCALE_CACHE)")
         with Console(stderr=True).status("generating the site's default event set (cached)"):
             data = default_data(the_site)
+    if data is not None and not dry_run:
+        biggest = max(plans, key=lambda p: p.ranks)
+        for note in check_data(data, biggest.ranks, job_args(the_site, biggest, extra)):
+            print(note, file=sys.stderr)
     data_path = data.resolve() if data else Path(the_site.data_dir)
     wait = the_site.scheduler.kind == "local" if wait is None else wait
 
     def on_job(record, job) -> None:  # type: ignore[no-untyped-def]
+        size = (
+            f"{plural(record.ranks, 'rank')} on {plural(record.nodes, 'node')}, "
+            f"walltime {duration_text(record.walltime_s)}"
+        )
         if job is None:
             state = (
-                "dry-run: " + record.script
+                f"dry-run: {folder / record.script} ({size})"
                 if record.state == "dry-run"
                 else (f"already {record.state} as job {record.job_id} (use --resubmit)")
             )
-            out.print(f"  {record.label}: {state}")
+            out.print(f"  {record.label}: {state}", soft_wrap=True)
             return
-        out.print(
-            f"  {record.label}: submitted as job {job.job_id} "
-            f"({record.ranks} ranks on {record.nodes} node(s))"
-        )
+        out.print(f"  {record.label}: submitted as job {job.job_id} ({size})", soft_wrap=True)
         if wait:
             with Console(stderr=True).status(f"job {record.label} running"):
                 while not job.done():
@@ -385,12 +425,16 @@ def submit(
             record.state = job_state(folder, manifest, record)
         save(folder, manifest)
         print_collect(folder)
+    elif dry_run:
+        out.print(f"scripts only; submit without --dry-run to run them (study folder {folder})")
     else:
         out.print(f"follow with: hpcscale status {folder}; then hpcscale collect {folder}")
 
 
 @app.command()
-def status(study_dir: Annotated[Path, typer.Argument(help="Study folder.")]) -> None:
+def status(
+    study_dir: Annotated[Path, typer.Argument(help="Study folder, or one job's folder.")],
+) -> None:
     """Each job's state (from its summary, else from the scheduler)."""
     from hpcscale.study import job_state, load, save
 
@@ -417,8 +461,11 @@ def cancel(study_dir: Annotated[Path, typer.Argument(help="Study folder.")]) -> 
     from hpcscale.study import DONE_STATES, job_state, load, save
 
     manifest = load(study_dir)
+    cancelled = 0
     for record in manifest.jobs:
-        if record.job_id is None or job_state(study_dir, manifest, record) in DONE_STATES:
+        state = record.state if record.job_id is None else job_state(study_dir, manifest, record)
+        if record.job_id is None or state in DONE_STATES:
+            out.print(f"  {record.label}: {state}, nothing to cancel")
             continue
         job = job_handle(manifest.scheduler, study_dir / record.folder / "submitit", record.job_id)
         if job is not None:
@@ -427,19 +474,25 @@ def cancel(study_dir: Annotated[Path, typer.Argument(help="Study folder.")]) -> 
             with contextlib.suppress(OSError):
                 os.kill(int(record.job_id), signal.SIGTERM)
         record.state = "cancelled"
-        out.print(f"  {record.label}: cancelled job {record.job_id}")
+        cancelled += 1
+        out.print(f"  {record.label}: cancelled job {record.job_id} (was {state})")
     save(study_dir, manifest)
+    out.print(f"{study_dir}: cancelled {plural(cancelled, 'job')} of {len(manifest.jobs)}")
 
 
 @app.command()
-def collect(study_dir: Annotated[Path, typer.Argument(help="Study folder.")]) -> None:
+def collect(
+    study_dir: Annotated[Path, typer.Argument(help="Study folder, or one job's folder.")],
+) -> None:
     """Gather every job's summary: DLT, TTL, epoch rate; say which jobs failed and why."""
     print_collect(study_dir)
 
 
 @app.command()
 def report(
-    studies: Annotated[list[Path], typer.Argument(help="Study folders (side by side).")],
+    studies: Annotated[
+        list[Path], typer.Argument(help="Study folders (side by side), or job folders.")
+    ],
     out_dir: Annotated[
         Path | None, typer.Option("--out", "-o", help="Report folder; default STUDY/report.")
     ] = None,
@@ -450,6 +503,14 @@ def report(
 
     path = build_report(studies, out_dir or studies[0] / "report", fmt)
     print(f"wrote {path} (and results.json, PNG figures beside it)")
+
+
+def _job_path(path: str | None) -> str | None:
+    """A path the user typed, made absolute for a job script (which runs elsewhere); a path
+    with a variable (``${SCRATCH}/events``) is left to the job's shell."""
+    if path is None or "$" in path:
+        return path
+    return str(Path(path).absolute())
 
 
 def _with_container(site: Site, enabled: bool | None) -> Site:

@@ -51,6 +51,7 @@ def run_local(
     from hpcscale.train.records import summarize
 
     plan = plan_job(site, Request(ranks=ranks, walltime=walltime))
+    out, data = Path(out).absolute(), Path(data).absolute()  # the script runs with cwd=out
     if out.exists() and any(out.iterdir()):
         raise UserError(
             f"{out}: folder exists and is not empty; records are append-only, so choose a new --out"
@@ -59,8 +60,8 @@ def run_local(
     command = train_command(
         site,
         plan,
-        data=str(data.resolve()),
-        out=str(out.resolve()),
+        data=str(data),
+        out=str(out),
         python=sys.executable,
         extra=["--job", out.name, *train_args],
     )

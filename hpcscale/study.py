@@ -56,13 +56,26 @@ class Manifest(BaseModel):
         return next((j for j in self.jobs if j.label == label), None)
 
 
+def is_job_folder(folder: Path) -> bool:
+    """A single job's folder (from `hpcscale run`, or one of a study's jobs/<label>)."""
+    folder = Path(folder)
+    return not (folder / "manifest.json").exists() and (
+        (folder / "summary.json").exists() or (folder / "rank-0.jsonl").exists()
+    )
+
+
 def load(study: Path) -> Manifest:
+    """A study's manifest; for a single job's folder, a one-job manifest made from its files."""
     path = Path(study) / "manifest.json"
+    if is_job_folder(study):
+        return job_manifest(Path(study))
     try:
         return Manifest.model_validate_json(path.read_text())
     except FileNotFoundError:
+        where = f"{study}: no such folder" if not Path(study).is_dir() else f"{path}: no such file"
         raise UserError(
-            f"{path}: no such file; is {study} a study made by `hpcscale submit`?"
+            f"{where}; give a study folder (from `hpcscale submit`) or a job folder "
+            "(from `hpcscale run`, with summary.json)"
         ) from None
     except ValueError as exc:
         raise UserError(
@@ -70,7 +83,41 @@ def load(study: Path) -> Manifest:
         ) from None
 
 
+def job_manifest(folder: Path) -> Manifest:
+    """A one-job manifest for a job folder, from its summary (or its first record)."""
+    summary: dict[str, Any] = {}
+    if (folder / "summary.json").exists():
+        try:
+            summary = json.loads((folder / "summary.json").read_text())
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{folder / 'summary.json'}: not valid JSON ({exc.msg})") from None
+    config = summary.get("config") or {}
+    ranks = int(summary.get("world_size") or len(list(folder.glob("rank-*.jsonl"))) or 1)
+    limit = config.get("time_limit")
+    record = JobRecord(
+        label=summary.get("job") or folder.name,
+        gpus=0,
+        ranks=ranks,
+        nodes=1,
+        walltime_s=int(limit) if limit else 0,
+        folder=".",
+        script="job.sh",
+        state=summary.get("status", "unknown"),
+    )
+    site = summary.get("site") or config.get("site") or "local"
+    return Manifest(
+        study=summary.get("study") or folder.name,
+        site=site,
+        site_digest=(summary.get("provenance") or {}).get("site_digest") or "-",
+        scheduler="job",
+        created=folder.stat().st_mtime,
+        jobs=[record],
+    )
+
+
 def save(study: Path, manifest: Manifest) -> None:
+    if manifest.scheduler == "job":
+        return  # a job folder has no manifest to keep
     atomic_write(Path(study) / "manifest.json", manifest.model_dump_json(indent=2) + "\n")
 
 
@@ -230,6 +277,7 @@ def collect(study: Path) -> list[dict[str, Any]]:
             "ranks": record.ranks,
             "nodes": record.nodes,
             "job_id": record.job_id,
+            "folder": record.folder,
         }
         path = Path(study) / record.folder / "summary.json"
         try:

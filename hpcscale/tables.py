@@ -23,7 +23,7 @@ def print_collect(study_dir: Path) -> None:
         return "-" if value is None else f"{value:{spec}}"
 
     table = Table(box=box.SIMPLE_HEAD, title=str(study_dir), title_justify="left")
-    for col in ("job", "ranks", "status", "DLT s", "TTL s", "epochs/min", "images/s", "val acc"):
+    for col in ("job", "ranks", "status", "DLT", "TTL", "epochs/min", "images/s", "val acc"):
         table.add_column(col)
     for r in rows:
         acc = r.get("val_accuracy")
@@ -31,8 +31,8 @@ def print_collect(study_dir: Path) -> None:
             r["label"],
             str(r["ranks"]),
             r["status"],
-            fmt(r.get("dlt_s")),
-            fmt(r.get("ttl_s")),
+            duration_text(r.get("dlt_s")),
+            duration_text(r.get("ttl_s")),
             fmt(r.get("epoch_rate_per_min"), ".2f"),
             fmt(r.get("images_per_s")),
             "-" if acc is None else f"{100 * acc:.1f} %",
@@ -53,8 +53,8 @@ def print_summary(s: dict, folder: Path) -> None:
     acc = s.get("val_accuracy")
     table.add_row(
         str(s["world_size"]),
-        fmt(s.get("dlt_s"), unit=" s"),
-        fmt(s.get("ttl_s"), unit=" s"),
+        duration_text(s.get("dlt_s")),
+        duration_text(s.get("ttl_s")),
         fmt(s.get("epoch_rate_per_min"), ".2f"),
         fmt(s.get("images_per_s")),
         "-" if acc is None else f"{100 * acc:.1f} %",
@@ -76,12 +76,45 @@ def print_summary(s: dict, folder: Path) -> None:
             cm.add_row(label, *(f"{v:.1f}" for v in row))
         out.print(cm)
     if s.get("ttl_s") is None and s["status"] == "completed":
-        out.print(
-            f"target loss {s.get('target_loss')} not reached "
-            f"(smoothed loss at the end: {fmt(s.get('final_smoothed_loss'), '.3f')})"
-        )
+        out.print(ttl_unset_reason(s))
     for failure in s.get("failures", []):
         print(f"rank {failure['rank']} failed: {failure['reason']}", file=sys.stderr)
+
+
+def ttl_unset_reason(s: dict) -> str:
+    """Why a completed job has no TTL: the window never filled, or the loss stayed above."""
+    steps, window = s.get("steps"), s.get("ttl_window")
+    if s.get("final_smoothed_loss") is None and steps is not None and window:
+        return (
+            f"TTL not set: the job ran {plural(steps, 'step')}, fewer than the {window} that "
+            "--ttl-window smooths the loss over; use more events or --epochs, or a smaller "
+            "--ttl-window"
+        )
+    smoothed = s.get("final_smoothed_loss")
+    end = "-" if smoothed is None else f"{smoothed:.3f}"
+    return (
+        f"TTL not set: target loss {s.get('target_loss')} not reached (smoothed loss at the "
+        f"end: {end}); train longer (--epochs) or raise --target-loss"
+    )
+
+
+def duration_text(seconds: float | None) -> str:
+    """A duration in the unit that reads best: 12.3 s, 4 min 5 s, 2 h 50 min."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+
+
+def plural(n: int, word: str) -> str:
+    """``1 rank``, ``2 ranks``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def gpu_text(gpus: Gpus | None, short: bool = False) -> str:

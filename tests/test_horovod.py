@@ -13,7 +13,10 @@ from conftest import tiny_events
 
 from hpcscale.train.records import read_records
 
-pytest.importorskip("horovod.torch", reason="Horovod is built and installed by .ci/run")
+pytest.importorskip(
+    "horovod.torch",
+    reason="Horovod is not installed; `bash .ci/run` builds and installs it (README, 'Horovod')",
+)
 
 
 def test_two_ranks_under_horovodrun(tmp_path):

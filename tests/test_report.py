@@ -173,5 +173,5 @@ def test_report_of_missing_study_is_one_line(tmp_path):
         text=True,
         timeout=120,
     )
-    assert res.returncode == 2 and "manifest.json: no such file" in res.stderr
+    assert res.returncode == 2 and "none: no such folder; give a study folder" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1

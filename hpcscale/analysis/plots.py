@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from hpcscale.analysis.results import PAPER
+from hpcscale.tables import duration_text
 from hpcscale.train.records import read_records
 
 SIZE_IN, DPI = (9.6, 6.0), 100  # 960 × 600 px
@@ -43,7 +44,7 @@ def loss_curves(result: dict[str, Any], out: Path) -> Path:
     colors = plt.cm.viridis(np.linspace(0, 0.9, max(len(result["jobs"]), 1)))
     t_max = 0.0
     for job, color in zip(result["jobs"], colors, strict=False):
-        path = Path(result["folder"]) / "jobs" / job["label"] / "rank-0.jsonl"
+        path = Path(job["dir"]) / "rank-0.jsonl"
         if not path.exists():
             continue
         sync = [r for r in read_records(path) if r.get("kind") == "sync"]
@@ -76,7 +77,7 @@ def loss_curves(result: dict[str, Any], out: Path) -> Path:
         ax.text(
             0.99,
             0.98,
-            f"walltime limit {min(limits) / 3600:.1f} h (off scale)",
+            f"walltime limit {duration_text(min(limits))} (off scale)",
             transform=ax.transAxes,
             ha="right",
             va="top",
@@ -145,7 +146,18 @@ def scaling(
     ax.set_xlabel("N (GPUs, or ranks on CPU sites)")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=9)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=9)
+    else:
+        ax.text(
+            0.5,
+            0.5,
+            f"no completed job has a {ylabel}",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=12,
+        )
     return _save(plt, fig, out)
 
 

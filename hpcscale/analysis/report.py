@@ -14,6 +14,7 @@ from hpcscale.analysis import plots
 from hpcscale.analysis.fit import PowerLaw
 from hpcscale.analysis.results import PAPER, study_results, write_results
 from hpcscale.fsutil import atomic_write
+from hpcscale.tables import duration_text
 
 Block = tuple[str, Any]
 
@@ -23,10 +24,14 @@ def build_report(studies: list[Path], out: Path, fmt: str = "md") -> Path:
         from hpcscale.errors import UserError
 
         raise UserError(f"--format {fmt!r}: choose md or html")
-    out.mkdir(parents=True, exist_ok=True)
     results = [study_results(s) for s in studies]
+    _require_finished(results)
+    out.mkdir(parents=True, exist_ok=True)
     write_results(results, out / "results.json")
-    blocks: list[Block] = [("h1", "hpcscale scaling report")]
+    blocks: list[Block] = [
+        ("h1", "hpcscale scaling report"),
+        ("link", ("results.json", "results.json: every figure of this report, as data")),
+    ]
     blocks += _overview(results)
     blocks += _scaling_section(results, out)
     for result in results:
@@ -35,6 +40,20 @@ def build_report(studies: list[Path], out: Path, fmt: str = "md") -> Path:
     path = out / f"report.{fmt}"
     atomic_write(path, _markdown(blocks) if fmt == "md" else _html(blocks))
     return path
+
+
+def _require_finished(results: list[dict[str, Any]]) -> None:
+    """Refuse to draw empty plots: at least one job must have completed; say what failed."""
+    if any(j["status"] == "completed" for r in results for j in r["jobs"]):
+        return
+    from hpcscale.errors import UserError
+
+    failed = "; ".join(
+        f"{r['folder']} job {m['label']}: {' '.join(str(m['reason']).split())}"
+        for r in results
+        for m in r["missing"]
+    )
+    raise UserError(f"no job has finished, nothing to report ({failed or 'no jobs'})")
 
 
 def _fmt(value: Any, spec: str = ".1f", scale: float = 1.0, unit: str = "") -> str:
@@ -170,8 +189,8 @@ def _study_section(r: dict[str, Any], out: Path) -> list[Block]:
                 str(j["n"]),
                 str(j.get("nodes") or "–"),
                 j["status"],
-                _fmt(j.get("dlt_s")),
-                _fmt(j.get("ttl_s")),
+                duration_text(j.get("dlt_s")),
+                duration_text(j.get("ttl_s")),
                 _fmt(j.get("epoch_rate_per_min"), ".3f"),
                 _fmt(j.get("images_per_s")),
                 _fmt(j.get("speedup"), ".2f"),
@@ -195,8 +214,8 @@ def _study_section(r: dict[str, Any], out: Path) -> list[Block]:
                     "N",
                     "nodes",
                     "status",
-                    "DLT s",
-                    "TTL s",
+                    "DLT",
+                    "TTL",
                     "epochs/min",
                     "images/s",
                     "speed-up",
@@ -253,6 +272,8 @@ def _markdown(blocks: list[Block]) -> str:
             lines.append("")
         elif kind == "img":
             lines += [f"![{value[1]}]({value[0]})", ""]
+        elif kind == "link":
+            lines += [f"[{value[1]}]({value[0]})", ""]
     return "\n".join(lines)
 
 
@@ -277,4 +298,6 @@ def _html(blocks: list[Block]) -> str:
             parts.append("</table>")
         elif kind == "img":
             parts.append(f"<p><img src='{esc(value[0])}' alt='{esc(value[1])}' width='800'></p>")
+        elif kind == "link":
+            parts.append(f"<p><a href='{esc(value[0])}'>{esc(value[1])}</a></p>")
     return "\n".join(parts) + "\n"

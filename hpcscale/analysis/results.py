@@ -46,6 +46,7 @@ def study_results(study: Path) -> dict[str, Any]:
         n = job_size(r)
         job = {
             "label": r["label"],
+            "dir": str(Path(study) / r["folder"]),
             "n": n,
             "gpus": r.get("gpus"),
             "ranks": r.get("ranks"),
