@@ -1,8 +1,8 @@
 """Checks made before any rank starts: what the data, the site and this machine can tell us.
 
-``check_data`` knows the model: today it asks ``hpcscale.train.models`` and the training core's
-own option parser; at the workloads merge it asks the workload registry instead. Everything
-else here needs only the site and the machine. Each check raises ``UserError`` (one line,
+``check_data`` parses the rank's options with the training core's own parser and asks the
+selected workload (``hpcscale.workloads``) to check the data. Everything else here needs only
+the site and the machine. Each check raises ``UserError`` (one line,
 exit 2) or returns notes worth printing.
 """
 
@@ -29,54 +29,29 @@ def job_args(site: Site, plan: JobPlan, extra: list[str]) -> list[str]:
 def check_data(data_folder: Path, ranks: int, train_args: list[str]) -> list[str]:
     """Refuse a data set the job cannot train on; return notes (e.g. TTL out of reach).
 
-    Checks the folder's layout (manifest, listed shards), the model against the resolution,
-    and that every rank gets at least one minibatch of training events."""
-    from hpcscale.data.files import read_manifest
-    from hpcscale.train.config import parser
+    Parses the rank's options as the rank will (unknown or bad options fail here, not in every
+    rank), then asks the selected workload to check the data (layout, model against resolution,
+    a minibatch for every rank)."""
+    from hpcscale import workloads
+    from hpcscale.train.config import parse
 
-    manifest = read_manifest(data_folder)  # DataError names the file and what is wrong
-    missing = [f["name"] for f in manifest.files if not (Path(data_folder) / f["name"]).is_file()]
-    if missing:
-        raise UserError(
-            f"{Path(data_folder) / missing[0]}: no such file (listed in manifest.json; "
-            f"{len(missing)} of {len(manifest.files)} shards missing)"
-        )
-    args, _ = parser().parse_known_args(["--data", "-", "--out", "-", *train_args])
-    _check_model(args.model, manifest.resolution, data_folder)
-    events = manifest.count("train")
-    if args.max_events is not None:
-        events = min(events, args.max_events)
-    steps_per_epoch = events // ranks // args.batch
-    if steps_per_epoch < 1:
-        need = ranks * args.batch
-        raise UserError(
-            f"{data_folder}: {events} training events over {ranks} rank{_s(ranks)} give fewer than "
-            f"one minibatch of {args.batch} per rank; need at least {need} "
-            f"(generate more events or use fewer ranks)"
-        )
-    steps = int(steps_per_epoch * args.epochs)
-    if steps < args.ttl_window:
+    core, config = parse(["--data", str(data_folder), "--out", "-", *train_args])
+    spec = workloads.get(core.model)
+    batch = core.batch or spec.default_batch
+    samples = spec.check(config, Path(data_folder), ranks, batch)
+    if samples is None:
+        return []
+    if core.max_events is not None:
+        samples = min(samples, core.max_events)
+    steps = int(samples // ranks // batch * core.epochs)
+    if steps < core.ttl_window:
         return [
-            f"note: {steps} steps ({events} events / {ranks} rank{_s(ranks)} / minibatch "
-            f"{args.batch} × {args.epochs:g} epochs) are fewer than --ttl-window "
-            f"{args.ttl_window}: "
-            "the smoothed loss is never formed, so TTL will not be set; use more events or "
-            "--epochs, or a smaller --ttl-window"
+            f"note: {steps} steps ({samples} {spec.sample_unit} / {ranks} rank{_s(ranks)} / "
+            f"minibatch {batch} × {core.epochs:g} epochs) are fewer than --ttl-window "
+            f"{core.ttl_window}: the smoothed loss is never formed, so TTL will not be set; use "
+            "more data or --epochs, or a smaller --ttl-window"
         ]
     return []
-
-
-def _check_model(model: str, resolution: int, data_folder: Path) -> None:
-    from hpcscale.train.models import PRESETS, feature_side
-
-    if model not in PRESETS:
-        raise UserError(f"--model {model!r} is unknown; choose one of {', '.join(PRESETS)}")
-    if feature_side(resolution) < 1:
-        raise UserError(
-            f"{data_folder}: events are {resolution}×{resolution}, but {model} needs images of at "
-            "least 275×275 (its four poolings shrink the side 400-fold); generate events with "
-            "--resolution 275 or more"
-        )
 
 
 def check_scheduler(site: Site) -> None:

@@ -23,7 +23,8 @@ def print_collect(study_dir: Path) -> None:
         return "-" if value is None else f"{value:{spec}}"
 
     table = Table(box=box.SIMPLE_HEAD, title=str(study_dir), title_justify="left")
-    for col in ("job", "ranks", "status", "DLT", "TTL", "epochs/min", "images/s", "val acc"):
+    unit = next((r["sample_unit"] for r in rows if r.get("sample_unit")), "samples")
+    for col in ("job", "ranks", "status", "DLT", "TTL", "epochs/min", f"{unit}/s", "val acc"):
         table.add_column(col)
     for r in rows:
         acc = r.get("val_accuracy")
@@ -34,7 +35,7 @@ def print_collect(study_dir: Path) -> None:
             duration_text(r.get("dlt_s")),
             duration_text(r.get("ttl_s")),
             fmt(r.get("epoch_rate_per_min"), ".2f"),
-            fmt(r.get("images_per_s")),
+            fmt(r.get("samples_per_s", r.get("images_per_s"))),
             "-" if acc is None else f"{100 * acc:.1f} %",
         )
     out.print(table)
@@ -48,7 +49,8 @@ def print_summary(s: dict, folder: Path) -> None:
         return "-" if value is None else f"{value:{spec}}{unit}"
 
     table = Table(box=box.SIMPLE_HEAD, title=f"{folder}: {s['status']}", title_justify="left")
-    for col in ("ranks", "DLT", "TTL", "epochs/min", "images/s", "val acc", "stop"):
+    unit = s.get("sample_unit") or "samples"
+    for col in ("ranks", "DLT", "TTL", "epochs/min", f"{unit}/s", "val acc", "stop"):
         table.add_column(col)
     acc = s.get("val_accuracy")
     table.add_row(
@@ -56,7 +58,7 @@ def print_summary(s: dict, folder: Path) -> None:
         duration_text(s.get("dlt_s")),
         duration_text(s.get("ttl_s")),
         fmt(s.get("epoch_rate_per_min"), ".2f"),
-        fmt(s.get("images_per_s")),
+        fmt(s.get("samples_per_s", s.get("images_per_s"))),
         "-" if acc is None else f"{100 * acc:.1f} %",
         str(s.get("stop_reason")),
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import cli
 
 from hpcscale.analysis.fit import fit_power_law
 
@@ -50,9 +51,12 @@ def test_too_few_points():
     assert law.ci_low is None and "no interval" in law.text()
 
 
-def _write_study(root: Path, sizes=(1, 2, 4, 8), fail: int = 8) -> Path:
-    """A study as `hpcscale submit` leaves it, with synthetic timings ∝ N^-0.7 / N^0.9."""
-    study = root / "study"
+def _write_study(
+    root: Path, sizes=(1, 2, 4, 8), fail: int = 8, model: str | None = None, name: str = "study"
+) -> Path:
+    """A study as `hpcscale submit` leaves it, with synthetic timings ∝ N^-0.7 / N^0.9.
+    Without ``model``, its summaries are as they were before workloads (JishNet, images_per_s)."""
+    study = root / name
     jobs = []
     for n in sizes:
         label = f"{n}g"
@@ -109,7 +113,7 @@ def _write_study(root: Path, sizes=(1, 2, 4, 8), fail: int = 8) -> Path:
                 "compute_s": 0.08,
                 "allreduce_s": 0.002 * n,
             },
-            "config": {"model": "jishnet"},
+            "config": {"model": model or "jishnet"},
             "provenance": {
                 "torch": "2.x",
                 "cuda": "13.0",
@@ -119,9 +123,14 @@ def _write_study(root: Path, sizes=(1, 2, 4, 8), fail: int = 8) -> Path:
                 "image_digest": None,
             },
         }
+        if model:  # a summary written since workloads became components
+            summary["samples_per_s"] = summary.pop("images_per_s")
+            summary.update(model=model, workload=model.split("-")[0], sample_unit="images")
+            summary["step_time_split_s"].pop("decompress_s")
+            summary["step_time_split_s"]["assemble_s"] = 0.004
         (folder / "summary.json").write_text(json.dumps(summary))
     manifest = {
-        "study": "fixture01",
+        "study": f"fixture-{name}",
         "site": "local",
         "site_digest": "ab" * 32,
         "scheduler": "local",
@@ -147,7 +156,7 @@ def test_report_renders_every_section(tmp_path, fmt):
     for heading in (
         "Studies and provenance",
         "Scaling laws",
-        "local — study fixture01",
+        "local jishnet — study fixture-study",
         "Reference: the paper",
     ):
         assert heading in text
@@ -175,3 +184,18 @@ def test_report_of_missing_study_is_one_line(tmp_path):
     )
     assert res.returncode == 2 and "none: no such folder; give a study folder" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_report_shows_a_jishnet_and_an_scnet_study_side_by_side(tmp_path):
+    dense = _write_study(tmp_path, model="jishnet", name="dense")
+    sparse = _write_study(tmp_path, model="scnet", name="sparse")
+    out = tmp_path / "both"
+    res = cli("report", str(dense), str(sparse), "--out", str(out), "--format", "html")
+    assert res.returncode == 0, res.stderr
+    text = (out / "report.html").read_text()
+    assert "local jishnet — study fixture-dense" in text
+    assert "local scnet — study fixture-sparse" in text
+    results = json.loads((out / "results.json").read_text())
+    assert [r["workload"] for r in results["studies"]] == ["jishnet", "scnet"]
+    assert all(r["jobs"][0]["samples_per_s"] == 10 for r in results["studies"])
+    assert "images/s" in text

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from hpcscale.analysis.results import PAPER
+from hpcscale.analysis.results import PAPER, study_label
 from hpcscale.tables import duration_text
 from hpcscale.train.records import read_records
 
@@ -18,6 +18,11 @@ SPLIT = [
     ("h2d_s", "host→device"),
     ("compute_s", "compute"),
     ("allreduce_s", "allreduce wait"),
+]
+# Data preparation in the prefetch thread: off the step's critical path, drawn as markers.
+THREAD_SPLIT = [
+    ("decompress_s", "decompress (prefetch thread)"),
+    ("assemble_s", "assemble sparse batch (prefetch thread)"),
 ]
 
 
@@ -85,7 +90,7 @@ def loss_curves(result: dict[str, Any], out: Path) -> Path:
         )
     ax.set_xlabel("wall time since process start [s] (dotted: DLT)")
     ax.set_ylabel(f"global training loss ({result.get('loss') or '?'} loss), smoothed")
-    ax.set_title(f"{result['site']}: training loss vs wall time (cf. paper Fig. 3a)")
+    ax.set_title(f"{study_label(result)}: training loss vs wall time (cf. paper Fig. 3a)")
     ax.legend(loc="upper right", fontsize=9)
     ax.grid(alpha=0.3)
     return _save(plt, fig, out)
@@ -98,10 +103,12 @@ def scaling(
     out: Path,
     ylabel: str,
     ideal: float,
-    paper: float | None,
+    paper: str | None,
 ) -> Path:
-    """A log-log plot of one figure vs N for every study, with its fit and the ideal line."""
+    """A log-log plot of one figure vs N for every study, with its fit and the ideal line, and
+    the paper's exponent ``paper`` ("alpha", "beta") for the study's workload where it has one."""
     plt, fig, ax = _figure()
+    drawn: set[str | None] = set()
     for i, result in enumerate(results):
         color = f"C{i}"
         pts = [
@@ -110,7 +117,7 @@ def scaling(
         if not pts:
             continue
         n, y = np.array(pts, dtype=float).T
-        ax.loglog(n, y, "o", color=color, ms=7, label=f"{result['site']} ({result['study']})")
+        ax.loglog(n, y, "o", color=color, ms=7, label=study_label(result))
         law = result["fits"].get(fit)
         grid = np.geomspace(n.min(), n.max(), 50)
         if law:
@@ -134,15 +141,18 @@ def scaling(
             alpha=0.6,
             label=f"ideal: N^{ideal:+g}",
         )
-        if paper is not None:
+        exponent = PAPER.get(result.get("workload") or "", {}).get(paper or "")  # type: ignore[union-attr]
+        if exponent is not None:
+            name = result.get("workload")
             ax.loglog(
                 grid,
-                y[0] * (grid / n[0]) ** paper,
+                y[0] * (grid / n[0]) ** exponent,
                 "--",
-                color="gray",
-                alpha=0.7,
-                label=f"paper (SummitDev): N^{paper:+g}" if i == 0 else None,
+                color=color,
+                alpha=0.45,
+                label=f"paper {name} (SummitDev): N^{exponent:+g}" if name not in drawn else None,
             )
+            drawn.add(name)
     ax.set_xlabel("N (GPUs, or ranks on CPU sites)")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3, which="both")
@@ -188,7 +198,8 @@ def confusion(result: dict[str, Any], out: Path) -> Path | None:
     ax.set_ylabel("true")
     acc = job.get("val_accuracy")
     ax.set_title(
-        f"{result['site']}, N = {job['n']}: validation confusion (%), accuracy {100 * acc:.1f} %"
+        f"{study_label(result)}, N = {job['n']}: validation confusion (%), "
+        f"accuracy {100 * acc:.1f} %"
         if acc is not None
         else ""
     )
@@ -208,19 +219,13 @@ def time_split(result: dict[str, Any], out: Path) -> Path | None:
         values = np.array([j["step_time_split_s"].get(key, 0.0) * 1e3 for j in jobs])
         ax.bar(labels, values, bottom=bottom, color=f"C{i}", label=name)
         bottom += values
-    decompress = [j["step_time_split_s"].get("decompress_s", 0.0) * 1e3 for j in jobs]
-    ax.plot(labels, decompress, "kx", ms=10, mew=2, label="decompress (prefetch thread)")
+    for (key, name), marker in zip(THREAD_SPLIT, "x+", strict=True):
+        if any(key in j["step_time_split_s"] for j in jobs):
+            side = [j["step_time_split_s"].get(key, 0.0) * 1e3 for j in jobs]
+            ax.plot(labels, side, "k" + marker, ms=10, mew=2, label=name)
     ax.set_xlabel("N")
     ax.set_ylabel("median time per step [ms]")
-    ax.set_title(f"{result['site']}: where a training step's time goes")
+    ax.set_title(f"{study_label(result)}: where a training step's time goes")
     ax.legend(fontsize=9)
     ax.grid(alpha=0.3, axis="y")
     return _save(plt, fig, out)
-
-
-def paper_beta() -> float:
-    return float(PAPER["jishnet"]["beta"])  # type: ignore[index]
-
-
-def paper_alpha() -> float:
-    return float(PAPER["jishnet"]["alpha"])  # type: ignore[index]

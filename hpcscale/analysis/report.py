@@ -108,7 +108,7 @@ def _scaling_section(results: list[dict[str, Any]], out: Path) -> list[Block]:
         f = r["fits"]
         rows.append(
             [
-                r["site"],
+                f"{r['site']} {r.get('model') or ''}".strip(),
                 r["study"],
                 _law(f.get("ttl")),
                 _law(f.get("epoch_rate")),
@@ -148,20 +148,27 @@ def _scaling_section(results: list[dict[str, Any]], out: Path) -> list[Block]:
         (
             "table",
             (
-                ["site", "study", "TTL ∝ N^α", "epoch rate ∝ N^β", "DLT ∝ N^k", "power law bends"],
+                [
+                    "site, model",
+                    "study",
+                    "TTL ∝ N^α",
+                    "epoch rate ∝ N^β",
+                    "DLT ∝ N^k",
+                    "power law bends",
+                ],
                 rows,
             ),
         ),
     ]
     for key, fit, name, label, ideal, paper in (
-        ("ttl_s", "ttl", "ttl_vs_n.png", "TTL [s]", -1.0, plots.paper_alpha()),
+        ("ttl_s", "ttl", "ttl_vs_n.png", "TTL [s]", -1.0, "alpha"),
         (
             "epoch_rate_per_min",
             "epoch_rate",
             "epoch_rate_vs_n.png",
             "epochs per minute",
             1.0,
-            plots.paper_beta(),
+            "beta",
         ),
         ("dlt_s", "dlt", "dlt_vs_n.png", "DLT [s]", -1.0, None),
     ):
@@ -192,7 +199,7 @@ def _study_section(r: dict[str, Any], out: Path) -> list[Block]:
                 duration_text(j.get("dlt_s")),
                 duration_text(j.get("ttl_s")),
                 _fmt(j.get("epoch_rate_per_min"), ".3f"),
-                _fmt(j.get("images_per_s")),
+                _fmt(j.get("samples_per_s")),
                 _fmt(j.get("speedup"), ".2f"),
                 _fmt(j.get("efficiency"), ".0f", 100, " %"),
                 _fmt(j.get("val_accuracy"), ".1f", 100, " %"),
@@ -200,7 +207,7 @@ def _study_section(r: dict[str, Any], out: Path) -> list[Block]:
             ]
         )
     blocks: list[Block] = [
-        ("h2", f"{r['site']} — study {r['study']}"),
+        ("h2", f"{r['site']} {r.get('model') or ''} — study {r['study']}"),
         (
             "p",
             f"Folder {r['folder']}; target loss {r.get('target_loss')} on the "
@@ -217,7 +224,7 @@ def _study_section(r: dict[str, Any], out: Path) -> list[Block]:
                     "DLT",
                     "TTL",
                     "epochs/min",
-                    "images/s",
+                    f"{r.get('sample_unit') or 'samples'}/s",
                     "speed-up",
                     "efficiency",
                     "val acc",

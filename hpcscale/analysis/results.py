@@ -59,7 +59,6 @@ def study_results(study: Path) -> dict[str, Any]:
                     "dlt_s",
                     "ttl_s",
                     "epoch_rate_per_min",
-                    "images_per_s",
                     "val_accuracy",
                     "stop_reason",
                     "epochs",
@@ -71,6 +70,7 @@ def study_results(study: Path) -> dict[str, Any]:
                 )
             },
         }
+        job["samples_per_s"] = r.get("samples_per_s", r.get("images_per_s"))  # older summaries
         if base and r in done and base.get("epoch_rate_per_min"):
             speedup = r["epoch_rate_per_min"] / base["epoch_rate_per_min"]
             job["speedup"] = speedup
@@ -81,7 +81,7 @@ def study_results(study: Path) -> dict[str, Any]:
         ("ttl_s", "ttl"),
         ("epoch_rate_per_min", "epoch_rate"),
         ("dlt_s", "dlt"),
-        ("images_per_s", "images_per_s"),
+        ("samples_per_s", "samples_per_s"),
     ):
         pts = [(j["n"], j[key]) for j in jobs if j["status"] == "completed" and j.get(key)]
         law = fit_power_law([p[0] for p in pts], [p[1] for p in pts]) if pts else None
@@ -95,7 +95,9 @@ def study_results(study: Path) -> dict[str, Any]:
         "scheduler": manifest.scheduler,
         "loss": first.get("loss"),
         "target_loss": first.get("target_loss"),
-        "model": (first.get("config") or {}).get("model"),
+        "model": first.get("model") or (first.get("config") or {}).get("model"),
+        "workload": first.get("workload") or "jishnet",  # summaries before workloads: JishNet
+        "sample_unit": first.get("sample_unit") or "images",
         "provenance": first.get("provenance"),
         "data": first.get("data"),
         "jobs": jobs,
@@ -107,6 +109,11 @@ def study_results(study: Path) -> dict[str, Any]:
         ],
         "walltime_s": {j.label: j.walltime_s for j in manifest.jobs},
     }
+
+
+def study_label(result: dict[str, Any]) -> str:
+    """How a study is named in legends and headings: site, model and study id."""
+    return f"{result['site']} {result.get('model') or ''} ({result['study']})".replace("  ", " ")
 
 
 def write_results(results: list[dict[str, Any]], path: Path) -> None:

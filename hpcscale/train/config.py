@@ -100,8 +100,17 @@ def build(model: type[BaseModel], values: dict[str, Any]) -> Any:
         raise UserError(f"{name} {err.get('input')!r}: {err['msg']}") from None
 
 
+class OptionParser(argparse.ArgumentParser):
+    """argparse that raises ``UserError`` (one line, exit 2 from the CLI and the rank) instead
+    of printing its usage and exiting, so ``hpcscale run``/``submit`` can check a rank's
+    options before any rank starts."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise UserError(f"training option: {message} (see `{self.prog} --help`)")
+
+
 def parser(workload_config: type[BaseModel] | None, prog_note: str = "") -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = OptionParser(
         prog="python -m hpcscale.train",
         description="One rank of an hpcscale training job." + prog_note,
     )

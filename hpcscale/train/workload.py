@@ -101,9 +101,7 @@ class Workload(ABC):
         self.ctx = ctx
 
     @classmethod
-    def check(
-        cls, config: WorkloadConfig, data: Path, world_size: int, batch: int
-    ) -> int | None:
+    def check(cls, config: WorkloadConfig, data: Path, world_size: int, batch: int) -> int | None:
         """Before any rank starts: raise ``UserError`` if this data set cannot be trained with
         this configuration on ``world_size`` ranks (wrong kind of data, images too small, fewer
         than one minibatch per rank). Reads metadata only; must be fast. Returns the number of
