@@ -7,8 +7,8 @@ median of ``--steps`` steps (synchronised per step). Variants:
 
 - ``ours``: hpcscale.workloads.scnet (hashed kernel map, implicit-GEMM conv with gather-only
   backward, unique + scatter_reduce pooling); also under bf16 autocast when on CUDA.
-- ``autograd-bwd``: the same forward, backward left to autograd (scatter-add via index_select's
-  backward, and the (N, K·Cin) gather kept alive for the weight gradient).
+- ``mirror-bwd``: the same forward with a custom backward that gathers over the mirrored offsets
+  instead of scattering (deterministic, no atomics) and re-gathers for the weight gradient.
 - ``naive``: a Python loop over the 25 offsets, searchsorted + nonzero + index_add per offset.
 - ``jishnet``: the dense JishNet on the same events as (7, 1, 3600, 3600) images (CUDA only).
 
@@ -107,10 +107,34 @@ def naive_conv(features, weight, x: SparseTensor, _kmap) -> torch.Tensor:
     return out
 
 
-def autograd_conv(features, weight, _x, kmap: KernelMap) -> torch.Tensor:
+def _gather(features: torch.Tensor, nbr: torch.Tensor) -> torch.Tensor:
     padded = F.pad(features, (0, 0, 0, 1))
-    gathered = padded.index_select(0, kmap.nbr.reshape(-1)).view(kmap.n, -1)
-    return gathered @ weight.reshape(-1, weight.shape[2])
+    return padded.index_select(0, nbr.reshape(-1)).view(nbr.shape[0], -1)
+
+
+class MirrorConv(torch.autograd.Function):
+    """Gather-only backward (odd k): site q's input gradient gathers the output gradients of
+    its neighbours at the mirrored offsets, times the flipped, transposed weight. No atomics,
+    deterministic; re-gathers for the weight gradient instead of saving the (N, K·Cin) matrix."""
+
+    @staticmethod
+    def forward(ctx, features, weight, nbr):
+        ctx.save_for_backward(features, weight, nbr)
+        return _gather(features, nbr) @ weight.reshape(-1, weight.shape[2])
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        features, weight, nbr = ctx.saved_tensors
+        k2, cin, cout = weight.shape
+        grad_w = (_gather(features, nbr).t() @ grad_out).view(k2, cin, cout)
+        grad_f = None
+        if ctx.needs_input_grad[0]:
+            grad_f = _gather(grad_out, nbr) @ weight.flip(0).transpose(1, 2).reshape(-1, cin)
+        return grad_f, grad_w, None
+
+
+def mirror_conv(features, weight, _x, kmap: KernelMap) -> torch.Tensor:
+    return MirrorConv.apply(features, weight, kmap.nbr)
 
 
 def ours_conv(features, weight, _x, kmap: KernelMap) -> torch.Tensor:
@@ -123,7 +147,7 @@ def scnet_forward(model: SCNet, conv: ConvFn, coords, charge, sizes: list[int] |
     for layer, pool in zip(model.convs, model.pools, strict=True):
         if sizes is not None:
             sizes.append(x.coords.shape[0])
-        kmap = kernel_map(x.coords, x.shape, layer.kernel_size)
+        kmap = kernel_map(x.coords, x.shape, layer.kernel_size, x.ordered)
         x = pool(elu(x.with_features(conv(x.features, layer.weight, x, kmap))))
     h = F.elu(model.fc1(torch.flatten(to_dense(x), 1)))
     return F.softmax(model.fc2(h), 1)
@@ -183,7 +207,7 @@ def run(args: argparse.Namespace) -> None:
     variants: list[tuple[str, ConvFn, bool]] = [("ours", ours_conv, False)]
     if device.type == "cuda":
         variants.append(("ours-bf16", ours_conv, True))
-    variants += [("autograd-bwd", autograd_conv, False), ("naive", naive_conv, False)]
+    variants += [("mirror-bwd", mirror_conv, False), ("naive", naive_conv, False)]
     for name, conv, bf16 in variants:
         mem: list[float] = []
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
@@ -197,6 +221,8 @@ def run(args: argparse.Namespace) -> None:
         report(name, first, median, mem[0])
     if device.type == "cuda" and not args.no_dense:
         run_dense(coords, charge, target, device, args.steps)
+    if args.profile:
+        breakdown(model, coords, charge, device)
     if args.profile and device.type == "cuda":
         profile(model, coords, charge, target)
 
@@ -204,28 +230,48 @@ def run(args: argparse.Namespace) -> None:
 def check(model: SCNet, coords, charge, target) -> None:
     """Ours against the naive loop on this device: the loss and every parameter's gradient."""
     grads = []
-    for conv in (ours_conv, naive_conv):
+    for conv in (ours_conv, naive_conv, mirror_conv):
         model.zero_grad(set_to_none=True)
         loss = F.cross_entropy(scnet_forward(model, conv, coords, charge), target)
         loss.backward()
         grads.append([loss.detach()] + [p.grad.clone() for p in model.parameters()])
-    worst = max(
-        ((a - b).abs().max() / b.abs().max().clamp(min=1e-30)).item()
-        for a, b in zip(*grads, strict=True)
-    )
-    print(
-        f"check vs naive: loss {grads[0][0].item():.6f}; worst relative gradient diff {worst:.2e}"
-    )
+    for name, other in (("ours", grads[0]), ("mirror-bwd", grads[2])):
+        worst = max(
+            ((a - b).abs().max() / b.abs().max().clamp(min=1e-30)).item()
+            for a, b in zip(other, grads[1], strict=True)
+        )
+        print(f"check {name} vs naive: loss {other[0].item():.6f}, worst rel. diff {worst:.2e}")
     model.zero_grad(set_to_none=True)
 
 
 def run_dense(coords, charge, target, device: torch.device, steps: int) -> None:
+    torch.backends.cudnn.benchmark = True  # as hpcscale's training loop
     images = to_dense(SparseTensor(coords, charge, (RES, RES), BATCH))
     model = JishNet().to(device)
     mem: list[float] = []
     with peak_memory(device, mem):
         first, median = timed_steps(train_step(model, lambda: model(images), target), steps, device)
     report("jishnet-dense", first, median, mem[0])
+
+
+def breakdown(model: SCNet, coords, charge, device: torch.device) -> None:
+    """Wall time per op family and level (forward only, synchronised): where the step goes."""
+    x = SparseTensor(coords, charge, (RES, RES), BATCH)
+    parts = []
+    with torch.no_grad():
+        for level, (layer, pool) in enumerate(zip(model.convs, model.pools, strict=True)):
+            kmap = kernel_map(x.coords, x.shape, 5, x.ordered)
+            conv_x = x.with_features(ours_conv(x.features, layer.weight, x, kmap))
+            calls = {
+                "kmap": lambda x=x: kernel_map(x.coords, x.shape, 5, x.ordered),
+                "conv": lambda x=x, k=kmap, w=layer.weight: ours_conv(x.features, w, x, k),
+                "pool": lambda c=conv_x, p=pool: p(c),
+            }
+            for name, call in calls.items():
+                _, ms = timed_steps(call, 20, device)
+                parts.append(f"L{level + 1} {name} {ms:.3f}")
+            x = pool(elu(conv_x))
+    print("forward ms per call: " + ", ".join(parts))
 
 
 def profile(model: SCNet, coords, charge, target) -> None:

@@ -45,14 +45,15 @@ def at_sites(dense: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     return dense[coords[:, 0], :, coords[:, 1], coords[:, 2]]
 
 
-def test_kernel_map_matches_brute_force() -> None:
+@pytest.mark.parametrize("k", [4, 5])
+def test_kernel_map_matches_brute_force(k: int) -> None:
     x, _ = random_sparse(0, density=0.3)
-    k = 5
     kmap = kernel_map(x.coords, x.shape, k)
     rows = {tuple(c): i for i, c in enumerate(x.coords.tolist())}
     n = x.coords.shape[0]
+    taps = range(-(k // 2), k - k // 2)
     expected = [
-        [rows.get((b, y + dy, xx + dx), n) for dy in range(-2, 3) for dx in range(-2, 3)]
+        [rows.get((b, y + dy, xx + dx), n) for dy in taps for dx in taps]
         for b, y, xx in x.coords.tolist()
     ]
     assert kmap.nbr.tolist() == expected
@@ -240,3 +241,15 @@ def test_feature_side_and_presets() -> None:
         feature_side(399)
     with pytest.raises(UserError, match="unknown"):
         SCNet.from_preset("nope")
+
+
+def test_kernel_map_presorted_equals_sorting_path() -> None:
+    x, _ = random_sparse(80, density=0.3)
+    order = torch.argsort((x.coords[:, 0] * H + x.coords[:, 1]) * W + x.coords[:, 2])
+    coords = x.coords[order]
+    for k in (3, 4, 5):
+        torch.testing.assert_close(
+            kernel_map(coords, x.shape, k, presorted=True).nbr, kernel_map(coords, x.shape, k).nbr
+        )
+    pooled = SparseMaxPool2d(2)(x)
+    assert pooled.ordered and not x.ordered

@@ -102,7 +102,7 @@ class SCNet(nn.Module):
         for conv, pool in zip(self.convs, self.pools, strict=True):
             key = (id(x.coords), conv.kernel_size)
             if key not in maps:
-                maps[key] = (x.coords, kernel_map(x.coords, x.shape, conv.kernel_size))
+                maps[key] = (x.coords, kernel_map(x.coords, x.shape, conv.kernel_size, x.ordered))
             x = pool(elu(conv(x, maps[key][1])))
         h = F.elu(self.fc1(torch.flatten(to_dense(x), 1)))
         h = self.fc2(h)
