@@ -9,6 +9,7 @@ median of ``--steps`` steps (synchronised per step). Variants:
   backward, unique + scatter_reduce pooling); also under bf16 autocast when on CUDA.
 - ``mirror-bwd``: the same forward with a custom backward that gathers over the mirrored offsets
   instead of scattering (deterministic, no atomics) and re-gathers for the weight gradient.
+- ``hybrid-bwd``: saves the gather for the weight gradient, mirrored gather for the input one.
 - ``naive``: a Python loop over the 25 offsets, searchsorted + nonzero + index_add per offset.
 - ``jishnet``: the dense JishNet on the same events as (7, 1, 3600, 3600) images (CUDA only).
 
@@ -133,6 +134,31 @@ class MirrorConv(torch.autograd.Function):
         return grad_f, grad_w, None
 
 
+class HybridConv(torch.autograd.Function):
+    """Saves the (N, K·Cin) gather for the weight gradient (as autograd does) and takes the
+    input gradient by the mirrored-offset gather of MirrorConv (no index_add atomics)."""
+
+    @staticmethod
+    def forward(ctx, features, weight, nbr):
+        gathered = _gather(features, nbr)
+        ctx.save_for_backward(gathered, weight, nbr)
+        return gathered @ weight.reshape(-1, weight.shape[2])
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        gathered, weight, nbr = ctx.saved_tensors
+        k2, cin, cout = weight.shape
+        grad_w = (gathered.t() @ grad_out).view(k2, cin, cout)
+        grad_f = None
+        if ctx.needs_input_grad[0]:
+            grad_f = _gather(grad_out, nbr) @ weight.flip(0).transpose(1, 2).reshape(-1, cin)
+        return grad_f, grad_w, None
+
+
+def hybrid_conv(features, weight, _x, kmap: KernelMap) -> torch.Tensor:
+    return HybridConv.apply(features, weight, kmap.nbr)
+
+
 def mirror_conv(features, weight, _x, kmap: KernelMap) -> torch.Tensor:
     return MirrorConv.apply(features, weight, kmap.nbr)
 
@@ -207,7 +233,8 @@ def run(args: argparse.Namespace) -> None:
     variants: list[tuple[str, ConvFn, bool]] = [("ours", ours_conv, False)]
     if device.type == "cuda":
         variants.append(("ours-bf16", ours_conv, True))
-    variants += [("mirror-bwd", mirror_conv, False), ("naive", naive_conv, False)]
+    variants += [("mirror-bwd", mirror_conv, False), ("hybrid-bwd", hybrid_conv, False)]
+    variants += [("naive", naive_conv, False), ("ours-again", ours_conv, False)]
     for name, conv, bf16 in variants:
         mem: list[float] = []
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
@@ -230,12 +257,12 @@ def run(args: argparse.Namespace) -> None:
 def check(model: SCNet, coords, charge, target) -> None:
     """Ours against the naive loop on this device: the loss and every parameter's gradient."""
     grads = []
-    for conv in (ours_conv, naive_conv, mirror_conv):
+    for conv in (ours_conv, naive_conv, mirror_conv, hybrid_conv):
         model.zero_grad(set_to_none=True)
         loss = F.cross_entropy(scnet_forward(model, conv, coords, charge), target)
         loss.backward()
         grads.append([loss.detach()] + [p.grad.clone() for p in model.parameters()])
-    for name, other in (("ours", grads[0]), ("mirror-bwd", grads[2])):
+    for name, other in (("ours", grads[0]), ("mirror-bwd", grads[2]), ("hybrid", grads[3])):
         worst = max(
             ((a - b).abs().max() / b.abs().max().clamp(min=1e-30)).item()
             for a, b in zip(other, grads[1], strict=True)
@@ -272,6 +299,9 @@ def breakdown(model: SCNet, coords, charge, device: torch.device) -> None:
                 parts.append(f"L{level + 1} {name} {ms:.3f}")
             x = pool(elu(conv_x))
     print("forward ms per call: " + ", ".join(parts))
+    with torch.no_grad():
+        _, ms = timed_steps(lambda: scnet_forward(model, ours_conv, coords, charge), 20, device)
+    print(f"ours forward only (no grad): median {ms:.2f} ms/minibatch")
 
 
 def profile(model: SCNet, coords, charge, target) -> None:
