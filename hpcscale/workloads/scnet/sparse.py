@@ -94,23 +94,30 @@ class KernelMap:
         return self.kernel_size * self.kernel_size
 
 
-def linear_keys(coords: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """Sites as int64 keys ``b·H·W + y·W + x``: sortable, and order-equal to (b, y, x)."""
-    h, w = shape
-    return (coords[:, 0] * h + coords[:, 1]) * w + coords[:, 2]
+_CONSTS: dict[tuple[tuple[int, ...], str], torch.Tensor] = {}
 
 
-_DELTAS: dict[tuple[int, int, str], torch.Tensor] = {}
+def _const(values: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """A small int64 tensor on ``device``, cached: index arithmetic with a (3,) or (K,) vector
+    is one op instead of one per component, and the copy to the device happens once."""
+    key = (values, str(device))
+    if key not in _CONSTS:
+        _CONSTS[key] = torch.tensor(values, dtype=torch.long, device=device)
+    return _CONSTS[key]
+
+
+def linear_keys(coords: torch.Tensor, shape: tuple[int, int], pad: int = 0) -> torch.Tensor:
+    """Sites as int64 keys ``b·H'·W' + (y + pad)·W' + (x + pad)`` with H' = H + 2·pad and
+    W' = W + 2·pad: sortable, and in the same order as (b, y, x)."""
+    hp, wp = shape[0] + 2 * pad, shape[1] + 2 * pad
+    keys = (coords * _const((hp * wp, wp, 1), coords.device)).sum(1)
+    return keys + (pad * wp + pad) if pad else keys
 
 
 def _key_deltas(kernel_size: int, padded_width: int, device: torch.device) -> torch.Tensor:
-    """(K,) padded-key differences of the kernel taps, in weight order j = ky·k + kx; cached, so
-    that building a kernel map launches nothing for them."""
-    cache_key = (kernel_size, padded_width, str(device))
-    if cache_key not in _DELTAS:
-        r = torch.arange(kernel_size, device=device) - kernel_size // 2
-        _DELTAS[cache_key] = (r[:, None] * padded_width + r[None, :]).reshape(-1)
-    return _DELTAS[cache_key]
+    """(K,) padded-key differences of the kernel taps, in weight order j = ky·k + kx."""
+    taps = range(-(kernel_size // 2), kernel_size - kernel_size // 2)
+    return _const(tuple(dy * padded_width + dx for dy in taps for dx in taps), device)
 
 
 def kernel_map(
@@ -132,9 +139,8 @@ def kernel_map(
         empty = torch.empty(0, k2, dtype=torch.long, device=coords.device)
         return KernelMap(empty, kernel_size, shape)
     r = kernel_size // 2
-    h, w = shape
-    b, y, x = coords.unbind(1)
-    keys = (b * (h + 2 * r) + (y + r)) * (w + 2 * r) + (x + r)
+    w = shape[1]
+    keys = linear_keys(coords, shape, pad=r)
     sorted_keys, perm = (keys, None) if presorted else torch.sort(keys)
     query = keys[:, None] + _key_deltas(kernel_size, w + 2 * r, coords.device)
     pos = torch.searchsorted(sorted_keys, query).clamp_(max=n - 1)
@@ -208,14 +214,15 @@ def sparse_max_pool(x: SparseTensor, kernel_size: int) -> SparseTensor:
     if h % k or w % k:  # floor like F.max_pool2d: drop the sites past the last full window
         keep = (coords[:, 1] < ho * k) & (coords[:, 2] < wo * k)
         coords, features = coords[keep], features[keep]  # a host sync; none when k divides
-    b, y, xx = coords.unbind(1)
-    keys = (b * ho + y.div(k, rounding_mode="floor")) * wo + xx.div(k, rounding_mode="floor")
-    keys, inverse = torch.unique(keys, return_inverse=True)  # sorted; the host sync
+    pooled = coords.div(_const((1, k, k), coords.device), rounding_mode="floor")
+    # Output sites, sorted; the host sync (their number decides the shapes from here on).
+    keys, inverse = torch.unique(linear_keys(pooled, (ho, wo)), return_inverse=True)
     out = features.new_zeros(keys.shape[0], features.shape[1])
     index = inverse.unsqueeze(1).expand_as(features)
     out = out.scatter_reduce(0, index, features, "amax", include_self=False)
-    row = keys.div(wo, rounding_mode="floor")
-    out_coords = torch.stack((row.div(ho, rounding_mode="floor"), row % ho, keys % wo), 1)
+    # keys → (b, y, x): divide by (H·W, W, 1), then reduce y and x modulo (H, W).
+    out_coords = keys[:, None].div(_const((ho * wo, wo, 1), keys.device), rounding_mode="floor")
+    out_coords = out_coords.remainder(_const((2**62, ho, wo), keys.device))
     return SparseTensor(out_coords, out, (ho, wo), x.batch_size, ordered=True)
 
 
