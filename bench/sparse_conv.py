@@ -5,11 +5,12 @@ pixels each, 0.07 % of the image) are generated once and put on the device. Each
 forward + cross-entropy + backward + SGD step; the first step is reported separately, then the
 median of ``--steps`` steps (synchronised per step). Variants:
 
-- ``ours``: hpcscale.workloads.scnet (hashed kernel map, implicit-GEMM conv with gather-only
-  backward, unique + scatter_reduce pooling); also under bf16 autocast when on CUDA.
-- ``mirror-bwd``: the same forward with a custom backward that gathers over the mirrored offsets
-  instead of scattering (deterministic, no atomics) and re-gathers for the weight gradient.
-- ``hybrid-bwd``: saves the gather for the weight gradient, mirrored gather for the input one.
+- ``ours``: hpcscale.workloads.scnet (padded-key kernel map, implicit-GEMM conv whose backward
+  gathers over the mirrored offsets and re-gathers for the weight gradient, unique +
+  scatter_reduce pooling); also under bf16 autocast when on CUDA.
+- ``autograd-bwd``: the same forward, autograd's backward (index_add with atomics for the input
+  gradient, the (N, K·Cin) gather kept alive for the weight gradient).
+- ``hybrid-bwd``: keeps the gather for the weight gradient, mirrored gather for the input one.
 - ``naive``: a Python loop over the 25 offsets, searchsorted + nonzero + index_add per offset.
 - ``jishnet``: the dense JishNet on the same events as (7, 1, 3600, 3600) images (CUDA only).
 
@@ -113,30 +114,9 @@ def _gather(features: torch.Tensor, nbr: torch.Tensor) -> torch.Tensor:
     return padded.index_select(0, nbr.reshape(-1)).view(nbr.shape[0], -1)
 
 
-class MirrorConv(torch.autograd.Function):
-    """Gather-only backward (odd k): site q's input gradient gathers the output gradients of
-    its neighbours at the mirrored offsets, times the flipped, transposed weight. No atomics,
-    deterministic; re-gathers for the weight gradient instead of saving the (N, K·Cin) matrix."""
-
-    @staticmethod
-    def forward(ctx, features, weight, nbr):
-        ctx.save_for_backward(features, weight, nbr)
-        return _gather(features, nbr) @ weight.reshape(-1, weight.shape[2])
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        features, weight, nbr = ctx.saved_tensors
-        k2, cin, cout = weight.shape
-        grad_w = (_gather(features, nbr).t() @ grad_out).view(k2, cin, cout)
-        grad_f = None
-        if ctx.needs_input_grad[0]:
-            grad_f = _gather(grad_out, nbr) @ weight.flip(0).transpose(1, 2).reshape(-1, cin)
-        return grad_f, grad_w, None
-
-
 class HybridConv(torch.autograd.Function):
     """Saves the (N, K·Cin) gather for the weight gradient (as autograd does) and takes the
-    input gradient by the mirrored-offset gather of MirrorConv (no index_add atomics)."""
+    input gradient by the mirrored-offset gather of hpcscale's backward (no atomics)."""
 
     @staticmethod
     def forward(ctx, features, weight, nbr):
@@ -159,8 +139,9 @@ def hybrid_conv(features, weight, _x, kmap: KernelMap) -> torch.Tensor:
     return HybridConv.apply(features, weight, kmap.nbr)
 
 
-def mirror_conv(features, weight, _x, kmap: KernelMap) -> torch.Tensor:
-    return MirrorConv.apply(features, weight, kmap.nbr)
+def autograd_conv(features, weight, _x, kmap: KernelMap) -> torch.Tensor:
+    """The same implicit GEMM with autograd's backward (index_add with atomics)."""
+    return _gather(features, kmap.nbr) @ weight.reshape(-1, weight.shape[2])
 
 
 def ours_conv(features, weight, _x, kmap: KernelMap) -> torch.Tensor:
@@ -233,7 +214,7 @@ def run(args: argparse.Namespace) -> None:
     variants: list[tuple[str, ConvFn, bool]] = [("ours", ours_conv, False)]
     if device.type == "cuda":
         variants.append(("ours-bf16", ours_conv, True))
-    variants += [("mirror-bwd", mirror_conv, False), ("hybrid-bwd", hybrid_conv, False)]
+    variants += [("autograd-bwd", autograd_conv, False), ("hybrid-bwd", hybrid_conv, False)]
     variants += [("naive", naive_conv, False), ("ours-again", ours_conv, False)]
     for name, conv, bf16 in variants:
         mem: list[float] = []
@@ -257,12 +238,12 @@ def run(args: argparse.Namespace) -> None:
 def check(model: SCNet, coords, charge, target) -> None:
     """Ours against the naive loop on this device: the loss and every parameter's gradient."""
     grads = []
-    for conv in (ours_conv, naive_conv, mirror_conv, hybrid_conv):
+    for conv in (ours_conv, naive_conv, autograd_conv, hybrid_conv):
         model.zero_grad(set_to_none=True)
         loss = F.cross_entropy(scnet_forward(model, conv, coords, charge), target)
         loss.backward()
         grads.append([loss.detach()] + [p.grad.clone() for p in model.parameters()])
-    for name, other in (("ours", grads[0]), ("mirror-bwd", grads[2]), ("hybrid", grads[3])):
+    for name, other in (("ours", grads[0]), ("autograd-bwd", grads[2]), ("hybrid", grads[3])):
         worst = max(
             ((a - b).abs().max() / b.abs().max().clamp(min=1e-30)).item()
             for a, b in zip(other, grads[1], strict=True)

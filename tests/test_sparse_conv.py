@@ -71,12 +71,13 @@ def test_conv_equals_dense_at_active_sites(k: int, density: float) -> None:
     torch.testing.assert_close(out.features, at_sites(dense, x.coords), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("k", [3, 4, 5])
-def test_conv_gradients_equal_dense(k: int) -> None:
-    x, _ = random_sparse(10 + k, channels=2, density=0.25)
+@pytest.mark.parametrize("k", [3, 4, 5])  # odd: mirrored-gather backward; even: scatter-add
+@pytest.mark.parametrize(("cin", "cout"), [(2, 3), (3, 2)])
+def test_conv_gradients_equal_dense(k: int, cin: int, cout: int) -> None:
+    x, _ = random_sparse(10 + k, channels=cin, density=0.25)
     feats = x.features.clone().requires_grad_()
-    conv = SubmanifoldConv2d(2, 3, k).double()
-    upstream = torch.randn(feats.shape[0], 3, dtype=torch.float64)
+    conv = SubmanifoldConv2d(cin, cout, k).double()
+    upstream = torch.randn(feats.shape[0], cout, dtype=torch.float64)
     (conv(x.with_features(feats)).features * upstream).sum().backward()
 
     feats_d = x.features.clone().requires_grad_()
