@@ -2,8 +2,9 @@
 
 Synthetic track-like events (long scattering tracks and short-branch showers, ~9,000 active
 pixels each, 0.07 % of the image) are generated once and put on the device. Each variant runs
-forward + cross-entropy + backward + SGD step; the first step is reported separately, then the
-median of ``--steps`` steps (synchronised per step). Variants:
+forward + cross-entropy + backward + SGD step (synchronised per step); the first step is
+reported separately, then the median of ``--steps`` steps taken round-robin over the variants in
+``--rounds`` rounds. Peak memory: over the first three steps. Variants:
 
 - ``ours``: hpcscale.workloads.scnet (padded-key kernel map, implicit-GEMM conv whose backward
   gathers over the mirrored offsets and re-gathers for the weight gradient, unique +
@@ -160,17 +161,17 @@ def scnet_forward(model: SCNet, conv: ConvFn, coords, charge, sizes: list[int] |
     return F.softmax(model.fc2(h), 1)
 
 
-def timed_steps(step: Callable[[], None], steps: int, device: torch.device) -> tuple[float, float]:
-    """(first step ms, median of the next ``steps`` ms), synchronised around each step."""
+def timed_steps(step: Callable[[], None], steps: int, device: torch.device) -> list[float]:
+    """Wall ms of each of ``steps`` calls, synchronised around each."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     times = []
-    for _ in range(steps + 1):
+    for _ in range(steps):
         sync()
         t = time.perf_counter()
         step()
         sync()
         times.append((time.perf_counter() - t) * 1e3)
-    return times[0], statistics.median(times[1:])
+    return times
 
 
 def train_step(model, forward, target) -> Callable[[], None]:
@@ -215,18 +216,27 @@ def run(args: argparse.Namespace) -> None:
     if device.type == "cuda":
         variants.append(("ours-bf16", ours_conv, True))
     variants += [("autograd-bwd", autograd_conv, False), ("hybrid-bwd", hybrid_conv, False)]
-    variants += [("naive", naive_conv, False), ("ours-again", ours_conv, False)]
+    variants += [("naive", naive_conv, False)]
+    steps, firsts, mems = {}, {}, {}
     for name, conv, bf16 in variants:
-        mem: list[float] = []
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
         def forward(conv: ConvFn = conv, autocast=autocast) -> torch.Tensor:
             with autocast:
                 return scnet_forward(model, conv, coords, charge).float()
 
+        steps[name] = train_step(model, forward, target)
+        mem: list[float] = []
         with peak_memory(device, mem):
-            first, median = timed_steps(train_step(model, forward, target), args.steps, device)
-        report(name, first, median, mem[0])
+            firsts[name] = timed_steps(steps[name], 3, device)[0]
+        mems[name] = mem[0]
+    # Round-robin, so that drift of the host (clocks, neighbours) hits every variant alike.
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(args.rounds):
+        for name, step in steps.items():
+            times[name] += timed_steps(step, max(args.steps // args.rounds, 1), device)
+    for name in steps:
+        report(name, firsts[name], statistics.median(times[name]), mems[name])
     if device.type == "cuda" and not args.no_dense:
         run_dense(coords, charge, target, device, args.steps)
     if args.profile:
@@ -257,9 +267,10 @@ def run_dense(coords, charge, target, device: torch.device, steps: int) -> None:
     images = to_dense(SparseTensor(coords, charge, (RES, RES), BATCH))
     model = JishNet().to(device)
     mem: list[float] = []
+    step = train_step(model, lambda: model(images), target)
     with peak_memory(device, mem):
-        first, median = timed_steps(train_step(model, lambda: model(images), target), steps, device)
-    report("jishnet-dense", first, median, mem[0])
+        first = timed_steps(step, 1, device)[0]
+    report("jishnet-dense", first, statistics.median(timed_steps(step, steps, device)), mem[0])
 
 
 def breakdown(model: SCNet, coords, charge, device: torch.device) -> None:
@@ -276,12 +287,14 @@ def breakdown(model: SCNet, coords, charge, device: torch.device) -> None:
                 "pool": lambda c=conv_x, p=pool: p(c),
             }
             for name, call in calls.items():
-                _, ms = timed_steps(call, 20, device)
+                ms = statistics.median(timed_steps(call, 20, device))
                 parts.append(f"L{level + 1} {name} {ms:.3f}")
             x = pool(elu(conv_x))
     print("forward ms per call: " + ", ".join(parts))
     with torch.no_grad():
-        _, ms = timed_steps(lambda: scnet_forward(model, ours_conv, coords, charge), 20, device)
+        ms = statistics.median(
+            timed_steps(lambda: scnet_forward(model, ours_conv, coords, charge), 20, device)
+        )
     print(f"ours forward only (no grad): median {ms:.2f} ms/minibatch")
 
 
@@ -301,7 +314,8 @@ def profile(model: SCNet, coords, charge, target) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=50, help="timed steps per variant")
+    parser.add_argument("--rounds", type=int, default=5, help="round-robin rounds")
     parser.add_argument("--pixels", type=int, default=9000)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--no-dense", action="store_true")
