@@ -6,12 +6,10 @@ forward + cross-entropy + backward + SGD step (synchronised per step); the first
 reported separately, then the median of ``--steps`` steps taken round-robin over the variants in
 ``--rounds`` rounds. Peak memory: over the first three steps. Variants:
 
-- ``ours``: hpcscale.workloads.scnet (padded-key kernel map, implicit-GEMM conv whose backward
-  gathers over the mirrored offsets and re-gathers for the weight gradient, unique +
-  scatter_reduce pooling); also under bf16 autocast when on CUDA.
-- ``autograd-bwd``: the same forward, autograd's backward (index_add with atomics for the input
-  gradient, the (N, K·Cin) gather kept alive for the weight gradient).
-- ``hybrid-bwd``: keeps the gather for the weight gradient, mirrored gather for the input one.
+- ``ours``: hpcscale.workloads.scnet (padded-key kernel map, implicit-GEMM conv with autograd's
+  backward, unique + scatter_reduce pooling); also under bf16 autocast when on CUDA.
+- ``ours-det``: ``deterministic=True``: the hand-written backward that gathers over the mirrored
+  offsets (no atomics) and re-gathers for the weight gradient.
 - ``naive``: a Python loop over the 25 offsets, searchsorted + nonzero + index_add per offset.
 - ``jishnet``: the dense JishNet on the same events as (7, 1, 3600, 3600) images (CUDA only).
 
@@ -110,43 +108,12 @@ def naive_conv(features, weight, x: SparseTensor, _kmap) -> torch.Tensor:
     return out
 
 
-def _gather(features: torch.Tensor, nbr: torch.Tensor) -> torch.Tensor:
-    padded = F.pad(features, (0, 0, 0, 1))
-    return padded.index_select(0, nbr.reshape(-1)).view(nbr.shape[0], -1)
-
-
-class HybridConv(torch.autograd.Function):
-    """Saves the (N, K·Cin) gather for the weight gradient (as autograd does) and takes the
-    input gradient by the mirrored-offset gather of hpcscale's backward (no atomics)."""
-
-    @staticmethod
-    def forward(ctx, features, weight, nbr):
-        gathered = _gather(features, nbr)
-        ctx.save_for_backward(gathered, weight, nbr)
-        return gathered @ weight.reshape(-1, weight.shape[2])
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        gathered, weight, nbr = ctx.saved_tensors
-        k2, cin, cout = weight.shape
-        grad_w = (gathered.t() @ grad_out).view(k2, cin, cout)
-        grad_f = None
-        if ctx.needs_input_grad[0]:
-            grad_f = _gather(grad_out, nbr) @ weight.flip(0).transpose(1, 2).reshape(-1, cin)
-        return grad_f, grad_w, None
-
-
-def hybrid_conv(features, weight, _x, kmap: KernelMap) -> torch.Tensor:
-    return HybridConv.apply(features, weight, kmap.nbr)
-
-
-def autograd_conv(features, weight, _x, kmap: KernelMap) -> torch.Tensor:
-    """The same implicit GEMM with autograd's backward (index_add with atomics)."""
-    return _gather(features, kmap.nbr) @ weight.reshape(-1, weight.shape[2])
-
-
 def ours_conv(features, weight, _x, kmap: KernelMap) -> torch.Tensor:
     return submanifold_conv(features, weight, kmap)
+
+
+def deterministic_conv(features, weight, _x, kmap: KernelMap) -> torch.Tensor:
+    return submanifold_conv(features, weight, kmap, deterministic=True)
 
 
 def scnet_forward(model: SCNet, conv: ConvFn, coords, charge, sizes: list[int] | None = None):
@@ -215,8 +182,7 @@ def run(args: argparse.Namespace) -> None:
     variants: list[tuple[str, ConvFn, bool]] = [("ours", ours_conv, False)]
     if device.type == "cuda":
         variants.append(("ours-bf16", ours_conv, True))
-    variants += [("autograd-bwd", autograd_conv, False), ("hybrid-bwd", hybrid_conv, False)]
-    variants += [("naive", naive_conv, False)]
+    variants += [("ours-det", deterministic_conv, False), ("naive", naive_conv, False)]
     steps, firsts, mems = {}, {}, {}
     for name, conv, bf16 in variants:
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
@@ -248,12 +214,12 @@ def run(args: argparse.Namespace) -> None:
 def check(model: SCNet, coords, charge, target) -> None:
     """Ours against the naive loop on this device: the loss and every parameter's gradient."""
     grads = []
-    for conv in (ours_conv, naive_conv, autograd_conv, hybrid_conv):
+    for conv in (ours_conv, naive_conv, deterministic_conv):
         model.zero_grad(set_to_none=True)
         loss = F.cross_entropy(scnet_forward(model, conv, coords, charge), target)
         loss.backward()
         grads.append([loss.detach()] + [p.grad.clone() for p in model.parameters()])
-    for name, other in (("ours", grads[0]), ("autograd-bwd", grads[2]), ("hybrid", grads[3])):
+    for name, other in (("ours", grads[0]), ("ours-det", grads[2])):
         worst = max(
             ((a - b).abs().max() / b.abs().max().clamp(min=1e-30)).item()
             for a, b in zip(other, grads[1], strict=True)

@@ -13,8 +13,8 @@ launch- nor sync-bound on a GPU:
   synchronisation: the table's shape (N, K) is known on the host.
 - :class:`SubmanifoldConv2d` computes outputs only at the input's active sites, as an implicit
   GEMM: gather the neighbours' features into (N, K·Cin) (the sentinel row is zero) and multiply
-  once by the (K·Cin, Cout) weight. Its backward gathers too (over the mirrored offsets, for
-  odd kernels) instead of scattering with atomics: faster, and deterministic.
+  once by the (K·Cin, Cout) weight. Autograd does the backward; an optional hand-written one
+  gathers over the mirrored offsets instead of scattering with atomics (deterministic).
 - :class:`SparseMaxPool2d` divides coordinates, finds the output sites with ``torch.unique``
   (the one host synchronisation per resolution level: the number of output sites decides tensor
   shapes) and reduces with ``scatter_reduce(amax)`` over the active inputs only.
@@ -182,7 +182,7 @@ class _SubmanifoldConvFn(torch.autograd.Function):
         grad_features = grad_weight = None
         if ctx.needs_input_grad[1]:
             # Re-gather rather than keep the (N, K·Cin) matrix alive from the forward: as fast
-            # (measured), less memory.
+            # (measured against keeping it), less memory.
             grad_weight = (_gather(features, nbr).t() @ grad_out).view(k2, cin, cout)
         if ctx.needs_input_grad[0]:
             if math.isqrt(k2) % 2 == 1:
@@ -197,18 +197,27 @@ class _SubmanifoldConvFn(torch.autograd.Function):
         return grad_features, grad_weight, None
 
 
-def submanifold_conv(features: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
+def submanifold_conv(
+    features: torch.Tensor, weight: torch.Tensor, kmap: KernelMap, deterministic: bool = False
+) -> torch.Tensor:
     """out[p] = Σ_j features[nbr[p, j]] @ weight[j] for a (K, Cin, Cout) ``weight``.
 
     Implicit GEMM: one gather of the neighbours' features into (N, K·Cin) (a zero row appended
-    for the sentinel) and one matrix product with the weight as (K·Cin, Cout). The backward is
-    hand-written: the weight gradient is one GEMM with the re-gathered matrix; for odd k the
-    feature gradient gathers the output gradients over the mirrored offsets, which replaces
-    autograd's ``index_add`` (atomics: a third of SCNet's GPU time, 0.73 of 2.1 ms) and makes
-    it deterministic. On an H100 that took a training step from 6.1 to 5.4 ms
-    (bench/sparse_conv.py). Under autocast the inputs are cast here and the function runs with
-    autocast off, so that its forward and backward see one dtype.
+    for the sentinel) and one matrix product with the weight as (K·Cin, Cout).
+
+    Backward: by default autograd's (the feature gradient scatters with ``index_add``, atomics
+    on CUDA). ``deterministic=True`` uses a hand-written backward whose feature gradient, for
+    odd k, gathers the output gradients over the mirrored offsets: no atomics, bit-for-bit
+    reproducible, and less GPU time (1.8 vs 2.1 ms of kernels per SCNet step on an H100) and
+    faster on CPU (50 vs 57 ms); but its Python backward issues more ops, and SCNet's step is
+    bound by per-op host overhead, so on the GPU it measured slower in wall time (8.4 vs 7.0
+    ms, bench/sparse_conv.py). Even k falls back to ``index_add`` in either mode. Under
+    autocast the deterministic path casts its inputs here and runs with autocast off, so that
+    its forward and backward see one dtype.
     """
+    if not deterministic:
+        k2, cin, cout = weight.shape
+        return _gather(features, kmap.nbr) @ weight.reshape(k2 * cin, cout)
     device_type = features.device.type
     if torch.is_autocast_enabled(device_type):
         dtype = torch.get_autocast_dtype(device_type)
@@ -223,12 +232,19 @@ class SubmanifoldConv2d(nn.Module):
     Outputs exist exactly at the input's active sites, so sparsity does not dilate from layer
     to layer (the point of submanifold convolutions). Weights are (K, Cin, Cout), initialised as
     SparseConvNet does: normal with std sqrt(2 / (K·Cin)) (He init for the fan-in K·Cin).
+    ``deterministic`` selects the gather-only backward (see :func:`submanifold_conv`).
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = False
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        bias: bool = False,
+        deterministic: bool = False,
     ) -> None:
         super().__init__()
+        self.deterministic = deterministic
         if bias:
             raise ValueError("SubmanifoldConv2d has no bias (as SCNet's published layers)")
         self.in_channels = in_channels
@@ -249,7 +265,7 @@ class SubmanifoldConv2d(nn.Module):
             kmap = kernel_map(x.coords, x.shape, self.kernel_size, presorted=x.ordered)
         elif kmap.kernel_size != self.kernel_size or kmap.n != x.coords.shape[0]:
             raise ValueError("kernel map was built for other sites or another kernel size")
-        return x.with_features(submanifold_conv(x.features, self.weight, kmap))
+        return x.with_features(submanifold_conv(x.features, self.weight, kmap, self.deterministic))
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
