@@ -46,6 +46,7 @@ __all__ = [
     "elu",
     "kernel_map",
     "linear_keys",
+    "sparse_max_pool",
     "submanifold_conv",
     "to_dense",
 ]
@@ -55,8 +56,10 @@ __all__ = [
 class SparseTensor:
     """Active sites of a batch of 2-D images at one resolution level.
 
-    ``coords`` is (N, 3) int64: batch index, row (y), column (x); rows are unique (the ops do not
-    check: a duplicated site would be counted twice by a convolution). ``features`` is (N, C).
+    ``coords`` is (N, 3) int64: batch index in [0, batch_size), row (y) in [0, H), column (x)
+    in [0, W); rows are unique. The ops check neither (a check would cost a host sync): a
+    duplicated site would be counted twice by a convolution, an out-of-range one could alias
+    another site's key. ``features`` is (N, C).
     ``ordered`` says the rows are in (b, y, x) order (pooling outputs are), which lets
     :func:`kernel_map` skip its sort; it is a promise, not checked.
     """
@@ -207,13 +210,15 @@ def submanifold_conv(
 
     Backward: by default autograd's (the feature gradient scatters with ``index_add``, atomics
     on CUDA). ``deterministic=True`` uses a hand-written backward whose feature gradient, for
-    odd k, gathers the output gradients over the mirrored offsets: no atomics, bit-for-bit
-    reproducible, and less GPU time (1.8 vs 2.1 ms of kernels per SCNet step on an H100) and
-    faster on CPU (50 vs 57 ms); but its Python backward issues more ops, and SCNet's step is
-    bound by per-op host overhead, so on the GPU it measured slower in wall time (8.4 vs 7.0
-    ms, bench/sparse_conv.py). Even k falls back to ``index_add`` in either mode. Under
-    autocast the deterministic path casts its inputs here and runs with autocast off, so that
-    its forward and backward see one dtype.
+    odd k, gathers the output gradients over the mirrored offsets: no atomics, so reproducible
+    bit for bit, and less GPU kernel time (1.8 vs 2.1 ms per SCNet step on an H100; the
+    ``index_add`` alone is 0.73 ms) and a little faster on CPU (56 vs 60 ms on 16 cores). But
+    its Python backward issues more ops, and SCNet's GPU step is bound by per-op host overhead,
+    so there it measured slower in wall time (8.8 vs 7.9 ms and 8.4 vs 7.0 ms in two
+    interleaved runs of bench/sparse_conv.py), and its peak memory is higher (188 vs 151 MiB).
+    Even k falls back to ``index_add`` in either mode. Under autocast the deterministic path
+    casts its inputs here and runs with autocast off, so that its forward and backward see one
+    dtype.
     """
     if not deterministic:
         k2, cin, cout = weight.shape
