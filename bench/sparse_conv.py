@@ -2,13 +2,14 @@
 
 Synthetic track-like events (long scattering tracks and short-branch showers, ~9,000 active
 pixels each, 0.07 % of the image) are generated once and put on the device. Each variant runs
-forward + cross-entropy + backward + SGD step; the first step is reported separately, then the
-median of ``--steps`` steps (synchronised per step). Variants:
+forward + cross-entropy + backward + SGD step (synchronised per step); the first step is
+reported separately, then the median of ``--steps`` steps taken round-robin over the variants in
+``--rounds`` rounds. Peak memory: over the first three steps. Variants:
 
-- ``ours``: hpcscale.workloads.scnet (hashed kernel map, implicit-GEMM conv with gather-only
+- ``ours``: hpcscale.workloads.scnet (padded-key kernel map, implicit-GEMM conv with autograd's
   backward, unique + scatter_reduce pooling); also under bf16 autocast when on CUDA.
-- ``autograd-bwd``: the same forward, backward left to autograd (scatter-add via index_select's
-  backward, and the (N, K·Cin) gather kept alive for the weight gradient).
+- ``ours-det``: ``deterministic=True``: the hand-written backward that gathers over the mirrored
+  offsets (no atomics) and re-gathers for the weight gradient.
 - ``naive``: a Python loop over the 25 offsets, searchsorted + nonzero + index_add per offset.
 - ``jishnet``: the dense JishNet on the same events as (7, 1, 3600, 3600) images (CUDA only).
 
@@ -107,14 +108,12 @@ def naive_conv(features, weight, x: SparseTensor, _kmap) -> torch.Tensor:
     return out
 
 
-def autograd_conv(features, weight, _x, kmap: KernelMap) -> torch.Tensor:
-    padded = F.pad(features, (0, 0, 0, 1))
-    gathered = padded.index_select(0, kmap.nbr.reshape(-1)).view(kmap.n, -1)
-    return gathered @ weight.reshape(-1, weight.shape[2])
-
-
 def ours_conv(features, weight, _x, kmap: KernelMap) -> torch.Tensor:
     return submanifold_conv(features, weight, kmap)
+
+
+def deterministic_conv(features, weight, _x, kmap: KernelMap) -> torch.Tensor:
+    return submanifold_conv(features, weight, kmap, deterministic=True)
 
 
 def scnet_forward(model: SCNet, conv: ConvFn, coords, charge, sizes: list[int] | None = None):
@@ -123,23 +122,23 @@ def scnet_forward(model: SCNet, conv: ConvFn, coords, charge, sizes: list[int] |
     for layer, pool in zip(model.convs, model.pools, strict=True):
         if sizes is not None:
             sizes.append(x.coords.shape[0])
-        kmap = kernel_map(x.coords, x.shape, layer.kernel_size)
+        kmap = kernel_map(x.coords, x.shape, layer.kernel_size, x.ordered)
         x = pool(elu(x.with_features(conv(x.features, layer.weight, x, kmap))))
     h = F.elu(model.fc1(torch.flatten(to_dense(x), 1)))
     return F.softmax(model.fc2(h), 1)
 
 
-def timed_steps(step: Callable[[], None], steps: int, device: torch.device) -> tuple[float, float]:
-    """(first step ms, median of the next ``steps`` ms), synchronised around each step."""
+def timed_steps(step: Callable[[], None], steps: int, device: torch.device) -> list[float]:
+    """Wall ms of each of ``steps`` calls, synchronised around each."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     times = []
-    for _ in range(steps + 1):
+    for _ in range(steps):
         sync()
         t = time.perf_counter()
         step()
         sync()
         times.append((time.perf_counter() - t) * 1e3)
-    return times[0], statistics.median(times[1:])
+    return times
 
 
 def train_step(model, forward, target) -> Callable[[], None]:
@@ -183,20 +182,31 @@ def run(args: argparse.Namespace) -> None:
     variants: list[tuple[str, ConvFn, bool]] = [("ours", ours_conv, False)]
     if device.type == "cuda":
         variants.append(("ours-bf16", ours_conv, True))
-    variants += [("autograd-bwd", autograd_conv, False), ("naive", naive_conv, False)]
+    variants += [("ours-det", deterministic_conv, False), ("naive", naive_conv, False)]
+    steps, firsts, mems = {}, {}, {}
     for name, conv, bf16 in variants:
-        mem: list[float] = []
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
         def forward(conv: ConvFn = conv, autocast=autocast) -> torch.Tensor:
             with autocast:
                 return scnet_forward(model, conv, coords, charge).float()
 
+        steps[name] = train_step(model, forward, target)
+        mem: list[float] = []
         with peak_memory(device, mem):
-            first, median = timed_steps(train_step(model, forward, target), args.steps, device)
-        report(name, first, median, mem[0])
+            firsts[name] = timed_steps(steps[name], 3, device)[0]
+        mems[name] = mem[0]
+    # Round-robin, so that drift of the host (clocks, neighbours) hits every variant alike.
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(args.rounds):
+        for name, step in steps.items():
+            times[name] += timed_steps(step, max(args.steps // args.rounds, 1), device)
+    for name in steps:
+        report(name, firsts[name], statistics.median(times[name]), mems[name])
     if device.type == "cuda" and not args.no_dense:
         run_dense(coords, charge, target, device, args.steps)
+    if args.profile:
+        breakdown(model, coords, charge, device)
     if args.profile and device.type == "cuda":
         profile(model, coords, charge, target)
 
@@ -204,28 +214,54 @@ def run(args: argparse.Namespace) -> None:
 def check(model: SCNet, coords, charge, target) -> None:
     """Ours against the naive loop on this device: the loss and every parameter's gradient."""
     grads = []
-    for conv in (ours_conv, naive_conv):
+    for conv in (ours_conv, naive_conv, deterministic_conv):
         model.zero_grad(set_to_none=True)
         loss = F.cross_entropy(scnet_forward(model, conv, coords, charge), target)
         loss.backward()
         grads.append([loss.detach()] + [p.grad.clone() for p in model.parameters()])
-    worst = max(
-        ((a - b).abs().max() / b.abs().max().clamp(min=1e-30)).item()
-        for a, b in zip(*grads, strict=True)
-    )
-    print(
-        f"check vs naive: loss {grads[0][0].item():.6f}; worst relative gradient diff {worst:.2e}"
-    )
+    for name, other in (("ours", grads[0]), ("ours-det", grads[2])):
+        worst = max(
+            ((a - b).abs().max() / b.abs().max().clamp(min=1e-30)).item()
+            for a, b in zip(other, grads[1], strict=True)
+        )
+        print(f"check {name} vs naive: loss {other[0].item():.6f}, worst rel. diff {worst:.2e}")
     model.zero_grad(set_to_none=True)
 
 
 def run_dense(coords, charge, target, device: torch.device, steps: int) -> None:
+    torch.backends.cudnn.benchmark = True  # as hpcscale's training loop
     images = to_dense(SparseTensor(coords, charge, (RES, RES), BATCH))
     model = JishNet().to(device)
     mem: list[float] = []
+    step = train_step(model, lambda: model(images), target)
     with peak_memory(device, mem):
-        first, median = timed_steps(train_step(model, lambda: model(images), target), steps, device)
-    report("jishnet-dense", first, median, mem[0])
+        first = timed_steps(step, 1, device)[0]
+    report("jishnet-dense", first, statistics.median(timed_steps(step, steps, device)), mem[0])
+
+
+def breakdown(model: SCNet, coords, charge, device: torch.device) -> None:
+    """Wall time per op family and level (forward only, synchronised): where the step goes."""
+    x = SparseTensor(coords, charge, (RES, RES), BATCH)
+    parts = []
+    with torch.no_grad():
+        for level, (layer, pool) in enumerate(zip(model.convs, model.pools, strict=True)):
+            kmap = kernel_map(x.coords, x.shape, 5, x.ordered)
+            conv_x = x.with_features(ours_conv(x.features, layer.weight, x, kmap))
+            calls = {
+                "kmap": lambda x=x: kernel_map(x.coords, x.shape, 5, x.ordered),
+                "conv": lambda x=x, k=kmap, w=layer.weight: ours_conv(x.features, w, x, k),
+                "pool": lambda c=conv_x, p=pool: p(c),
+            }
+            for name, call in calls.items():
+                ms = statistics.median(timed_steps(call, 20, device))
+                parts.append(f"L{level + 1} {name} {ms:.3f}")
+            x = pool(elu(conv_x))
+    print("forward ms per call: " + ", ".join(parts))
+    with torch.no_grad():
+        ms = statistics.median(
+            timed_steps(lambda: scnet_forward(model, ours_conv, coords, charge), 20, device)
+        )
+    print(f"ours forward only (no grad): median {ms:.2f} ms/minibatch")
 
 
 def profile(model: SCNet, coords, charge, target) -> None:
@@ -244,7 +280,8 @@ def profile(model: SCNet, coords, charge, target) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=50, help="timed steps per variant")
+    parser.add_argument("--rounds", type=int, default=5, help="round-robin rounds")
     parser.add_argument("--pixels", type=int, default=9000)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--no-dense", action="store_true")

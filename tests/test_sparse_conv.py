@@ -45,14 +45,15 @@ def at_sites(dense: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     return dense[coords[:, 0], :, coords[:, 1], coords[:, 2]]
 
 
-def test_kernel_map_matches_brute_force() -> None:
+@pytest.mark.parametrize("k", [4, 5])
+def test_kernel_map_matches_brute_force(k: int) -> None:
     x, _ = random_sparse(0, density=0.3)
-    k = 5
     kmap = kernel_map(x.coords, x.shape, k)
     rows = {tuple(c): i for i, c in enumerate(x.coords.tolist())}
     n = x.coords.shape[0]
+    taps = range(-(k // 2), k - k // 2)
     expected = [
-        [rows.get((b, y + dy, xx + dx), n) for dy in range(-2, 3) for dx in range(-2, 3)]
+        [rows.get((b, y + dy, xx + dx), n) for dy in taps for dx in taps]
         for b, y, xx in x.coords.tolist()
     ]
     assert kmap.nbr.tolist() == expected
@@ -70,12 +71,14 @@ def test_conv_equals_dense_at_active_sites(k: int, density: float) -> None:
     torch.testing.assert_close(out.features, at_sites(dense, x.coords), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("k", [3, 4, 5])
-def test_conv_gradients_equal_dense(k: int) -> None:
-    x, _ = random_sparse(10 + k, channels=2, density=0.25)
+@pytest.mark.parametrize("k", [3, 4, 5])  # deterministic: odd mirrored gather, even scatter-add
+@pytest.mark.parametrize(("cin", "cout"), [(2, 3), (3, 2)])
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_conv_gradients_equal_dense(k: int, cin: int, cout: int, deterministic: bool) -> None:
+    x, _ = random_sparse(10 + k, channels=cin, density=0.25)
     feats = x.features.clone().requires_grad_()
-    conv = SubmanifoldConv2d(2, 3, k).double()
-    upstream = torch.randn(feats.shape[0], 3, dtype=torch.float64)
+    conv = SubmanifoldConv2d(cin, cout, k, deterministic=deterministic).double()
+    upstream = torch.randn(feats.shape[0], cout, dtype=torch.float64)
     (conv(x.with_features(feats)).features * upstream).sum().backward()
 
     feats_d = x.features.clone().requires_grad_()
@@ -88,12 +91,15 @@ def test_conv_gradients_equal_dense(k: int) -> None:
 
 @pytest.mark.parametrize("k", [3, 4])
 def test_conv_gradcheck(k: int) -> None:
-    x, _ = random_sparse(20 + k, channels=2, density=0.3, shape=(6, 7))
-    conv = SubmanifoldConv2d(2, 2, k).double()
+    x, _ = random_sparse(20 + k, channels=2, density=0.3, shape=(5, 5))
+    conv = SubmanifoldConv2d(2, 1, k).double()
     kmap = kernel_map(x.coords, x.shape, k)
     feats = x.features.clone().requires_grad_()
     weight = conv.weight.detach().clone().requires_grad_()
-    assert torch.autograd.gradcheck(lambda f, w: submanifold_conv(f, w, kmap), (feats, weight))
+    for deterministic in (False, True):
+        assert torch.autograd.gradcheck(
+            lambda f, w, d=deterministic: submanifold_conv(f, w, kmap, d), (feats, weight)
+        )
 
 
 def test_conv_reuses_and_checks_kernel_map() -> None:
@@ -159,10 +165,11 @@ def test_empty_input() -> None:
     assert out.features.shape == (0, 3) and to_dense(out).abs().sum() == 0
 
 
-def test_bf16_autocast_runs_forward_and_backward() -> None:
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_bf16_autocast_runs_forward_and_backward(deterministic: bool) -> None:
     x, _ = random_sparse(70, channels=3)
     x = x.with_features(x.features.float())
-    conv = SubmanifoldConv2d(3, 4, 5)
+    conv = SubmanifoldConv2d(3, 4, 5, deterministic=deterministic)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = conv(x)
     assert out.features.dtype == torch.bfloat16
@@ -240,3 +247,27 @@ def test_feature_side_and_presets() -> None:
         feature_side(399)
     with pytest.raises(UserError, match="unknown"):
         SCNet.from_preset("nope")
+
+
+def test_kernel_map_presorted_equals_sorting_path() -> None:
+    x, _ = random_sparse(80, density=0.3)
+    order = torch.argsort((x.coords[:, 0] * H + x.coords[:, 1]) * W + x.coords[:, 2])
+    coords = x.coords[order]
+    for k in (3, 4, 5):
+        torch.testing.assert_close(
+            kernel_map(coords, x.shape, k, presorted=True).nbr, kernel_map(coords, x.shape, k).nbr
+        )
+    pooled = SparseMaxPool2d(2)(x)
+    assert pooled.ordered and not x.ordered
+
+
+def test_scnet_deterministic_backward_gives_the_same_gradients() -> None:
+    coords, charge = track_events(3, 2, 400)
+    grads = []
+    for deterministic in (False, True):
+        torch.manual_seed(0)
+        model = SCNet.from_preset("scnet-small", 400, deterministic=deterministic).double()
+        model(coords, charge, 2)[:, 0].sum().backward()
+        grads.append([p.grad for p in model.parameters()])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-14)

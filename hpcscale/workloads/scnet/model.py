@@ -61,13 +61,15 @@ class SCNet(nn.Module):
         hidden: int = PRESETS["scnet"][1],
         classes: int = 5,
         softmax: bool = True,
+        deterministic: bool = False,
     ) -> None:
         super().__init__()
         side = feature_side(resolution)
         self.resolution = resolution
         widths = (1, *channels)
         self.convs = nn.ModuleList(
-            SubmanifoldConv2d(widths[i], widths[i + 1], FILTER_SIZE) for i in range(len(POOLS))
+            SubmanifoldConv2d(widths[i], widths[i + 1], FILTER_SIZE, deterministic=deterministic)
+            for i in range(len(POOLS))
         )
         self.pools = nn.ModuleList(SparseMaxPool2d(k) for k in POOLS)
         self.fc1 = nn.Linear(channels[-1] * side * side, hidden)
@@ -76,13 +78,18 @@ class SCNet(nn.Module):
 
     @classmethod
     def from_preset(
-        cls, preset: str = "scnet", resolution: int = 3600, classes: int = 5, softmax: bool = True
+        cls,
+        preset: str = "scnet",
+        resolution: int = 3600,
+        classes: int = 5,
+        softmax: bool = True,
+        deterministic: bool = False,
     ) -> SCNet:
         """SCNet with the channels and hidden width of a named preset (see ``PRESETS``)."""
         if preset not in PRESETS:
             raise UserError(f"--model {preset!r} is unknown; choose one of {', '.join(PRESETS)}")
         channels, hidden = PRESETS[preset]
-        return cls(resolution, channels, hidden, classes, softmax)
+        return cls(resolution, channels, hidden, classes, softmax, deterministic)
 
     def forward(
         self, coords: torch.Tensor, features: torch.Tensor, batch_size: int
@@ -102,7 +109,7 @@ class SCNet(nn.Module):
         for conv, pool in zip(self.convs, self.pools, strict=True):
             key = (id(x.coords), conv.kernel_size)
             if key not in maps:
-                maps[key] = (x.coords, kernel_map(x.coords, x.shape, conv.kernel_size))
+                maps[key] = (x.coords, kernel_map(x.coords, x.shape, conv.kernel_size, x.ordered))
             x = pool(elu(conv(x, maps[key][1])))
         h = F.elu(self.fc1(torch.flatten(to_dense(x), 1)))
         h = self.fc2(h)
