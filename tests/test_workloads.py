@@ -151,3 +151,28 @@ def test_rank_options_come_from_the_workload_config():
         parse(["--data", "d", "--out", "o", "--lr", "-1"])
     with pytest.raises(UserError, match="--codec 'nope'"):
         parse(["--data", "d", "--out", "o", "--codec", "nope"])
+
+
+def test_scnet_on_two_gloo_ranks_reaches_its_target(tmp_path):
+    from conftest import cli
+
+    from hpcscale.data.generate import generate
+
+    events = tmp_path / "events"
+    generate(events, 240, resolution=400, seed=3, workers=2)
+    out = tmp_path / "job"
+    res = cli(
+        *f"run --ranks 2 --data {events} --out {out} --model scnet-small --target-loss 1.45 "
+        "--ttl-window 10 --epochs 10".split(),
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["stop_reason"] == "target"
+    assert summary["workload"] == "scnet" and summary["model"] == "scnet-small"
+    assert summary["ttl_s"] > summary["dlt_s_per_rank"]["0"] > 0
+    assert summary["epoch_rate_per_min"] > 0 and summary["samples_per_s"] > 0
+    assert len(summary["confusion"]) == 5 and summary["val_events"] == 24
+    assert summary["data"]["occupancy"] < 0.2  # sparse all the way: no dense images staged
+    assert "assemble_s" in summary["step_time_split_s"]
+    assert "decompress_s" not in summary["step_time_split_s"]
