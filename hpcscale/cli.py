@@ -377,9 +377,12 @@ def submit(
         with Console(stderr=True).status("generating the site's default event set (cached)"):
             data = default_data(the_site)
     if data is not None and not dry_run:
-        biggest = max(plans, key=lambda p: p.ranks)
-        for note in check_data(data, biggest.ranks, job_args(the_site, biggest, extra)):
-            print(note, file=sys.stderr)
+        if the_site.scheduler.kind != "local" and not data.exists():
+            print(f"note: --data {data} is not on this machine; the jobs read it there")
+        else:
+            biggest = max(plans, key=lambda p: p.ranks)
+            for note in check_data(data, biggest.ranks, job_args(the_site, biggest, extra)):
+                print(note, file=sys.stderr)
     data_path = data.resolve() if data else Path(the_site.data_dir)
     wait = the_site.scheduler.kind == "local" if wait is None else wait
 

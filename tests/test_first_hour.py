@@ -217,3 +217,17 @@ def test_sites_show_yaml_round_trips(tmp_path):
         timeout=120,
     )
     assert res.returncode == 0 and "ok: my.yaml (slurm + srun)" in res.stdout, res.stderr
+    (tmp_path / "mysites").mkdir()
+    (tmp_path / "my.yaml").rename(tmp_path / "mysites" / "mine.yaml")
+    rendered = cli(
+        "render", "--site", "mine", "--sites-dir", "mysites", "--gpus", "2", cwd=tmp_path
+    )
+    assert rendered.returncode == 0 and "#SBATCH" in rendered.stdout, rendered.stderr
+
+
+def test_loss_plot_names_the_walltime_in_a_readable_unit():
+    from hpcscale.analysis.plots import walltime_note
+
+    assert walltime_note(170, 20.0) == "walltime limit 2 min 50 s (off scale)"
+    assert walltime_note(10200, 60.0) == "walltime limit 2 h 50 min (off scale)"
+    assert walltime_note(170, 150.0) is None  # on scale: drawn as a line
