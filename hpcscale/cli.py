@@ -270,7 +270,7 @@ def run(
     import datetime
 
     from hpcscale.plan import Request, plan_job
-    from hpcscale.preflight import check_data, check_writable, job_args
+    from hpcscale.preflight import check_data, check_train_args, check_writable, job_args
     from hpcscale.run import cache_root, default_data, run_local
     from hpcscale.sites import load_site
     from hpcscale.sites.detect import resolve
@@ -284,6 +284,8 @@ def run(
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     folder = out_dir or Path("runs") / f"{stamp}-{ranks}r"
     check_writable(folder, "--out")
+    plan = plan_job(the_site, Request(ranks=ranks, walltime=walltime))
+    check_train_args(job_args(the_site, plan, list(ctx.args)))
     if data is None:
         check_writable(cache_root(), "the event cache (HPCSCALE_CACHE)")
         err = Console(stderr=True)
@@ -291,7 +293,6 @@ def run(
             data = default_data(
                 the_site, lambda done, total: status.update(f"generating events {done}/{total}")
             )
-    plan = plan_job(the_site, Request(ranks=ranks, walltime=walltime))
     for note in check_data(data, ranks, job_args(the_site, plan, list(ctx.args))):
         print(note, file=sys.stderr)
     rc, summary = run_local(the_site, ranks, data, folder, walltime, list(ctx.args))
@@ -345,6 +346,7 @@ def submit(
         check_container,
         check_data,
         check_scheduler,
+        check_train_args,
         check_writable,
         job_args,
     )
@@ -369,6 +371,7 @@ def submit(
     folder = study_dir or Path("studies") / f"{the_site.name}-{stamp}"
     plans = [plan_job(the_site, r) for r in requests]  # refuse a bad size before anything slow
     check_writable(folder, "--study")
+    check_train_args(job_args(the_site, plans[0], extra))
     if not dry_run:
         check_scheduler(the_site)
         check_container(the_site)

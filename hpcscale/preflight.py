@@ -8,6 +8,7 @@ exit 2) or returns notes worth printing.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 from pathlib import Path
@@ -26,13 +27,31 @@ def job_args(site: Site, plan: JobPlan, extra: list[str]) -> list[str]:
     return train_command(site, plan, data="-", out="-", extra=extra)[4:]
 
 
+def check_train_args(train_args: list[str]) -> argparse.Namespace:
+    """The training core's options, parsed as every rank will: an unknown option or a bad
+    value is refused here, not in every rank after the job starts."""
+    from hpcscale.train.config import parser
+
+    ap = parser()
+    ap.exit_on_error = False
+    try:
+        args, unknown = ap.parse_known_args(["--data", "-", "--out", "-", *train_args])
+    except argparse.ArgumentError as exc:
+        raise UserError(f"training option {exc}") from None
+    if unknown:
+        raise UserError(
+            f"unknown option {unknown[0]!r} (neither hpcscale's nor the training core's; "
+            "`python -m hpcscale.train --help` lists the core's)"
+        )
+    return args
+
+
 def check_data(data_folder: Path, ranks: int, train_args: list[str]) -> list[str]:
     """Refuse a data set the job cannot train on; return notes (e.g. TTL out of reach).
 
     Checks the folder's layout (manifest, listed shards), the model against the resolution,
     and that every rank gets at least one minibatch of training events."""
     from hpcscale.data.files import read_manifest
-    from hpcscale.train.config import parser
 
     manifest = read_manifest(data_folder)  # DataError names the file and what is wrong
     missing = [f["name"] for f in manifest.files if not (Path(data_folder) / f["name"]).is_file()]
@@ -41,7 +60,7 @@ def check_data(data_folder: Path, ranks: int, train_args: list[str]) -> list[str
             f"{Path(data_folder) / missing[0]}: no such file (listed in manifest.json; "
             f"{len(missing)} of {len(manifest.files)} shards missing)"
         )
-    args, _ = parser().parse_known_args(["--data", "-", "--out", "-", *train_args])
+    args = check_train_args(train_args)
     _check_model(args.model, manifest.resolution, data_folder)
     events = manifest.count("train")
     if args.max_events is not None:

@@ -68,6 +68,8 @@ def _one_line_exit_2(res: subprocess.CompletedProcess) -> str:
         ),
         ("shard", [], "train-00000.h5: no such file (listed in manifest.json"),
         ("none", ["--model", "resnet"], "--model 'resnet' is unknown; choose one of jishnet"),
+        ("none", ["--rank", "2"], "unknown option '--rank' (neither hpcscale's nor the training"),
+        ("none", ["--batch", "x"], "training option argument --batch: invalid int value: 'x'"),
     ],
 )
 def test_run_refuses_bad_data_before_ranks_start(tmp_path, events, setup, args, fragment):
