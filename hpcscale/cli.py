@@ -222,7 +222,9 @@ def data_generate(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from hpcscale.data.generate import generate
+    from hpcscale.preflight import check_writable
 
+    check_writable(out_dir, "--out")
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -506,8 +508,11 @@ def report(
 ) -> None:
     """Tables, scaling fits with 95 % intervals, plots and results.json for the studies."""
     from hpcscale.analysis.report import build_report
+    from hpcscale.preflight import check_writable
 
-    path = build_report(studies, out_dir or studies[0] / "report", fmt)
+    folder = out_dir or studies[0] / "report"
+    check_writable(folder, "--out")
+    path = build_report(studies, folder, fmt)
     print(f"wrote {path} (and results.json, PNG figures beside it)")
 
 
@@ -577,3 +582,10 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user can fix: a bug, keep the traceback
+            raise
+        if _state["verbose"]:
+            traceback.print_exc()
+        print(f"error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        sys.exit(2)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from hpcscale.errors import UserError
@@ -126,8 +127,12 @@ def check_writable(folder: Path, what: str) -> None:
         probe = probe.parent
     if not probe.is_dir():
         raise UserError(f"{what} {folder}: {probe} is not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"{what} {folder}: {probe} is not writable")
+    try:  # try it: access() says yes to root on read-only mounts and /proc
+        fd, name = tempfile.mkstemp(prefix=".hpcscale-probe-", dir=probe)
+    except OSError as exc:
+        raise UserError(f"{what} {folder}: cannot write in {probe} ({exc.strerror})") from None
+    os.close(fd)
+    os.unlink(name)
 
 
 def _s(n: int) -> str:

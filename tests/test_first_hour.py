@@ -233,3 +233,15 @@ def test_loss_plot_names_the_walltime_in_a_readable_unit():
     assert walltime_note(170, 20.0) == "walltime limit 2 min 50 s (off scale)"
     assert walltime_note(10200, 60.0) == "walltime limit 2 h 50 min (off scale)"
     assert walltime_note(170, 150.0) is None  # on scale: drawn as a line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["data", "generate", "--events", "5", "--out", "/proc/hpcscale-events"],
+        ["run", "--data", "events", "--out", "/proc/hpcscale-job"],
+        ["submit", "--site", "local", "--ranks", "1", "--study", "/proc/hpcscale-study"],
+    ],
+)
+def test_an_unwritable_output_folder_is_refused_first(tmp_path, args):
+    assert "cannot write in /proc" in _one_line_exit_2(cli(*args, cwd=tmp_path))
