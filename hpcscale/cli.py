@@ -222,7 +222,9 @@ def data_generate(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from hpcscale.data.generate import generate
+    from hpcscale.preflight import check_writable
 
+    check_writable(out_dir, "--out")
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -270,7 +272,7 @@ def run(
     import datetime
 
     from hpcscale.plan import Request, plan_job
-    from hpcscale.preflight import check_data, check_writable, job_args
+    from hpcscale.preflight import check_data, check_train_args, check_writable, job_args
     from hpcscale.run import cache_root, default_data, run_local
     from hpcscale.sites import load_site
     from hpcscale.sites.detect import resolve
@@ -284,6 +286,8 @@ def run(
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     folder = out_dir or Path("runs") / f"{stamp}-{ranks}r"
     check_writable(folder, "--out")
+    plan = plan_job(the_site, Request(ranks=ranks, walltime=walltime))
+    check_train_args(job_args(the_site, plan, list(ctx.args)))
     if data is None:
         check_writable(cache_root(), "the event cache (HPCSCALE_CACHE)")
         err = Console(stderr=True)
@@ -291,7 +295,6 @@ def run(
             data = default_data(
                 the_site, lambda done, total: status.update(f"generating events {done}/{total}")
             )
-    plan = plan_job(the_site, Request(ranks=ranks, walltime=walltime))
     for note in check_data(data, ranks, job_args(the_site, plan, list(ctx.args))):
         print(note, file=sys.stderr)
     rc, summary = run_local(the_site, ranks, data, folder, walltime, list(ctx.args))
@@ -345,6 +348,7 @@ def submit(
         check_container,
         check_data,
         check_scheduler,
+        check_train_args,
         check_writable,
         job_args,
     )
@@ -369,6 +373,7 @@ def submit(
     folder = study_dir or Path("studies") / f"{the_site.name}-{stamp}"
     plans = [plan_job(the_site, r) for r in requests]  # refuse a bad size before anything slow
     check_writable(folder, "--study")
+    check_train_args(job_args(the_site, plans[0], extra))
     if not dry_run:
         check_scheduler(the_site)
         check_container(the_site)
@@ -377,9 +382,12 @@ def submit(
         with Console(stderr=True).status("generating the site's default event set (cached)"):
             data = default_data(the_site)
     if data is not None and not dry_run:
-        biggest = max(plans, key=lambda p: p.ranks)
-        for note in check_data(data, biggest.ranks, job_args(the_site, biggest, extra)):
-            print(note, file=sys.stderr)
+        if the_site.scheduler.kind != "local" and not data.exists():
+            print(f"note: --data {data} is not on this machine; the jobs read it there")
+        else:
+            biggest = max(plans, key=lambda p: p.ranks)
+            for note in check_data(data, biggest.ranks, job_args(the_site, biggest, extra)):
+                print(note, file=sys.stderr)
     data_path = data.resolve() if data else Path(the_site.data_dir)
     wait = the_site.scheduler.kind == "local" if wait is None else wait
 
@@ -500,8 +508,11 @@ def report(
 ) -> None:
     """Tables, scaling fits with 95 % intervals, plots and results.json for the studies."""
     from hpcscale.analysis.report import build_report
+    from hpcscale.preflight import check_writable
 
-    path = build_report(studies, out_dir or studies[0] / "report", fmt)
+    folder = out_dir or studies[0] / "report"
+    check_writable(folder, "--out")
+    path = build_report(studies, folder, fmt)
     print(f"wrote {path} (and results.json, PNG figures beside it)")
 
 
@@ -571,3 +582,10 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user can fix: a bug, keep the traceback
+            raise
+        if _state["verbose"]:
+            traceback.print_exc()
+        print(f"error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        sys.exit(2)

@@ -2,15 +2,17 @@
 
 ``check_data`` parses the rank's options with the training core's own parser and asks the
 selected workload (``hpcscale.workloads``) to check the data. Everything else here needs only
-the site and the machine. Each check raises ``UserError`` (one line,
-exit 2) or returns notes worth printing.
+the site and the machine. Each check raises ``UserError`` (one line, exit 2) or returns notes
+worth printing.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
+from typing import Any
 
 from hpcscale.errors import UserError
 from hpcscale.plan import JobPlan
@@ -26,6 +28,15 @@ def job_args(site: Site, plan: JobPlan, extra: list[str]) -> list[str]:
     return train_command(site, plan, data="-", out="-", extra=extra)[4:]
 
 
+def check_train_args(train_args: list[str]) -> tuple[Any, Any]:
+    """The training core's and the workload's options, parsed as every rank will parse them: an
+    unknown option or a bad value is refused here (one line), not in every rank after the job
+    starts. Returns (core config, workload config)."""
+    from hpcscale.train.config import parse
+
+    return parse(["--data", "-", "--out", "-", *train_args])
+
+
 def check_data(data_folder: Path, ranks: int, train_args: list[str]) -> list[str]:
     """Refuse a data set the job cannot train on; return notes (e.g. TTL out of reach).
 
@@ -33,9 +44,8 @@ def check_data(data_folder: Path, ranks: int, train_args: list[str]) -> list[str
     rank), then asks the selected workload to check the data (layout, model against resolution,
     a minibatch for every rank)."""
     from hpcscale import workloads
-    from hpcscale.train.config import parse
 
-    core, config = parse(["--data", str(data_folder), "--out", "-", *train_args])
+    core, config = check_train_args(train_args)
     spec = workloads.get(core.model)
     batch = core.batch or spec.default_batch
     samples = spec.check(config, Path(data_folder), ranks, batch)
@@ -82,8 +92,12 @@ def check_writable(folder: Path, what: str) -> None:
         probe = probe.parent
     if not probe.is_dir():
         raise UserError(f"{what} {folder}: {probe} is not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"{what} {folder}: {probe} is not writable")
+    try:  # try it: access() says yes to root on read-only mounts and /proc
+        fd, name = tempfile.mkstemp(prefix=".hpcscale-probe-", dir=probe)
+    except OSError as exc:
+        raise UserError(f"{what} {folder}: cannot write in {probe} ({exc.strerror})") from None
+    os.close(fd)
+    os.unlink(name)
 
 
 def _s(n: int) -> str:

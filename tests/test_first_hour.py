@@ -68,6 +68,8 @@ def _one_line_exit_2(res: subprocess.CompletedProcess) -> str:
         ),
         ("shard", [], "train-00000.h5: no such file (listed in manifest.json"),
         ("none", ["--model", "resnet"], "--model 'resnet' is unknown; choose one of jishnet"),
+        ("none", ["--rank", "2"], "unknown option '--rank' (neither hpcscale's nor the training"),
+        ("none", ["--batch", "x"], "training option argument --batch: invalid int value: 'x'"),
     ],
 )
 def test_run_refuses_bad_data_before_ranks_start(tmp_path, events, setup, args, fragment):
@@ -217,3 +219,29 @@ def test_sites_show_yaml_round_trips(tmp_path):
         timeout=120,
     )
     assert res.returncode == 0 and "ok: my.yaml (slurm + srun)" in res.stdout, res.stderr
+    (tmp_path / "mysites").mkdir()
+    (tmp_path / "my.yaml").rename(tmp_path / "mysites" / "mine.yaml")
+    rendered = cli(
+        "render", "--site", "mine", "--sites-dir", "mysites", "--gpus", "2", cwd=tmp_path
+    )
+    assert rendered.returncode == 0 and "#SBATCH" in rendered.stdout, rendered.stderr
+
+
+def test_loss_plot_names_the_walltime_in_a_readable_unit():
+    from hpcscale.analysis.plots import walltime_note
+
+    assert walltime_note(170, 20.0) == "walltime limit 2 min 50 s (off scale)"
+    assert walltime_note(10200, 60.0) == "walltime limit 2 h 50 min (off scale)"
+    assert walltime_note(170, 150.0) is None  # on scale: drawn as a line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["data", "generate", "--events", "5", "--out", "/proc/hpcscale-events"],
+        ["run", "--data", "events", "--out", "/proc/hpcscale-job"],
+        ["submit", "--site", "local", "--ranks", "1", "--study", "/proc/hpcscale-study"],
+    ],
+)
+def test_an_unwritable_output_folder_is_refused_first(tmp_path, args):
+    assert "cannot write in /proc" in _one_line_exit_2(cli(*args, cwd=tmp_path))

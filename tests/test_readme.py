@@ -24,13 +24,15 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("readme")
 
 
-def _env(scratch: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    # `hpcscale` and `python` are this interpreter's (the venv's), as after `. .venv/bin/activate`.
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env["HPCSCALE_CACHE"] = str(scratch / ".cache")
-    env["COLUMNS"] = "200"  # rich tables: keep expected lines on one line
-    return env
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory, scratch: Path) -> dict[str, str]:
+    """`python`, `hpcscale` and `horovodrun` are this interpreter's, as after
+    `. .venv/bin/activate` (CI has no venv and may have no `python` on PATH: link one)."""
+    shim = tmp_path_factory.mktemp("bin")
+    (shim / "python").symlink_to(sys.executable)
+    path = os.pathsep.join([str(shim), str(Path(sys.executable).parent), os.environ["PATH"]])
+    # COLUMNS: rich tables keep an expected line on one line.
+    return {**os.environ, "PATH": path, "HPCSCALE_CACHE": str(scratch / ".cache"), "COLUMNS": "200"}
 
 
 def test_only_the_set_up_lines_are_skipped():
@@ -64,14 +66,14 @@ def test_parser_reads_directives_and_expected_lines():
 @pytest.mark.parametrize(
     "block", [b for b in BLOCKS if not b.skip], ids=lambda b: f"README-line-{b.lineno}"
 )
-def test_readme_block(block: Block, scratch: Path) -> None:
+def test_readme_block(block: Block, scratch: Path, env: dict[str, str]) -> None:
     if block.needs and importlib.util.find_spec(block.needs) is None:
         pytest.skip(f"{block.needs} is not installed (README, 'Horovod': bash .ci/run builds it)")
     for command in block.runnable():
         res = subprocess.run(
             ["bash", "-c", command.line],
             cwd=scratch,
-            env=_env(scratch),
+            env=env,
             capture_output=True,
             text=True,
             timeout=600,

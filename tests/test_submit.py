@@ -112,7 +112,8 @@ def test_failed_sbatch_is_one_line_and_manifest_says_so(fake_scheduler, tmp_path
     bad.chmod(0o755)
     study = tmp_path / "study"
     res = cli(
-        *f"submit --site pnnl --gpus 2,4 --data {tmp_path} --study {study}".split(), timeout=120
+        *f"submit --site pnnl --gpus 2,4 --data {tmp_path / 'nowhere'} --study {study}".split(),
+        timeout=120,
     )
     assert res.returncode == 2
     assert "invalid partition specified" in res.stderr and "Traceback" not in res.stderr
@@ -209,7 +210,7 @@ def test_ctrl_c_mid_sweep_leaves_a_consistent_manifest(fake_scheduler, tmp_path)
         "--gpus",
         "2,4,8",
         "--data",
-        str(tmp_path),
+        str(tmp_path / "nowhere"),  # not on this machine: submit leaves it to the jobs
         "--study",
         str(study),
     ]

@@ -145,7 +145,7 @@ def test_rank_options_come_from_the_workload_config():
     core, wl = parse(["--data", "d", "--out", "o", "--model", "scnet-small", "--no-bf16"])
     assert core.model == "scnet-small" and wl.model == "scnet-small" and wl.bf16 is False
     assert type(wl).__name__ == "SCNetConfig"
-    with pytest.raises(UserError, match="unrecognized arguments: --channels-last"):
+    with pytest.raises(UserError, match="unknown option '--channels-last'"):
         parse(["--data", "d", "--out", "o", "--model", "scnet", "--channels-last"])
     with pytest.raises(UserError, match=r"--lr -1\.0: Input should be greater than 0"):
         parse(["--data", "d", "--out", "o", "--lr", "-1"])

@@ -76,13 +76,14 @@ def loss_curves(result: dict[str, Any], out: Path) -> Path:
             label=f"target {result['target_loss']:g} (TTL: dots)",
         )
     limits = [w for w in result.get("walltime_s", {}).values() if w]
-    if limits and min(limits) <= 1.5 * max(t_max, 1):
+    note = walltime_note(min(limits), t_max) if limits else None
+    if limits and note is None:
         ax.axvline(min(limits), color="black", lw=1.5, label="walltime limit")
-    elif limits:
+    elif note:
         ax.text(
             0.99,
             0.98,
-            f"walltime limit {duration_text(min(limits))} (off scale)",
+            note,
             transform=ax.transAxes,
             ha="right",
             va="top",
@@ -94,6 +95,14 @@ def loss_curves(result: dict[str, Any], out: Path) -> Path:
     ax.legend(loc="upper right", fontsize=9)
     ax.grid(alpha=0.3)
     return _save(plt, fig, out)
+
+
+def walltime_note(limit_s: float, t_max: float) -> str | None:
+    """None when the walltime limit fits on the loss plot's time axis (drawn as a line), else
+    the note that names it: ``walltime limit 2 h 50 min (off scale)``."""
+    if limit_s <= 1.5 * max(t_max, 1):
+        return None
+    return f"walltime limit {duration_text(limit_s)} (off scale)"
 
 
 def scaling(

@@ -106,7 +106,14 @@ class OptionParser(argparse.ArgumentParser):
     options before any rank starts."""
 
     def error(self, message: str) -> typing.NoReturn:
-        raise UserError(f"training option: {message} (see `{self.prog} --help`)")
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):
+            first = message[len(prefix) :].split()[0]
+            raise UserError(
+                f"unknown option {first!r} (neither hpcscale's nor the training core's; "
+                f"`{self.prog} --model NAME --help` lists the core's and the model's)"
+            )
+        raise UserError(f"training option {message}")
 
 
 def parser(workload_config: type[BaseModel] | None, prog_note: str = "") -> argparse.ArgumentParser:
