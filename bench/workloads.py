@@ -10,7 +10,8 @@ records and summary:
   the fixed number of steps.
 
 Usage: python bench/workloads.py [--events 2000] [--resolution 3600] [--steps 600]
-       [--run jishnet] [--run "jishnet --bf16 --channels-last"] [--run scnet] [--lr 1e-4]
+       [--run jishnet] [--run "jishnet --bf16 --channels-last"] [--run "scnet --lr 1e-3"]
+       [--lr 1e-4]   (a run's own options override the common ones)
 """
 
 from __future__ import annotations
@@ -38,10 +39,26 @@ def train(events: Path, out: Path, run: str, steps: int, batch: int, lr: float) 
     epochs = steps / (train_events // batch)
     args = shlex.split(run)
     cmd = [
-        sys.executable, "-m", "hpcscale.train", "--data", str(events), "--out", str(out),
-        "--model", args[0], *args[1:], "--batch", str(batch), "--epochs", repr(epochs),
-        "--no-stop-at-target", "--lr", str(lr), "--seed", "0",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "hpcscale.train",
+        "--data",
+        str(events),
+        "--out",
+        str(out),
+        "--model",
+        args[0],
+        "--batch",
+        str(batch),
+        "--epochs",
+        repr(epochs),
+        "--no-stop-at-target",
+        "--lr",
+        str(lr),
+        "--seed",
+        "0",
+        *args[1:],
+    ]  # fmt: skip  (the run's own options last: they win)
     start = time.time()
     subprocess.run(cmd, check=True)
     wall = time.time() - start

@@ -48,11 +48,9 @@ def check_data(data_folder: Path, ranks: int, train_args: list[str]) -> list[str
     core, config = check_train_args(train_args)
     spec = workloads.get(core.model)
     batch = core.batch or spec.default_batch
-    samples = spec.check(config, Path(data_folder), ranks, batch)
+    samples = spec.check(config, Path(data_folder), ranks, batch, core.max_events)
     if samples is None:
         return []
-    if core.max_events is not None:
-        samples = min(samples, core.max_events)
     steps = int(samples // ranks // batch * core.epochs)
     if steps < core.ttl_window:
         return [

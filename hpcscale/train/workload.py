@@ -101,11 +101,19 @@ class Workload(ABC):
         self.ctx = ctx
 
     @classmethod
-    def check(cls, config: WorkloadConfig, data: Path, world_size: int, batch: int) -> int | None:
+    def check(
+        cls,
+        config: WorkloadConfig,
+        data: Path,
+        world_size: int,
+        batch: int,
+        max_events: int | None = None,
+    ) -> int | None:
         """Before any rank starts: raise ``UserError`` if this data set cannot be trained with
         this configuration on ``world_size`` ranks (wrong kind of data, images too small, fewer
-        than one minibatch per rank). Reads metadata only; must be fast. Returns the number of
-        training samples when it knows it (for notes such as "TTL cannot be reached")."""
+        than one minibatch per rank, counting at most ``max_events`` training samples). Reads
+        metadata only; must be fast. Returns the number of training samples when it knows it
+        (for notes such as "TTL cannot be reached")."""
         return None
 
     @abstractmethod

@@ -102,7 +102,14 @@ class LArTPCClassifier(Workload):
 
     # -- the shared part ------------------------------------------------------------------------
     @classmethod
-    def check(cls, config: Any, data: Path, world_size: int, batch: int) -> int:
+    def check(
+        cls,
+        config: Any,
+        data: Path,
+        world_size: int,
+        batch: int,
+        max_events: int | None = None,
+    ) -> int:
         manifest = files.read_manifest(data)  # names the file and what is wrong with it
         missing = [f["name"] for f in manifest.files if not (Path(data) / f["name"]).is_file()]
         if missing:
@@ -112,6 +119,8 @@ class LArTPCClassifier(Workload):
             )
         cls.check_resolution(config, manifest.resolution)
         train = manifest.count("train")
+        if max_events is not None:
+            train = min(train, max_events)
         if (train // world_size) // batch < 1:
             raise DataError(
                 f"{data}: {train} training events over {world_size} ranks give fewer than one "
