@@ -7,7 +7,8 @@ records and summary:
 - images/s per GPU, steady state: minibatch / median wall time between consecutive steps
   (steps 6 onwards), and the first step's time separately (cuDNN's search, kernel map warm-up);
 - peak GPU memory (``torch.cuda.max_memory_allocated``), DLT, and the validation accuracy after
-  the fixed number of steps.
+  the fixed number of steps (and the training accuracy over its last 50 steps, to tell
+  over-fitting from slow learning).
 
 Usage: python bench/workloads.py [--events 2000] [--resolution 3600] [--steps 600]
        [--run jishnet] [--run "jishnet --bf16 --channels-last"] [--run "scnet --lr 1e-3"]
@@ -31,6 +32,7 @@ from hpcscale.data.generate import generate
 from hpcscale.train.records import read_records
 
 WARMUP_STEPS = 5
+TRAIN_ACC_STEPS = 50  # training accuracy: mean global accuracy of the last steps
 
 
 def train(events: Path, out: Path, run: str, steps: int, batch: int, lr: float) -> dict:
@@ -65,7 +67,9 @@ def train(events: Path, out: Path, run: str, steps: int, batch: int, lr: float) 
     summary = json.loads((out / "summary.json").read_text())
     rows = read_records(out / "rank-0.jsonl")
     staged = next(r["t"] for r in rows if r.get("phase") == "staged")
-    syncs = [r["t"] for r in rows if r["kind"] == "sync"]
+    sync_rows = [r for r in rows if r["kind"] == "sync"]
+    syncs = [r["t"] for r in sync_rows]
+    last = sync_rows[-TRAIN_ACC_STEPS:]
     gaps = [b - a for a, b in itertools.pairwise(syncs)][WARMUP_STEPS:]
     steady = statistics.median(gaps)
     return {
@@ -77,6 +81,7 @@ def train(events: Path, out: Path, run: str, steps: int, batch: int, lr: float) 
         "peak_gib": summary.get("peak_device_memory_gib"),
         "dlt_s": summary["dlt_s"],
         "val_accuracy": summary["val_accuracy"],
+        "train_accuracy": sum(r["global_acc"] for r in last) / len(last),
         "final_smoothed_loss": summary["final_smoothed_loss"],
         "wall_s": wall,
         "device": summary["provenance"].get("gpu") or summary["provenance"]["device"],
@@ -102,13 +107,14 @@ def main() -> None:
         out = args.out / f"job-{i}-{int(time.time())}"
         results.append(train(events, out, run, args.steps, args.batch, args.lr))
     print(
-        f"\n{args.steps} steps of minibatch {args.batch} on {args.events} events at "
+        f"\n{args.steps} steps (unless a run says otherwise) of minibatch {args.batch} on "
+        f"{args.events} events at "
         f"{args.resolution}×{args.resolution} (lr {args.lr:g}), {results[0]['device']}; "
         f"steady = median of steps {WARMUP_STEPS + 1}+"
     )
     print(
         f"  {'model':34s} {'steady ms':>9s} {'images/s':>9s} {'×':>6s} {'first s':>8s} "
-        f"{'peak GiB':>8s} {'DLT s':>6s} {'val acc':>8s} {'loss':>6s}"
+        f"{'peak GiB':>8s} {'DLT s':>6s} {'train acc':>9s} {'val acc':>8s} {'loss':>6s}"
     )
     base = results[0]["images_per_s"]
     for r in results:
@@ -117,7 +123,8 @@ def main() -> None:
         print(
             f"  {r['run']:34s} {r['steady_step_ms']:9.1f} {r['images_per_s']:9.1f} "
             f"{r['images_per_s'] / base:6.2f} {r['first_step_s']:8.2f} {peak:>8s} "
-            f"{r['dlt_s']:6.1f} {acc:>8s} {r['final_smoothed_loss']:6.3f}"
+            f"{r['dlt_s']:6.1f} {100 * r['train_accuracy']:7.1f} % {acc:>8s} "
+            f"{r['final_smoothed_loss'] or float('nan'):6.3f}"
         )
     print(json.dumps(results))
 
