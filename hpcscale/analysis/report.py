@@ -64,6 +64,17 @@ def _law(d: dict | None) -> str:
     return "–" if d is None else PowerLaw(**d).text()
 
 
+def _versions(p: dict[str, Any]) -> str:
+    """torch, CUDA and NCCL versions (those present) and the engine: 'torch 2.4.1, CUDA 12.4,
+    NCCL 2.20.5; engine torch' or 'torch 2.13.0+cpu (no CUDA); engine horovod'."""
+    parts = [f"torch {p.get('torch')}"]
+    if p.get("cuda"):
+        parts += [f"CUDA {p['cuda']}"] + ([f"NCCL {p['nccl']}"] if p.get("nccl") else [])
+    else:
+        parts[0] += " (no CUDA)"
+    return ", ".join(parts) + f"; engine {p.get('engine') or '–'}"
+
+
 def _overview(results: list[dict[str, Any]]) -> list[Block]:
     rows = []
     for r in results:
@@ -75,8 +86,7 @@ def _overview(results: list[dict[str, Any]]) -> list[Block]:
                 r.get("model") or "–",
                 r.get("loss") or "–",
                 r["site_digest"][:12],
-                f"torch {p.get('torch')}, CUDA {p.get('cuda')}, "
-                f"NCCL {p.get('nccl')}, {p.get('engine')}",
+                _versions(p),
                 p.get("gpu") or p.get("device") or "–",
                 (p.get("image_digest") or "none")[:19],
             ]
