@@ -1,24 +1,27 @@
-"""JishNet against SCNet on the same events, through the real training core, one GPU.
+"""Training throughput and start-up, through the real training core, one GPU: the bench.
 
-For each model, ``python -m hpcscale.train`` trains a fixed number of steps (no early stop) on
-the same simulated 3600 × 3600 events, then validates; the figures come from the job's own
-records and summary:
+Each ``--run`` is a fresh ``python -m hpcscale.train`` process (so start-up and the first step
+are what a job sees) that trains a fixed number of steps (no early stop) on the same simulated
+events, then validates; its figures come from the job's own records and summary. ``--run
+textbook`` is the paper-era loop for comparison (fp32, eager, each image decompressed
+synchronously in Python and copied from pageable memory, no allreduce), in its own process too.
+Printed per run:
 
-- images/s per GPU, steady state: minibatch / median wall time between consecutive steps
-  (steps 6 onwards), and the first step's time separately (cuDNN's search, kernel map warm-up);
-- peak GPU memory (``torch.cuda.max_memory_allocated``), DLT, and the validation accuracy after
-  the fixed number of steps (and the training accuracy over its last 50 steps, to tell
-  over-fitting from slow learning).
+- images/s per GPU, steady state (minibatch / median time between consecutive steps from step 6
+  on) and its ratio to the first run; the first step (cuDNN's search, compilation) separately;
+- the start-up timeline (DLT's parts: imports, device + communicator, staging and its loading,
+  model build, first step) and the median step split (data wait, host-to-device,
+  forward + backward, allreduce, optimizer);
+- peak GPU memory, and the training (last 50 steps) and validation accuracy after the steps.
 
-Usage: python bench/workloads.py [--events 2000] [--resolution 3600] [--steps 600]
-       [--run jishnet] [--run "jishnet --bf16 --channels-last"] [--run "scnet --lr 1e-3"]
-       [--lr 1e-4]   (a run's own options override the common ones)
+Usage: python bench/workloads.py [--events 2000] [--resolution 3600] [--steps 600] [--lr 1e-4]
+       [--run textbook] [--run jishnet] [--run "jishnet --bf16 --channels-last"] [--run scnet]
+       (a run's own options come last and win)
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import shlex
 import statistics
@@ -29,104 +32,165 @@ from pathlib import Path
 
 from hpcscale.data.files import read_manifest
 from hpcscale.data.generate import generate
-from hpcscale.train.records import read_records
+from hpcscale.train.records import WARMUP_STEPS, read_records
 
-WARMUP_STEPS = 5
 TRAIN_ACC_STEPS = 50  # training accuracy: mean global accuracy of the last steps
+SPLIT = (  # step split columns: summary key → header
+    ("data_wait_s", "wait"), ("h2d_s", "h2d"), ("compute_s", "fwd+bwd"),
+    ("allreduce_s", "allred"), ("update_s", "optim"),
+)  # fmt: skip
+PARTS = ("imports", "device", "staging", "build", "first_step")
 
 
 def train(events: Path, out: Path, run: str, steps: int, batch: int, lr: float) -> dict:
-    """One job of ``steps`` steps; returns its figures."""
-    train_events = read_manifest(events).count("train")
-    epochs = steps / (train_events // batch)
+    """One job of ``steps`` steps through the training core; returns its figures."""
+    epochs = steps / (read_manifest(events).count("train") // batch)
     args = shlex.split(run)
     cmd = [
-        sys.executable,
-        "-m",
-        "hpcscale.train",
-        "--data",
-        str(events),
-        "--out",
-        str(out),
-        "--model",
-        args[0],
-        "--batch",
-        str(batch),
-        "--epochs",
-        repr(epochs),
-        "--no-stop-at-target",
-        "--lr",
-        str(lr),
-        "--seed",
-        "0",
-        *args[1:],
+        sys.executable, "-m", "hpcscale.train", "--data", str(events), "--out", str(out),
+        "--model", args[0], "--batch", str(batch), "--epochs", repr(epochs),
+        "--no-stop-at-target", "--lr", str(lr), "--seed", "0", *args[1:],
     ]  # fmt: skip  (the run's own options last: they win)
     start = time.time()
     subprocess.run(cmd, check=True)
     wall = time.time() - start
-    summary = json.loads((out / "summary.json").read_text())
+    s = json.loads((out / "summary.json").read_text())
     rows = read_records(out / "rank-0.jsonl")
-    staged = next(r["t"] for r in rows if r.get("phase") == "staged")
-    sync_rows = [r for r in rows if r["kind"] == "sync"]
-    syncs = [r["t"] for r in sync_rows]
-    last = sync_rows[-TRAIN_ACC_STEPS:]
-    gaps = [b - a for a, b in itertools.pairwise(syncs)][WARMUP_STEPS:]
-    steady = statistics.median(gaps)
+    last = [r for r in rows if r["kind"] == "sync"][-TRAIN_ACC_STEPS:]
     return {
         "run": run,
-        "steps": summary["steps"],
-        "first_step_s": syncs[0] - staged,
-        "steady_step_ms": 1e3 * steady,
-        "images_per_s": batch / steady,
-        "peak_gib": summary.get("peak_device_memory_gib"),
-        "dlt_s": summary["dlt_s"],
-        "val_accuracy": summary["val_accuracy"],
+        "steps": s["steps"],
+        "steady_step_ms": 1e3 * s["steady_step_s"],
+        "images_per_s": s["samples_per_s_steady"],
+        "images_per_s_wall": s["samples_per_s"],
+        "first_step_s": s["dlt_parts_s"]["first_step"],
+        "dlt_s": s["dlt_s"],
+        "load_s": s["data"].get("load_s_rank"),
+        "dlt_parts_s": s["dlt_parts_s"],
+        "split_ms": {k: 1e3 * v for k, v in s["step_time_split_s"].items()},
+        "peak_gib": s.get("peak_device_memory_gib"),
+        "val_accuracy": s["val_accuracy"],
         "train_accuracy": sum(r["global_acc"] for r in last) / len(last),
-        "final_smoothed_loss": summary["final_smoothed_loss"],
+        "final_smoothed_loss": s["final_smoothed_loss"],
         "wall_s": wall,
-        "device": summary["provenance"].get("gpu") or summary["provenance"]["device"],
+        "device": s["provenance"].get("gpu") or s["provenance"]["device"],
     }
 
 
+def textbook(events: Path, steps: int, batch: int) -> dict:
+    """The paper-era loop, in a process of its own (``--textbook-worker``)."""
+    cmd = [sys.executable, __file__, "--textbook-worker", str(events), str(steps), str(batch)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def textbook_worker(events: Path, steps: int, batch: int) -> None:
+    import blosc
+    import numpy as np
+    import torch
+
+    from hpcscale.data.store import Codec, load_shard
+    from hpcscale.workloads.jishnet.model import JishNet
+    from hpcscale.workloads.lartpc import loss_fn
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.backends.cudnn.benchmark = True
+    store, _ = load_shard(events, "train", 0, 1, Codec())
+    r = store.resolution
+    model = JishNet(r).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    times = []
+    for step in range(steps):
+        idx = [(step * batch + k) % len(store) for k in range(batch)]
+        t = time.perf_counter()
+        images = [
+            np.frombuffer(blosc.decompress(store.blobs[i]), dtype=np.float32).reshape(1, r, r)
+            for i in idx
+        ]
+        x = torch.from_numpy(np.stack(images)).to(device)
+        y = torch.as_tensor(store.labels[idx]).to(device)
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    steady = statistics.median(times[WARMUP_STEPS:])
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
+    print(json.dumps({
+        "run": "textbook", "steps": steps, "steady_step_ms": 1e3 * steady,
+        "images_per_s": batch / steady, "first_step_s": times[0], "peak_gib": peak,
+    }))  # fmt: skip
+
+
+def _f(value: float | None, spec: str) -> str:
+    """``value`` formatted, or a dash as wide as the field."""
+    return "-".rjust(int(spec.split(".")[0])) if value is None else format(value, spec)
+
+
+def report(results: list[dict], args: argparse.Namespace) -> None:
+    print(
+        f"\n{args.steps} steps of minibatch {args.batch} (unless a run says otherwise) on "
+        f"{args.events} events at {args.resolution}×{args.resolution} (lr {args.lr:g}), "
+        f"{results[-1].get('device', '?')}; steady = median of steps {WARMUP_STEPS + 1}+"
+    )
+    base = results[0]["images_per_s"]
+    heads = ("steady ms", "images/s", "×", "wall i/s", "first s", "peak GiB", "train acc",
+             "val acc", "loss")  # fmt: skip
+    print(f"  {'run':34s} " + " ".join(f"{h:>9s}" for h in heads))
+    for r in results:
+        acc = r.get("val_accuracy")
+        print(
+            f"  {r['run']:34s} {r['steady_step_ms']:9.1f} {r['images_per_s']:9.1f} "
+            f"{r['images_per_s'] / base:9.2f} {_f(r.get('images_per_s_wall'), '9.1f')} "
+            f"{r['first_step_s']:9.2f} {_f(r['peak_gib'], '9.2f')} "
+            f"{_f(r.get('train_accuracy') and 100 * r['train_accuracy'], '9.1f')} "
+            f"{_f(acc and 100 * acc, '9.1f')} {_f(r.get('final_smoothed_loss'), '9.3f')}"
+        )
+    core = [r for r in results if "dlt_parts_s" in r]
+    if not core:
+        return
+    print(f"\n  start-up (s)                       {'DLT':>6s} {'−load':>6s} "
+          + " ".join(f"{p:>10s}" for p in PARTS) + f" {'load':>6s}")  # fmt: skip
+    for r in core:
+        parts = r["dlt_parts_s"]
+        print(
+            f"  {r['run']:34s} {r['dlt_s']:6.2f} {r['dlt_s'] - (r['load_s'] or 0):6.2f} "
+            + " ".join(_f(parts.get(p), "10.2f") for p in PARTS)
+            + f" {_f(r['load_s'], '6.2f')}"
+        )
+    print("\n  step split (ms, medians)           " + " ".join(f"{h:>8s}" for _, h in SPLIT))
+    for r in core:
+        print(f"  {r['run']:34s} " + " ".join(_f(r["split_ms"].get(k), "8.1f") for k, _ in SPLIT))
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--textbook-worker"]:
+        textbook_worker(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+        return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=2000)
     ap.add_argument("--resolution", type=int, default=3600)
     ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--textbook-steps", type=int, default=40)
     ap.add_argument("--batch", type=int, default=7)
     ap.add_argument("--lr", type=float, default=1e-4)
-    ap.add_argument("--run", action="append", help="model and its options (repeatable)")
+    ap.add_argument("--run", action="append", help="model and its options, or textbook (repeat)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/hpcscale-bench-workloads"))
     args = ap.parse_args()
-    runs = args.run or ["jishnet", "jishnet --bf16 --channels-last", "scnet"]
+    runs = args.run or ["textbook", "jishnet", "jishnet --bf16 --channels-last", "scnet"]
     events = args.out / f"events-{args.resolution}px-{args.events}"
     if not (events / "manifest.json").exists():
         generate(events, args.events, resolution=args.resolution, seed=0)
     results = []
     for i, run in enumerate(runs):
-        out = args.out / f"job-{i}-{int(time.time())}"
-        results.append(train(events, out, run, args.steps, args.batch, args.lr))
-    print(
-        f"\n{args.steps} steps (unless a run says otherwise) of minibatch {args.batch} on "
-        f"{args.events} events at "
-        f"{args.resolution}×{args.resolution} (lr {args.lr:g}), {results[0]['device']}; "
-        f"steady = median of steps {WARMUP_STEPS + 1}+"
-    )
-    print(
-        f"  {'model':34s} {'steady ms':>9s} {'images/s':>9s} {'×':>6s} {'first s':>8s} "
-        f"{'peak GiB':>8s} {'DLT s':>6s} {'train acc':>9s} {'val acc':>8s} {'loss':>6s}"
-    )
-    base = results[0]["images_per_s"]
-    for r in results:
-        peak = f"{r['peak_gib']:.2f}" if r["peak_gib"] is not None else "-"
-        acc = f"{100 * r['val_accuracy']:.1f} %" if r["val_accuracy"] is not None else "-"
-        print(
-            f"  {r['run']:34s} {r['steady_step_ms']:9.1f} {r['images_per_s']:9.1f} "
-            f"{r['images_per_s'] / base:6.2f} {r['first_step_s']:8.2f} {peak:>8s} "
-            f"{r['dlt_s']:6.1f} {100 * r['train_accuracy']:7.1f} % {acc:>8s} "
-            f"{r['final_smoothed_loss'] or float('nan'):6.3f}"
-        )
-    print(json.dumps(results))
+        if run == "textbook":
+            results.append(textbook(events, args.textbook_steps, args.batch))
+        else:
+            out = args.out / f"job-{i}-{int(time.time())}"
+            results.append(train(events, out, run, args.steps, args.batch, args.lr))
+        print(json.dumps(results[-1]), flush=True)
+    report(results, args)
 
 
 if __name__ == "__main__":

@@ -195,7 +195,7 @@ def test_ctrl_c_mid_sweep_leaves_a_consistent_manifest(fake_scheduler, tmp_path)
     slowbin.mkdir()
     slow = slowbin / "sbatch"  # the second submission hangs until interrupted
     slow.write_text(
-        f"#!/bin/sh\nif [ -e {tmp_path}/once ]; then sleep 60; fi\n"
+        f"#!/bin/sh\nif [ -e {tmp_path}/once ]; then exec sleep 60; fi\n"
         f'touch {tmp_path}/once\nexec {fakebin}/sbatch "$@"\n'
     )
     slow.chmod(0o755)

@@ -16,6 +16,7 @@ import platform
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -35,6 +36,9 @@ from hpcscale.train.records import RecordWriter, Smoother, summarize, write_stat
 from hpcscale.train.sync import GradBucket
 from hpcscale.train.workload import Batch, RankContext, Staged, Workload, WorkloadConfig
 
+# The rank's start-up timeline (seconds since process start, "phase" records). DLT ends at
+# "first_step"; its parts are the differences between consecutive phases (``records.dlt_parts``).
+PHASES = ("imports", "device", "staged", "built", "first_step")
 STATUS_GRACE_S = 10.0  # how long rank 0 waits for the other ranks' status files after a failure
 VOTES = ("stop_vote", "requeue_vote")  # the bucket's last slots
 
@@ -53,14 +57,24 @@ def run(core: CoreConfig, wconfig: WorkloadConfig, t0: float) -> int:
         world=jobenv.world_size,
         segment=checkpoint.next_segment(folder),
     )
+    rec.write("phase", phase="imports")  # python, torch and hpcscale imported, options parsed
     mll = MLLog(folder / "mlperf.log" if jobenv.rank == 0 else None)
     mll.start("INIT_START", time_s=t0)
     _install_signal_handlers()
     checkpoint.install_usr2_handler()
+    # torch.compile's artefacts beside the job folder: the next job of a study (or run) reuses
+    # them instead of compiling again.
+    compile_cache = folder.resolve().parent / ".compile-cache"
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache))
+    if core.preimport:
+        threading.Thread(target=_preimport, name="preimport", daemon=True).start()
     engine: Engine | None = None
     status: dict[str, Any] = {"status": "failed", "host": socket.gethostname()}
     try:
         engine = make_engine(core.engine, jobenv, core.collective_timeout, core.device)
+        if engine.device.type == "cuda":
+            torch.zeros(1, device=engine.device)  # the CUDA context, counted as device start-up
+        rec.write("phase", phase="device")  # device and communicator ready
         spec = workloads.get(core.model)
         ctx = RankContext(
             rank=jobenv.rank,
@@ -121,6 +135,7 @@ def _train(
             f"than one minibatch of {ctx.batch} per rank; use more data or fewer ranks"
         )
     loop = Loop.build(core, workload, rec, steps_per_epoch)
+    rec.write("phase", phase="built")  # models and optimizers, rank 0's weights broadcast
     mll.event("GLOBAL_BATCH_SIZE", ctx.batch * ctx.world_size)
     mll.event("SEED", core.seed)
     mll.start("RUN_START")
@@ -280,6 +295,7 @@ class Loop:
         compute_s = time.perf_counter() - t  # float() waited for the device
         if self.dlt_s is None:
             self.dlt_s = self.rec.elapsed()  # DLT: process start → first loss reported
+            self.rec.write("phase", phase="first_step", compute_s=compute_s)
         if not self.started:
             self.train_start, self.started = t, True  # this segment's training phase
         self.rec.write(
@@ -296,7 +312,10 @@ class Loop:
         )
         allreduce_s = time.perf_counter() - t
         self.workload.update()
+        if ctx.device.type == "cuda":
+            torch.cuda.current_stream(ctx.device).synchronize()  # the update's own time
         self.train_end = time.perf_counter()
+        update_s = self.train_end - t - allreduce_s
         self.samples += batch.size * ctx.world_size
         global_ = {k: v for k, v in means.items() if k not in VOTES}
         smoothed = self.smoother.push(global_["loss"])
@@ -308,6 +327,7 @@ class Loop:
             "sync",
             step=self.step,
             allreduce_s=allreduce_s,
+            update_s=update_s,
             **{f"global_{k}": v for k, v in global_.items()},
             smoothed_loss=smoothed,
         )
@@ -353,6 +373,13 @@ class Loop:
             f"the smoothed loss ended at {self.last_smoothed:.3g}, above the target "
             f"{self.target_loss:g}; train longer (--epochs) or raise --target-loss"
         )
+
+
+def _preimport() -> None:
+    """Off the critical path: torch.optim's first call imports torch._dynamo (and with it the
+    compiler stack); done here, the model build later finds it imported."""
+    with contextlib.suppress(Exception):  # the build imports it again and reports any error
+        import torch._dynamo  # noqa: F401
 
 
 def _peak_memory_gib(device: torch.device) -> float | None:

@@ -5,7 +5,8 @@ Files in a job folder::
     rank-<r>.jsonl        append-only JSON lines, flushed per line. Two kinds per step:
                           "step" (written before the allreduce: local loss/accuracy, time split)
                           and "sync" (after it: allreduce wait, global loss, smoothed loss);
-                          plus "phase" lines (staging done, epoch ends, eval, end).
+                          plus "phase" lines: the start-up timeline (imports, device,
+                          staged, built, first_step; seconds since process start), target.
     rank-<r>.status.json  written atomically when the rank exits, ok or failed, with its reason
     summary.json          the job's figures, written atomically by ``summarize``
     mlperf.log            MLPerf-style events (rank 0)
@@ -16,6 +17,7 @@ Files in a job folder::
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 import time
@@ -29,6 +31,15 @@ from hpcscale.fsutil import atomic_write_json
 IDENTITY = (
     "study", "site", "job", "workload", "model", "sample_unit", "provenance", "config", "data",
 )  # fmt: skip
+# The start-up timeline's phases in order (``loop.PHASES``) and the DLT part each one ends.
+DLT_PARTS = {
+    "imports": "imports",  # python, torch and hpcscale imported, options parsed
+    "device": "device",  # device and communicator ready
+    "staged": "staging",  # the rank's data loaded (the workload's own load time is in data)
+    "built": "build",  # models, optimizers, weights broadcast
+    "first_step": "first_step",  # the first step: warm-up (cuDNN's search, compilation)
+}
+WARMUP_STEPS = 5  # steps left out of the steady-state step time
 # Keys of step/sync lines that are not part of a step's time split, though they end in "_s".
 NOT_SPLIT = frozenset({"ttl_s", "wall_offset_s"})
 
@@ -122,6 +133,13 @@ def summarize(folder: Path, world_size: int, write: bool = True) -> dict[str, An
         metrics["dlt_s"] = max(dlts)  # training starts when the slowest rank has loaded
         metrics["dlt_s_per_rank"] = {str(r): s.get("dlt_s") for r, s in statuses.items()}
     metrics["step_time_split_s"] = _median_split(folder, world_size)
+    if dlts:
+        slowest = max((r for r, s in statuses.items() if s.get("dlt_s") is not None),
+                      key=lambda r: statuses[r]["dlt_s"])  # fmt: skip
+        metrics["dlt_parts_s"] = dlt_parts(folder / f"rank-{slowest}.jsonl")
+    metrics.update(steady_state(folder / "rank-0.jsonl", metrics))
+    if metrics.get("ttl_s") is not None and metrics.get("dlt_s") is not None:
+        metrics["ttl_train_s"] = metrics["ttl_s"] - metrics["dlt_s"]
     primary = _primary_failure(failures, statuses)
     summary = {
         **{k: source.get(k) for k in IDENTITY},
@@ -135,6 +153,50 @@ def summarize(folder: Path, world_size: int, write: bool = True) -> dict[str, An
     if write:
         atomic_write_json(folder / "summary.json", summary)
     return summary
+
+
+def dlt_parts(path: Path) -> dict[str, float]:
+    """DLT split into the start-up timeline's parts (seconds; they add up to the rank's DLT),
+    from the first walltime segment's "phase" records of one rank."""
+    times: dict[str, float] = {}
+    first_segment = None
+    for row in read_records(path) if path.exists() else []:
+        if row.get("kind") != "phase" or row.get("phase") not in DLT_PARTS:
+            continue
+        first_segment = row.get("segment") if first_segment is None else first_segment
+        if row.get("segment") == first_segment:
+            times.setdefault(row["phase"], row["t"])
+    parts, last = {}, 0.0
+    for phase, part in DLT_PARTS.items():
+        if phase in times:
+            parts[part] = round(times[phase] - last, 4)
+            last = times[phase]
+    return parts
+
+
+def steady_state(path: Path, metrics: dict[str, Any]) -> dict[str, float | None]:
+    """Throughput from the median step time after warm-up (steps after ``WARMUP_STEPS``), beside
+    the wall-clock figures: the time between consecutive allreduces of one rank (every rank
+    waits for the same allreduce), within a walltime segment."""
+    steps = []
+    if path.exists():
+        steps = [(r["step"], r.get("segment"), r["t"]) for r in read_records(path)
+                 if r.get("kind") == "sync"]  # fmt: skip
+    gaps = [
+        b[2] - a[2]
+        for a, b in itertools.pairwise(steps)
+        if b[0] == a[0] + 1 and b[1] == a[1] and a[0] >= WARMUP_STEPS
+    ]
+    if not gaps:
+        return {"steady_step_s": None, "samples_per_s_steady": None,
+                "epoch_rate_steady_per_min": None}  # fmt: skip
+    step_s = statistics.median(gaps)
+    batch, spe = metrics.get("global_batch"), metrics.get("steps_per_epoch")
+    return {
+        "steady_step_s": step_s,
+        "samples_per_s_steady": batch / step_s if batch else None,
+        "epoch_rate_steady_per_min": 60 / (step_s * spe) if spe else None,
+    }
 
 
 def _primary_failure(failures: list[dict[str, Any]], statuses: dict) -> dict[str, Any] | None:

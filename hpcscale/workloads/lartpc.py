@@ -40,6 +40,11 @@ class ClassifierConfig(WorkloadConfig):
     weight_decay: float = Field(0.01, ge=0)
     warmup_epochs: float = Field(5.0, ge=0, description="SGD's linear warm-up")
     bf16: bool = Field(False, description="bfloat16 autocast for the forward pass")
+    compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = Field(
+        "off",
+        description="torch.compile the model with this mode (reduce-overhead adds CUDA graphs); "
+        "the first step compiles, later jobs of a study reuse the cache beside their folders",
+    )
 
 
 def loss_fn(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -84,6 +89,7 @@ class LArTPCClassifier(Workload):
 
     config: ClassifierConfig
     model: torch.nn.Module
+    net: Any  # the model, or its torch.compile wrapper
     resolution: int
 
     # -- what a subclass brings -----------------------------------------------------------------
@@ -94,7 +100,9 @@ class LArTPCClassifier(Workload):
     def make_model(self) -> torch.nn.Module:
         raise NotImplementedError
 
-    def forward(self, batch: Any) -> torch.Tensor:
+    def forward(self, net: torch.nn.Module, batch: Any) -> torch.Tensor:
+        """``net`` applied to the batch: the compiled model in training, the eager one in
+        evaluation (whose last, shorter minibatch would make torch.compile compile again)."""
         raise NotImplementedError
 
     def val_batches(self) -> Iterator[Any]:
@@ -133,6 +141,11 @@ class LArTPCClassifier(Workload):
         ctx = self.ctx
         torch.manual_seed(ctx.seed)
         self.model = self.make_model().to(ctx.device)
+        self.net = (
+            self.model
+            if self.config.compile == "off"
+            else torch.compile(self.model, mode=self.config.compile)
+        )  # the same parameters: checkpoints and the broadcast see self.model
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer, self.schedule = make_optimizer(
             self.config, self.params, ctx.world_size, steps_per_epoch
@@ -156,7 +169,7 @@ class LArTPCClassifier(Workload):
         self.model.train()
         self.optimizer.zero_grad(set_to_none=False)  # the gradients are views of the bucket
         with self.autocast:
-            output = self.forward(batch)
+            output = self.forward(self.net, batch)
         y = batch.y  # type: ignore[attr-defined]
         loss = loss_fn(output, y)
         loss.backward()
@@ -176,7 +189,7 @@ class LArTPCClassifier(Workload):
         counts = torch.zeros(k * k, device=self.ctx.device)
         for batch in self.val_batches():
             with self.autocast:
-                pred = self.forward(batch).argmax(1)
+                pred = self.forward(self.model, batch).argmax(1)
             counts += torch.bincount(batch.y * k + pred, minlength=k * k).float()
         self.ctx.engine.allreduce_sum_(counts)
         confusion = counts.view(k, k).cpu().numpy().astype(np.int64)

@@ -34,6 +34,14 @@ class JishNetConfig(ClassifierConfig):
     blosc_threads: int = Field(0, ge=0, description="Blosc threads; 0: Blosc's default")
     prefetch: int = Field(2, ge=0, description="minibatches prepared ahead of the step")
     channels_last: bool = Field(False, description="channels-last memory format (GPUs)")
+    cudnn_benchmark: bool = Field(
+        True,
+        description="let cuDNN time its convolution algorithms in the first step (GPUs): "
+        "seconds once, then the fastest step",
+    )
+    cudnn_benchmark_limit: int = Field(
+        10, ge=0, description="algorithms cuDNN times per convolution (0: all)"
+    )
 
 
 class JishNetWorkload(LArTPCClassifier):
@@ -88,7 +96,8 @@ class JishNetWorkload(LArTPCClassifier):
             # Every step has the same shapes, so let cuDNN time its algorithms once: without
             # this, its heuristic picks for a 1-channel 3600×3600 convolution made steps 10×
             # slower on an H200 (0.94 s vs 0.09 s per step of 7 images).
-            torch.backends.cudnn.benchmark = True
+            torch.backends.cudnn.benchmark = self.config.cudnn_benchmark
+            torch.backends.cudnn.benchmark_limit = self.config.cudnn_benchmark_limit
         model = JishNet(self.resolution, self.config.model, softmax=self.config.loss == "paper")
         if self.config.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -108,8 +117,8 @@ class JishNetWorkload(LArTPCClassifier):
         order = val_order(len(self.val_store), self.ctx.batch)
         return self._prefetcher(self.val_store).batches(order) if order else iter(())
 
-    def forward(self, batch: DenseBatch) -> torch.Tensor:
-        return self.model(batch.x)
+    def forward(self, net: torch.nn.Module, batch: DenseBatch) -> torch.Tensor:
+        return net(batch.x)
 
 
 WORKLOAD = JishNetWorkload

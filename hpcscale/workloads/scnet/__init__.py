@@ -84,8 +84,8 @@ class SCNetWorkload(LArTPCClassifier):
         order = val_order(len(self.val_store), self.ctx.batch)
         return SparsePrefetcher(self.val_store, self.ctx.device).batches(order)
 
-    def forward(self, batch: SparseBatch) -> torch.Tensor:
-        return self.model(batch.coords, batch.features, batch.size)
+    def forward(self, net: torch.nn.Module, batch: SparseBatch) -> torch.Tensor:
+        return net(batch.coords, batch.features, batch.size)
 
 
 WORKLOAD = SCNetWorkload
