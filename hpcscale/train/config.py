@@ -52,11 +52,6 @@ class CoreConfig(BaseModel):
         None, ge=1, description="use at most this many training events (all ranks together)"
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    preimport: bool = Field(
-        True,
-        description="import torch's compiler stack (torch.optim's first call needs it; seconds "
-        "on a GPU node) in a thread while the device starts and the data loads",
-    )
     study: str = ""
     job: str = ""
 

@@ -16,7 +16,6 @@ import platform
 import signal
 import socket
 import sys
-import threading
 import time
 import traceback
 from pathlib import Path
@@ -66,8 +65,6 @@ def run(core: CoreConfig, wconfig: WorkloadConfig, t0: float) -> int:
     # them instead of compiling again.
     compile_cache = folder.resolve().parent / ".compile-cache"
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache))
-    if core.preimport:
-        threading.Thread(target=_preimport, name="preimport", daemon=True).start()
     engine: Engine | None = None
     status: dict[str, Any] = {"status": "failed", "host": socket.gethostname()}
     try:
@@ -373,13 +370,6 @@ class Loop:
             f"the smoothed loss ended at {self.last_smoothed:.3g}, above the target "
             f"{self.target_loss:g}; train longer (--epochs) or raise --target-loss"
         )
-
-
-def _preimport() -> None:
-    """Off the critical path: torch.optim's first call imports torch._dynamo (and with it the
-    compiler stack); done here, the model build later finds it imported."""
-    with contextlib.suppress(Exception):  # the build imports it again and reports any error
-        import torch._dynamo  # noqa: F401
 
 
 def _peak_memory_gib(device: torch.device) -> float | None:
