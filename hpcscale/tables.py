@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hpcscale.sites.models import Gpus
+from hpcscale.train.records import DLT_PARTS
 
 out = Console()
 
@@ -22,10 +23,15 @@ def print_collect(study_dir: Path) -> None:
     def fmt(value: object, spec: str = ".1f") -> str:
         return "-" if value is None else f"{value:{spec}}"
 
-    table = Table(box=box.SIMPLE_HEAD, title=str(study_dir), title_justify="left")
+    table = Table(
+        box=box.SIMPLE_HEAD, title=str(study_dir), title_justify="left", padding=(0, 1, 0, 0),
+        pad_edge=False,
+    )  # fmt: skip
     unit = next((r["sample_unit"] for r in rows if r.get("sample_unit")), "samples")
-    for col in ("job", "ranks", "status", "DLT", "TTL", "epochs/min", f"{unit}/s", "val acc"):
-        table.add_column(col)
+    cols = ("job", "ranks", "status", "DLT", "TTL", "epochs/min", f"{unit}/s", "steady",
+            "val acc")  # fmt: skip
+    for col in cols:
+        table.add_column(col, no_wrap=True)
     for r in rows:
         acc = r.get("val_accuracy")
         table.add_row(
@@ -36,12 +42,19 @@ def print_collect(study_dir: Path) -> None:
             duration_text(r.get("ttl_s")),
             fmt(r.get("epoch_rate_per_min"), ".2f"),
             fmt(r.get("samples_per_s", r.get("images_per_s"))),
+            fmt(r.get("samples_per_s_steady")),
             "-" if acc is None else f"{100 * acc:.1f} %",
         )
     out.print(table)
+    out.print(
+        f"  {unit}/s: wall clock over the training phase; steady: from the median step time "
+        "after warm-up"
+    )
     for r in rows:
         if r.get("reason"):
             out.print(f"  {r['label']}: {r['reason']}")
+        for line in timing_lines(r):
+            out.print(f"  {r['label']} {line}")
 
 
 def print_summary(s: dict, folder: Path) -> None:
@@ -63,6 +76,8 @@ def print_summary(s: dict, folder: Path) -> None:
         str(s.get("stop_reason")),
     )
     out.print(table)
+    for line in timing_lines(s):
+        out.print(line)
     if s.get("confusion_percent"):
         from hpcscale.data.simulate import LABELS
 
@@ -83,6 +98,32 @@ def print_summary(s: dict, folder: Path) -> None:
         print(f"rank {failure['rank']} failed: {failure['reason']}", file=sys.stderr)
 
 
+def timing_lines(s: dict) -> list[str]:
+    """DLT's parts (the start-up timeline of the slowest rank) and the steady state beside the
+    wall-clock throughput, in words."""
+    lines = []
+    parts = s.get("dlt_parts_s") or {}
+    if parts:
+        load = (s.get("data") or {}).get("load_s_rank")
+        order = [p for p in DLT_PARTS.values() if p in parts]
+        text = {k: duration_text(parts[k]) for k in order}
+        if "staging" in text and load is not None:
+            text["staging"] += f" (loading {duration_text(load)})"
+        lines.append("DLT: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in text.items()))
+    if s.get("steady_step_s"):
+        unit = s.get("sample_unit") or "samples"
+        line = (
+            f"steady state: {1e3 * s['steady_step_s']:.1f} ms per step, "
+            f"{s['samples_per_s_steady']:.1f} {unit}/s"
+        )
+        if s.get("samples_per_s"):
+            line += f" (wall clock, first step and all: {s['samples_per_s']:.1f})"
+        if s.get("ttl_train_s") is not None:
+            line += f"; TTL of the training phase {duration_text(s['ttl_train_s'])}"
+        lines.append(line)
+    return lines
+
+
 def ttl_unset_reason(s: dict) -> str:
     """Why a completed job has no TTL: the window never filled, or the loss stayed above."""
     steps, window = s.get("steps"), s.get("ttl_window")
@@ -101,9 +142,11 @@ def ttl_unset_reason(s: dict) -> str:
 
 
 def duration_text(seconds: float | None) -> str:
-    """A duration in the unit that reads best: 12.3 s, 4 min 5 s, 2 h 50 min."""
+    """A duration in the unit that reads best: 0.25 s, 12.3 s, 4 min 5 s, 2 h 50 min."""
     if seconds is None:
         return "-"
+    if seconds < 1:
+        return f"{seconds:.2f} s"
     if seconds < 60:
         return f"{seconds:.1f} s"
     total = round(seconds)

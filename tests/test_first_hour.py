@@ -173,6 +173,7 @@ def test_cancel_says_what_it_did(tmp_path):
     ("seconds", "text"),
     [
         (None, "-"),
+        (0.254, "0.25 s"),
         (4.25, "4.2 s"),
         (59.9, "59.9 s"),
         (125.4, "2 min 5 s"),

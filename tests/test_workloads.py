@@ -74,7 +74,16 @@ def test_a_workload_from_the_tests_trains_on_two_gloo_ranks(tmp_path):
     assert summary["config"]["lr"] == 0.1 and summary["config"]["batch"] == 16
     assert summary["data"] == {"dim": 4}
     assert summary["samples_per_s"] > 0
-    assert set(summary["step_time_split_s"]) == {"index_s", "compute_s", "allreduce_s"}
+    assert set(summary["step_time_split_s"]) == {"index_s", "compute_s", "allreduce_s", "update_s"}
+    # The start-up timeline: DLT's parts add up to the (slowest rank's) DLT.
+    parts = summary["dlt_parts_s"]
+    assert set(parts) == {"imports", "device", "staging", "build", "first_step"}
+    assert all(v >= 0 for v in parts.values()) and parts["imports"] > 0
+    assert sum(parts.values()) == pytest.approx(summary["dlt_s"], abs=2e-3)
+    assert summary["steady_step_s"] > 0
+    steady = summary["global_batch"] / summary["steady_step_s"]
+    assert summary["samples_per_s_steady"] == pytest.approx(steady)
+    assert summary["ttl_train_s"] == pytest.approx(summary["ttl_s"] - summary["dlt_s"])
     rows = read_records(out / "rank-1.jsonl")
     steps = [r for r in rows if r["kind"] == "step"]
     syncs = [r for r in rows if r["kind"] == "sync"]

@@ -15,6 +15,7 @@ from hpcscale.analysis.fit import PowerLaw
 from hpcscale.analysis.results import PAPER, study_results, write_results
 from hpcscale.fsutil import atomic_write
 from hpcscale.tables import duration_text
+from hpcscale.train.records import DLT_PARTS
 
 Block = tuple[str, Any]
 
@@ -62,6 +63,14 @@ def _fmt(value: Any, spec: str = ".1f", scale: float = 1.0, unit: str = "") -> s
 
 def _law(d: dict | None) -> str:
     return "–" if d is None else PowerLaw(**d).text()
+
+
+def _k(d: dict | None) -> str:
+    """An exponent for a table cell: k, and its 95 % interval where there is one."""
+    if d is None:
+        return "–"
+    law = PowerLaw(**d)
+    return law.text() if law.ci_low is not None else f"{law.exponent:+.2f}"
 
 
 def _versions(p: dict[str, Any]) -> str:
@@ -246,6 +255,7 @@ def _study_section(r: dict[str, Any], out: Path) -> list[Block]:
     ]
     for miss in r["missing"]:
         blocks.append(("p", f"Job {miss['label']} did not complete: {miss['reason']}"))
+    blocks += _timing_blocks(r)
     tag = f"{r['site']}-{r['study']}"
     for name, maker in (
         (f"loss_{tag}.png", plots.loss_curves),
@@ -255,6 +265,63 @@ def _study_section(r: dict[str, Any], out: Path) -> list[Block]:
         if maker(r, out / name) is not None:
             blocks.append(("img", (name, name.split("_")[0])))
     return blocks
+
+
+def _timing_blocks(r: dict[str, Any]) -> list[Block]:
+    """Where DLT and TTL go: DLT's parts per job, the steady state beside the wall clock, and
+    each part's exponent against N (a fixed cost has k ≈ 0; work shared by the ranks k ≈ −1)."""
+    jobs = [j for j in r["jobs"] if j.get("dlt_parts_s")]
+    if not jobs:
+        return []
+    unit = r.get("sample_unit") or "samples"
+    parts = list(DLT_PARTS.values())
+    rows = [
+        [str(j["n"])]
+        + [duration_text(j["dlt_parts_s"].get(p)) for p in parts]
+        + [
+            duration_text(j.get("ttl_train_s")),
+            _fmt(j.get("steady_step_s"), ".1f", 1e3, " ms"),
+            _fmt(j.get("samples_per_s_steady")),
+            _fmt(j.get("samples_per_s")),
+            _fmt(j.get("epoch_rate_steady_per_min"), ".3f"),
+        ]
+        for j in jobs
+    ]
+    names = [p.replace("_", " ") for p in parts]
+    f = r["fits"]
+    laws = [_k((f.get("dlt_parts") or {}).get(p)) for p in parts] + [
+        _k(f.get("ttl_train")),
+        "–",
+        _k(f.get("samples_per_s_steady")),
+        _k(f.get("samples_per_s")),
+        _k(f.get("epoch_rate_steady")),
+    ]
+    return [
+        (
+            "p",
+            "Where the time goes. DLT (process start → first loss) in the parts of its slowest "
+            "rank's start-up: imports; device and communicator; staging the data; building the "
+            "model and optimizer; the first step (cuDNN's algorithm search, compilation). TTL "
+            "training is TTL minus DLT. Steady: from the median step time after warm-up; wall: "
+            "over the whole training phase, first step included. The last row is each column's "
+            "exponent k in y ∝ N^k (with its 95 % interval from three sizes on).",
+        ),
+        (
+            "table",
+            (
+                [
+                    "N",
+                    *names,
+                    "TTL training",
+                    "steady step",
+                    f"steady {unit}/s",
+                    f"wall {unit}/s",
+                    "steady epochs/min",
+                ],
+                [*rows, ["N^k", *laws]],
+            ),
+        ),
+    ]
 
 
 def _paper_section() -> list[Block]:

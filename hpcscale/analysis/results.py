@@ -8,6 +8,7 @@ from typing import Any
 
 from hpcscale.analysis.fit import fit_power_law
 from hpcscale.study import collect, load
+from hpcscale.train.records import DLT_PARTS
 
 # Hagen et al. (seed 000), SummitDev, 32-192 GPUs: TTL ∝ N^α, epoch rate ∝ N^β.
 PAPER = {
@@ -34,6 +35,13 @@ PAPER = {
 def job_size(row: dict[str, Any]) -> int:
     """N of a job: its GPU count on GPU sites, its rank count otherwise."""
     return int(row.get("gpus") or row.get("ranks") or 0)
+
+
+def _fit(jobs: list[dict[str, Any]], value: Any) -> dict[str, Any] | None:
+    """The power law of ``value(job)`` against N over the completed jobs that have it."""
+    pts = [(j["n"], value(j)) for j in jobs if j["status"] == "completed" and value(j)]
+    law = fit_power_law([p[0] for p in pts], [p[1] for p in pts]) if pts else None
+    return law.as_dict() if law else None
 
 
 def study_results(study: Path) -> dict[str, Any]:
@@ -67,6 +75,11 @@ def study_results(study: Path) -> dict[str, Any]:
                     "confusion_percent",
                     "step_time_split_s",
                     "train_time_s",
+                    "dlt_parts_s",
+                    "ttl_train_s",
+                    "steady_step_s",
+                    "samples_per_s_steady",
+                    "epoch_rate_steady_per_min",
                 )
             },
         }
@@ -82,10 +95,16 @@ def study_results(study: Path) -> dict[str, Any]:
         ("epoch_rate_per_min", "epoch_rate"),
         ("dlt_s", "dlt"),
         ("samples_per_s", "samples_per_s"),
+        ("ttl_train_s", "ttl_train"),
+        ("epoch_rate_steady_per_min", "epoch_rate_steady"),
+        ("samples_per_s_steady", "samples_per_s_steady"),
     ):
-        pts = [(j["n"], j[key]) for j in jobs if j["status"] == "completed" and j.get(key)]
-        law = fit_power_law([p[0] for p in pts], [p[1] for p in pts]) if pts else None
-        fits[name] = law.as_dict() if law else None
+        fits[name] = _fit(jobs, lambda j, key=key: j.get(key))
+    # Each part of DLT against N: which part scales and which is a fixed cost.
+    fits["dlt_parts"] = {
+        part: _fit(jobs, lambda j, part=part: (j.get("dlt_parts_s") or {}).get(part))
+        for part in DLT_PARTS.values()
+    }
     first = done[0] if done else (rows[0] if rows else {})
     return {
         "study": manifest.study,
