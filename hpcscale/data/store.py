@@ -53,6 +53,9 @@ class EventStore:
 
         if self.codec.threads:
             blosc.set_nthreads(self.codec.threads)
+        # python-blosc holds the GIL while it (de)compresses unless told otherwise: the prefetch
+        # thread's decompression then stalls the training step's Python for as long.
+        blosc.set_releasegil(True)
         self._blosc = blosc
         self._scratch = np.zeros((self.resolution, self.resolution), dtype=self.dtype)
         self._shuffle = self.codec.blosc_shuffle()

@@ -2,7 +2,7 @@
 training step by a thread.
 
 The thread decompresses each minibatch straight into a pinned host buffer (``decompress_ptr``;
-Blosc releases the GIL) and, on a GPU, copies it to a device buffer on its own CUDA stream. The
+Blosc releases the GIL: ``EventStore`` asks it to) and, on a GPU, copies it to a device buffer on its own CUDA stream. The
 step only makes its stream wait for that copy's event: neither decompression nor the
 host-to-device copy sits on the step's critical path unless the thread falls behind (then the
 loop's wait shows up as ``data_wait_s``).
