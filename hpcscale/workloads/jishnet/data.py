@@ -2,10 +2,10 @@
 training step by a thread.
 
 The thread decompresses each minibatch straight into a pinned host buffer (``decompress_ptr``;
-Blosc releases the GIL: ``EventStore`` asks it to) and, on a GPU, copies it to a device buffer on its own CUDA stream. The
-step only makes its stream wait for that copy's event: neither decompression nor the
-host-to-device copy sits on the step's critical path unless the thread falls behind (then the
-loop's wait shows up as ``data_wait_s``).
+Blosc releases the GIL, as ``EventStore`` asks it to) and, on a GPU, copies it to a device buffer
+on its own CUDA stream. The step only makes its stream wait for that copy's event: neither
+decompression nor the host-to-device copy sits on the step's critical path unless the thread
+falls behind (then the loop's wait shows up as ``data_wait_s``).
 
 Buffers come in slots. A slot goes back to the thread when the loop asks for the next batch; on a
 GPU the thread's stream also waits for the compute that read the slot, so a buffer is never
