@@ -15,7 +15,7 @@ Printed per run:
 - peak GPU memory, and the training (last 50 steps) and validation accuracy after the steps.
 
 Usage: python bench/workloads.py [--events 2000] [--resolution 3600] [--steps 600] [--lr 1e-4]
-       [--run textbook] [--run jishnet] [--run "jishnet --bf16 --channels-last"] [--run scnet]
+       [--run textbook] [--run "jishnet --no-bf16"] [--run "jishnet --compile default"] ...
        (a run's own options come last and win)
 """
 
@@ -178,7 +178,8 @@ def main() -> None:
     ap.add_argument("--run", action="append", help="model and its options, or textbook (repeat)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/hpcscale-bench-workloads"))
     args = ap.parse_args()
-    runs = args.run or ["textbook", "jishnet", "jishnet --bf16 --channels-last", "scnet"]
+    runs = args.run or ["textbook", "jishnet --no-bf16", "jishnet", "jishnet --compile default",
+                        "scnet"]  # fmt: skip
     events = args.out / f"events-{args.resolution}px-{args.events}"
     if not (events / "manifest.json").exists():
         generate(events, args.events, resolution=args.resolution, seed=0)

@@ -30,8 +30,9 @@ def print_collect(study_dir: Path) -> None:
     unit = next((r["sample_unit"] for r in rows if r.get("sample_unit")), "samples")
     cols = ("job", "ranks", "status", "DLT", "TTL", "epochs/min", f"{unit}/s", "steady",
             "val acc")  # fmt: skip
-    for col in cols:
-        table.add_column(col, no_wrap=True)
+    table.add_column(cols[0], overflow="fold")  # a job folder's name may be long: it folds
+    for col in cols[1:]:
+        table.add_column(col, no_wrap=True, min_width=len(col))
     for r in rows:
         acc = r.get("val_accuracy")
         table.add_row(

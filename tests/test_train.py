@@ -104,7 +104,9 @@ def test_two_rank_gloo_run_reaches_target(events, tmp_path):
         "h2d_s",
         "compute_s",
         "allreduce_s",
+        "update_s",
     }
+    assert summary["precision"] == "fp32"  # bf16 is JishNet's default on GPUs only
     assert summary["provenance"]["launcher"] == "torchrun"
     for rank in (0, 1):
         rows = read_records(out / f"rank-{rank}.jsonl")

@@ -61,10 +61,6 @@ def run(core: CoreConfig, wconfig: WorkloadConfig, t0: float) -> int:
     mll.start("INIT_START", time_s=t0)
     _install_signal_handlers()
     checkpoint.install_usr2_handler()
-    # torch.compile's artefacts beside the job folder: the next job of a study (or run) reuses
-    # them instead of compiling again.
-    compile_cache = folder.resolve().parent / ".compile-cache"
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache))
     engine: Engine | None = None
     status: dict[str, Any] = {"status": "failed", "host": socket.gethostname()}
     try:
@@ -82,6 +78,7 @@ def run(core: CoreConfig, wconfig: WorkloadConfig, t0: float) -> int:
             batch=core.batch or spec.default_batch,
             seed=core.seed,
             max_events=core.max_events,
+            compile_cache=folder.resolve().parent / ".compile-cache",
         )
         status.update(_train(core, spec(wconfig, ctx), jobenv, rec, mll))
         status["status"] = "ok"

@@ -61,6 +61,9 @@ class RankContext:
     batch: int  # minibatch per rank
     seed: int
     max_events: int | None  # training events to use, all ranks together (None: all)
+    # where compiled artefacts (torch.compile's) go: beside the job folder, so that the next job
+    # of a study, or the next run, reuses them instead of compiling again
+    compile_cache: Path | None = None
 
 
 class Batch(Protocol):

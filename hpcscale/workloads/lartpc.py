@@ -8,6 +8,7 @@ subclass brings ``stage``, ``batches``, ``val_batches``, ``make_model`` and ``fo
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -39,7 +40,11 @@ class ClassifierConfig(WorkloadConfig):
     lr: float = Field(1e-3, gt=0, description="learning rate (SGD: per rank, scaled by ranks)")
     weight_decay: float = Field(0.01, ge=0)
     warmup_epochs: float = Field(5.0, ge=0, description="SGD's linear warm-up")
-    bf16: bool = Field(False, description="bfloat16 autocast for the forward pass")
+    bf16: bool | None = Field(
+        None,
+        description="bfloat16 autocast for the forward pass; default: the model's (JishNet: on "
+        "GPUs, where it measured the same accuracy and 20 %% faster H100 steps; SCNet: off)",
+    )
     compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = Field(
         "off",
         description="torch.compile the model with this mode (reduce-overhead adds CUDA graphs); "
@@ -86,6 +91,7 @@ class LArTPCClassifier(Workload):
     default_batch = 7  # the paper's: fits a 16 GB P100 at 3600 × 3600
     default_target_loss = 1.2  # the paper's TTL target
     metric_names = ("acc",)
+    bf16_on_gpus: ClassVar[bool] = False  # --bf16's default on a GPU (measured per model)
 
     config: ClassifierConfig
     model: torch.nn.Module
@@ -141,6 +147,8 @@ class LArTPCClassifier(Workload):
         ctx = self.ctx
         torch.manual_seed(ctx.seed)
         self.model = self.make_model().to(ctx.device)
+        if self.config.compile != "off" and ctx.compile_cache is not None:
+            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(ctx.compile_cache))
         self.net = (
             self.model
             if self.config.compile == "off"
@@ -150,9 +158,13 @@ class LArTPCClassifier(Workload):
         self.optimizer, self.schedule = make_optimizer(
             self.config, self.params, ctx.world_size, steps_per_epoch
         )
+        bf16 = self.config.bf16
+        if bf16 is None:
+            bf16 = self.bf16_on_gpus and ctx.device.type == "cuda"
+        self.precision = "bf16" if bf16 else "fp32"
         self.autocast = (
             torch.autocast(ctx.device.type, dtype=torch.bfloat16)
-            if self.config.bf16
+            if bf16
             else contextlib.nullcontext()
         )
 
@@ -202,6 +214,7 @@ class LArTPCClassifier(Workload):
             "confusion_percent": np.round(100.0 * confusion / rows, 1).tolist(),
             "classes": list(CLASSES),
             "loss": self.config.loss,
+            "precision": self.precision,
         }
 
 

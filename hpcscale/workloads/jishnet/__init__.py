@@ -46,6 +46,7 @@ class JishNetConfig(ClassifierConfig):
 
 class JishNetWorkload(LArTPCClassifier):
     name = "jishnet"
+    bf16_on_gpus = True  # H100, 1,000 steps: val acc 56.0 % vs fp32 55.5 %; steps 20 % faster
     Config: ClassVar[type[JishNetConfig]] = JishNetConfig  # type: ignore[assignment]
     config: JishNetConfig
 
