@@ -78,7 +78,9 @@ def describe(exc: ValidationError, model: type[BaseModel]) -> str:
 
 
 def _describe_one(err: Any, model: type[BaseModel]) -> str:
-    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    loc = ".".join(str(p) for p in err["loc"])
+    if not loc:  # a whole-descriptor check: its message names the fields itself
+        return err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         allowed = ", ".join(_fields_at(model, err["loc"][:-1]))
         return f"{loc}: unknown field; allowed fields here: {allowed}"
