@@ -60,7 +60,8 @@ def test_site_submission_runs_ranks_through_its_launcher(
     script = submitted["script"]
     assert script == Path(job.paths.submission_file).read_text()
     assert f"-u -m submitit.core._submit {folder}" in script
-    executor_name = "slurm-mpi" if kind == "slurm" and site.launcher.kind != "srun" else kind
+    backend = site.scheduler.backend
+    executor_name = "slurm-mpi" if kind == "slurm" and site.launcher.kind != "srun" else backend
     assert f"export SUBMITIT_EXECUTOR={executor_name}" in script
     if kind == "slurm":
         assert submitted["argv"] == [submitted["argv"][0]] and submitted["argv"][0].endswith(".sh")
