@@ -69,14 +69,17 @@ def comment_text(value: object) -> Raw:
     return Raw("".join(c if c.isprintable() else repr(c)[1:-1] for c in text))
 
 
-def _directive(value: object, what: str = "value") -> str:
+def _directive(value: object, what: str = "value") -> Raw:
+    """A value for a scheduler directive line, written as is: the scheduler reads that line,
+    not the shell (which sees a comment), and shell quotes would reach the scheduler literally.
+    One token; descriptor values are further restricted by the model (``Token``)."""
     text = str(value)
     if not _DIRECTIVE_VALUE.match(text):
         raise RenderError(
             f"{what} {text!r} cannot go into a scheduler directive: no whitespace or control "
             "characters allowed there"
         )
-    return text
+    return Raw(text)
 
 
 @cache

@@ -205,6 +205,18 @@ class Site(Strict):
         return self
 
     @model_validator(mode="after")
+    def _workers_share_gpus_evenly(self) -> Site:
+        gpus = self.node.gpus.count if self.node and self.node.gpus else 0
+        workers = self.workers_per_node
+        if gpus and workers and workers % gpus and gpus % workers:
+            raise ValueError(
+                f"workers_per_node {workers} on nodes of {gpus} GPUs (node.gpus.count): each "
+                f"rank needs the same GPUs, so use a divisor of {gpus} (ranks with several GPUs "
+                f"each) or a multiple of it (ranks sharing a GPU)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _scheduler_can_express(self) -> Site:
         from hpcscale.schedulers.registry import refusals  # loads the one backend it needs
 
