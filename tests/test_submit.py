@@ -177,6 +177,10 @@ def test_walltime_signal_checkpoints_requeues_and_resumes(fake_scheduler, tmp_pa
     assert summary["status"] == "completed" and summary["segments"] == 2
     assert summary["stop_reason"] == "epochs"
     assert [c["argv"][0] for c in fake_scheduler.calls("scontrol")] == ["requeue"]
+    # The requeue was submitit's own (its USR2 handler, given the signal back after the
+    # checkpoint), not a second path of hpcscale's.
+    logs = "".join(p.read_text() for p in (job / "submitit").glob("*_0_log.err"))
+    assert logs.count("Caught signal SIGUSR2") == 1 and "this job is preempted" in logs
     for rank in (0, 1):
         rows = read_records(job / f"rank-{rank}.jsonl")
         for kind in ("step", "sync"):
