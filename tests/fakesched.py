@@ -135,6 +135,8 @@ def refuse(name: str, message: str) -> int:
 def check_sbatch(text: str) -> str | None:
     opts: dict[str, str] = {}
     for line in directives(text, "#SBATCH"):
+        if line.startswith("#"):  # sbatch ignores it (a #DW line after #SBATCH is lost)
+            continue
         key, _, value = line.partition("=")
         if key not in SBATCH_OPTIONS:
             return f"unrecognized option '{line}'"

@@ -444,7 +444,8 @@ def test_fake_schedulers_accept_the_rendered_scripts(tmp_path, checks, fields, a
 @pytest.mark.parametrize(
     ("submit", "script", "fragment"),
     [
-        ("sbatch", "#!/bin/bash\n#SBATCH #DW jobdw x\n", "unrecognized option"),
+        ("sbatch", "#!/bin/bash\n#SBATCH --foo=1\n", "unrecognized option"),
+        ("sbatch", "#!/bin/bash\n#SBATCH --time=01:30:45:00\n", "Invalid time limit"),
         ("sbatch", "#!/bin/bash\n#SBATCH --nodes=2\n#SBATCH --ntasks=5\n"
          "#SBATCH --ntasks-per-node=2\n", "5 tasks cannot run on 2 nodes"),
         ("bsub", "#!/bin/bash\n#BSUB -W 01:30:45\n", "Bad RUNLIMIT"),
