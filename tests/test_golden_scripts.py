@@ -47,8 +47,21 @@ def test_job_script_matches_golden(site_name, size, fixed_local, regen, monkeypa
     check_golden(GOLDEN / "scripts" / f"{site_name}-{label}.sh", script, regen)
 
 
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_local_run_script_matches_golden(ranks, fixed_local, regen, monkeypatch):
+    """`hpcscale run` runs the local site's own template (not submitit): its script too."""
+    from hpcscale.run import local_script
+
+    monkeypatch.setattr(sys, "executable", PYTHON)
+    site = resolve(load_site("local"))
+    plan = plan_job(site, Request(ranks=ranks))
+    script = local_script(site, plan, Path("/scratch/events"), Path("/scratch/runs/first"), [])
+    check_golden(GOLDEN / "scripts" / f"local-run-{ranks}r.sh", script, regen)
+
+
 def test_every_bundled_site_is_covered():
     names = {p.name.rsplit("-", 1)[0] for p in (GOLDEN / "scripts").glob("*.sh")}
+    names.discard("local-run")
     assert set(BUNDLED) <= names
     assert {"summitdev", "stampede2", "pizdaint", "pnnl", "titan", "endeavour", "local"} <= set(
         BUNDLED
