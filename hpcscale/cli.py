@@ -86,31 +86,6 @@ Constraint = Annotated[
 Qos = Annotated[str | None, typer.Option(help="Quality of service (Slurm, Torque/Moab).")]
 
 
-def _with_requests(site: Site, **given: object) -> Site:
-    """The site with the request fields given on the command line in place of its own; checked
-    again, so a field the scheduler cannot express is refused here too (one line)."""
-    from pydantic import ValidationError
-
-    from hpcscale.sites.registry import describe
-
-    updates = {}
-    for key, value in given.items():
-        if value is None:
-            continue
-        if key in ("nodelist", "exclude"):
-            value = [h for h in str(value).split(",") if h]
-        updates[key] = value
-    if not updates:
-        return site
-    data = site.model_dump()
-    data["scheduler"].update(updates)
-    flags = ", ".join(f"--{k.replace('_', '-')}" for k in updates).replace("--memory-gb", "--mem")
-    try:
-        return Site.model_validate(data)
-    except ValidationError as exc:
-        raise UserError(f"{flags}: {describe(exc, Site)}") from None
-
-
 def _version(value: bool) -> None:
     if value:
         print(f"hpcscale {__version__}")
@@ -245,11 +220,12 @@ def render(
     from hpcscale.plan import Request, plan_job
     from hpcscale.sites import load_site
     from hpcscale.sites.detect import resolve
+    from hpcscale.sites.registry import with_requests
     from hpcscale.study import load as load_study
     from hpcscale.study import study_job
 
     the_site = _with_container(resolve(load_site(site, sites_dir or [])), container)
-    the_site = _with_requests(
+    the_site = with_requests(
         the_site, cpus_per_task=cpus_per_task, threads_per_core=threads_per_core,
         memory_gb=mem, reservation=reservation, nodelist=nodelist, exclude=exclude,
         constraint=constraint, qos=qos,
@@ -423,6 +399,7 @@ def submit(
     from hpcscale.run import cache_root, default_data
     from hpcscale.sites import load_site
     from hpcscale.sites.detect import resolve
+    from hpcscale.sites.registry import with_requests
     from hpcscale.study import job_state, save, submit_study
     from hpcscale.study import load as load_study
 
@@ -432,7 +409,7 @@ def submit(
     key, text = given[0]
     requests = [Request(**{key: n}, walltime=walltime) for n in _sizes(text, f"--{key}")]
     the_site = _with_container(resolve(load_site(site, sites_dir or [])), container)
-    the_site = _with_requests(
+    the_site = with_requests(
         the_site, cpus_per_task=cpus_per_task, threads_per_core=threads_per_core,
         memory_gb=mem, reservation=reservation, nodelist=nodelist, exclude=exclude,
         constraint=constraint, qos=qos,

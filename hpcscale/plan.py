@@ -128,13 +128,44 @@ def plan_job(site: Site, request: Request) -> JobPlan:
 
     ranks = _ranks(site, request, per_node, node_gpus, gpus_per_rank, ranks_per_gpu)
     nodes = math.ceil(ranks / per_node)
+    _check_nodes(site, request, ranks, nodes, per_node, node_gpus)
     ranks_per_node = min(ranks, per_node)
+    if not node_gpus:
+        gpus = gpus_node = 0
+    elif local:
+        gpus = gpus_node = min(ranks, node_gpus)
+    else:
+        gpus = ranks * gpus_per_rank or ranks // ranks_per_gpu
+        gpus_node = ranks_per_node * gpus_per_rank or ranks_per_node // ranks_per_gpu
+    backend = for_site(site)
+    plan = JobPlan(
+        site=site.name,
+        nodes=nodes,
+        ranks=ranks,
+        ranks_per_node=ranks_per_node,
+        gpus_per_rank=gpus_per_rank,
+        cpus_per_rank=_cpus_per_rank(site, ranks_per_node),
+        walltime_s=_walltime(site, request, backend.round_walltime),
+        ranks_per_gpu=ranks_per_gpu,
+        gpus=gpus,
+        gpus_per_node=gpus_node,
+    )
+    refusal = backend.plan_refusal(site, plan)
+    if refusal:
+        raise PlanError(f"site {site.name}: {refusal}")
+    return plan
+
+
+def _check_nodes(
+    site: Site, request: Request, ranks: int, nodes: int, per_node: int, node_gpus: int
+) -> None:
     if nodes > 1 and ranks % per_node and site.scheduler.exclusive:
-        unit = f"{per_node} GPUs" if request.gpus is not None else f"{per_node} ranks"
-        if request.gpus is not None and node_gpus:
-            unit = f"{node_gpus} GPUs"
+        by_gpus = request.gpus is not None and node_gpus
+        unit = f"{node_gpus} GPUs" if by_gpus else (
+            f"{per_node} GPUs" if request.gpus is not None else f"{per_node} ranks"
+        )  # fmt: skip
         asked = request.gpus if request.gpus is not None else ranks
-        step = node_gpus if request.gpus is not None and node_gpus else per_node
+        step = node_gpus if by_gpus else per_node
         multiples = ", ".join(str(step * k) for k in (1, 2, 4))
         raise PlanError(
             f"site {site.name} allocates whole nodes of {unit}: {asked} would leave part of "
@@ -145,39 +176,21 @@ def plan_job(site: Site, request: Request) -> JobPlan:
             f"site {site.name} has at most {site.limits.max_nodes} nodes; this request needs "
             f"{nodes} ({ranks} ranks, {per_node} per node)"
         )
-    backend = for_site(site)
-    wall_s = _walltime(site, request, backend.round_walltime)
-    cpus = site.scheduler.cpus_per_task or max(node.cores // ranks_per_node, 1)
-    hw_threads = node.cores * (site.scheduler.threads_per_core or 1)
+
+
+def _cpus_per_rank(site: Site, ranks_per_node: int) -> int:
+    """The descriptor's cpus_per_task, else the node's cores shared by its ranks."""
+    node, s = site.node, site.scheduler
+    assert node is not None  # plan_job checked it
+    cpus = s.cpus_per_task or max(node.cores // ranks_per_node, 1)
+    hw_threads = node.cores * (s.threads_per_core or 1)
     if cpus * ranks_per_node > hw_threads:
         raise PlanError(
             f"site {site.name}: scheduler.cpus_per_task {cpus} × {ranks_per_node} ranks per node "
             f"is over the node's {hw_threads} CPUs ({node.cores} cores × "
-            f"{site.scheduler.threads_per_core or 1} thread(s) used per core)"
+            f"{s.threads_per_core or 1} thread(s) used per core)"
         )
-    if not node_gpus:
-        gpus = gpus_node = 0
-    elif local:
-        gpus = gpus_node = min(ranks, node_gpus)
-    else:
-        gpus = ranks * gpus_per_rank or ranks // ranks_per_gpu
-        gpus_node = ranks_per_node * gpus_per_rank or ranks_per_node // ranks_per_gpu
-    plan = JobPlan(
-        site=site.name,
-        nodes=nodes,
-        ranks=ranks,
-        ranks_per_node=ranks_per_node,
-        gpus_per_rank=gpus_per_rank,
-        cpus_per_rank=cpus,
-        walltime_s=wall_s,
-        ranks_per_gpu=ranks_per_gpu,
-        gpus=gpus,
-        gpus_per_node=gpus_node,
-    )
-    refusal = backend.plan_refusal(site, plan)
-    if refusal:
-        raise PlanError(f"site {site.name}: {refusal}")
-    return plan
+    return cpus
 
 
 def _ranks(

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from hpcscale.errors import DescriptorError, UnknownSiteError
+from hpcscale.errors import DescriptorError, UnknownSiteError, UserError
 from hpcscale.resources import resource_dir
 from hpcscale.sites.models import Site
 
@@ -69,6 +69,32 @@ def load_file(path: Path) -> Site:
         return Site.model_validate(raw)
     except ValidationError as exc:
         raise DescriptorError(f"{path}: {describe(exc, Site)}") from None
+
+
+# The command-line options of the scheduler's request fields (`render`, `submit`).
+FLAGS = {"memory_gb": "--mem"}
+
+
+def with_requests(site: Site, **given: object) -> Site:
+    """``site`` with the request fields given on the command line (None: not given) in place of
+    its own, validated again: a value its scheduler cannot express is refused here too, as one
+    line naming the option. ``nodelist`` and ``exclude`` come comma-separated."""
+    updates = {}
+    for key, value in given.items():
+        if value is None:
+            continue
+        if key in ("nodelist", "exclude"):
+            value = [host for host in str(value).split(",") if host]
+        updates[key] = value
+    if not updates:
+        return site
+    data = site.model_dump()
+    data["scheduler"].update(updates)
+    flags = ", ".join(FLAGS.get(k, f"--{k.replace('_', '-')}") for k in updates)
+    try:
+        return Site.model_validate(data)
+    except ValidationError as exc:
+        raise UserError(f"{flags}: {describe(exc, Site)}") from None
 
 
 def describe(exc: ValidationError, model: type[BaseModel]) -> str:
