@@ -1,7 +1,7 @@
 FROM intel/oneapi-hpckit:2023.2.1-devel-ubuntu22.04
 
 LABEL org.hpcscale.arch=x86_64 \
-    org.hpcscale.descriptor-sha256=e1256d0d266a41a491d03132b4fbbf6088a32ecb1d1b2497712484a3e0da2df9 \
+    org.hpcscale.descriptor-sha256=105664fbcce17c950add0359ad9b52da4b938ddd2abafe55add01d67e6e2e832 \
     org.hpcscale.site=endeavour \
     org.hpcscale.version=0.1.0
 

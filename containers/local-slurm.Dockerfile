@@ -1,7 +1,7 @@
 FROM intel/oneapi-hpckit:2023.2.1-devel-ubuntu22.04
 
 LABEL org.hpcscale.arch=x86_64 \
-    org.hpcscale.descriptor-sha256=74d34a5693a0d24a7a6134c0e8d4b066cddb3b050c97691458ca53ef9b7d5d6c \
+    org.hpcscale.descriptor-sha256=decff87fd1b4daabcd34fb7aa1007e89816e984f7251f19c44a97445b7b2f806 \
     org.hpcscale.site=local-slurm \
     org.hpcscale.version=0.1.0
 

@@ -1,7 +1,7 @@
 FROM intel/oneapi-hpckit:2023.2.1-devel-ubuntu22.04
 
 LABEL org.hpcscale.arch=x86_64 \
-    org.hpcscale.descriptor-sha256=291d5cce0d3d697ddd9588ebc97ca1d139c7187d1cee27875f070c4e16532f09 \
+    org.hpcscale.descriptor-sha256=397159bf653a3319391e603ec0477aae270d6c9c6566e3b18bcaa7d3fda317c8 \
     org.hpcscale.site=local \
     org.hpcscale.version=0.1.0
 

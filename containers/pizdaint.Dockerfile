@@ -1,7 +1,7 @@
 FROM nvcr.io/nvidia/cuda:11.8.0-cudnn8-devel-ubuntu20.04
 
 LABEL org.hpcscale.arch=x86_64 \
-    org.hpcscale.descriptor-sha256=d9dc1aee87e940a143a6b5c6376099d5c467c93964348f34442b3f8babe091db \
+    org.hpcscale.descriptor-sha256=2ac4f60d0533e56fdb4ab8f3a76650870949d6f27a92ade640f64634b1b6265e \
     org.hpcscale.site=pizdaint \
     org.hpcscale.version=0.1.0
 

@@ -1,7 +1,7 @@
 FROM nvcr.io/nvidia/cuda:11.8.0-cudnn8-devel-ubuntu20.04
 
 LABEL org.hpcscale.arch=x86_64 \
-    org.hpcscale.descriptor-sha256=013b7ef5ce77d0b156f9917f73fb5a4a13cd23201800adc31e470b7f84d5ebba \
+    org.hpcscale.descriptor-sha256=8b9cf9d5e8ee3532e0e854a0802aa57c022db106be7c4e8a934dee98dfe86002 \
     org.hpcscale.site=pnnl \
     org.hpcscale.version=0.1.0
 

@@ -1,7 +1,7 @@
 FROM intel/oneapi-hpckit:2023.2.1-devel-ubuntu22.04
 
 LABEL org.hpcscale.arch=x86_64 \
-    org.hpcscale.descriptor-sha256=a83f74e8bbacb406570bce858f374474e4b8f19c2b7d1e1a416d20f006c526ee \
+    org.hpcscale.descriptor-sha256=4cc1c098f313d34abd34c9ea958481bfb410c2165b086a0bfe979730008337d7 \
     org.hpcscale.site=stampede2 \
     org.hpcscale.version=0.1.0
 

@@ -1,7 +1,7 @@
 FROM nvcr.io/nvidia/cuda:11.8.0-cudnn8-devel-ubuntu20.04
 
 LABEL org.hpcscale.arch=ppc64le \
-    org.hpcscale.descriptor-sha256=ec52cbde7da8290f1999672e88146eb7aac4ee682f6e8218d780f2e02fab80a1 \
+    org.hpcscale.descriptor-sha256=5ce7b66f674dca4ea306f1c3b6a327319732cff816cd98ea1932356f7f7cec62 \
     org.hpcscale.site=summitdev \
     org.hpcscale.version=0.1.0
 

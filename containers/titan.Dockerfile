@@ -1,7 +1,7 @@
 FROM nvcr.io/nvidia/cuda:11.8.0-cudnn8-devel-ubuntu20.04
 
 LABEL org.hpcscale.arch=x86_64 \
-    org.hpcscale.descriptor-sha256=5aa44d408dfde80dd28b11346595307b75d52e6eafb24c02a4792eeefb3ff0f6 \
+    org.hpcscale.descriptor-sha256=48eb2ad5e23c3c023d6afca5e2cf31b59a7dfccca804853296713134d9fb33a8 \
     org.hpcscale.site=titan \
     org.hpcscale.version=0.1.0
 

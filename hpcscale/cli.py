@@ -6,7 +6,6 @@ traceback. Heavy modules (torch, matplotlib, hpccm) are imported inside the comm
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import traceback
 from pathlib import Path
@@ -63,6 +62,28 @@ SitesDir = Annotated[
         "also HPCSCALE_SITES_PATH).",
     ),
 ]
+
+
+CpusPerTask = Annotated[
+    int | None,
+    typer.Option(
+        help="CPUs per rank (default: the descriptor's, else the node's cores shared).", min=1
+    ),
+]
+ThreadsPerCore = Annotated[
+    int | None,
+    typer.Option(help="Hardware threads used per core (1: no SMT; Slurm, LSF+jsrun).", min=1),
+]
+Memory = Annotated[
+    float | None, typer.Option("--mem", metavar="GB", help="Memory per node to ask for, in GB.")
+]
+Reservation = Annotated[str | None, typer.Option(help="Run inside this reservation.")]
+Nodelist = Annotated[str | None, typer.Option(help="Hosts the jobs must use, comma-separated.")]
+Exclude = Annotated[str | None, typer.Option(help="Hosts the jobs must avoid, comma-separated.")]
+Constraint = Annotated[
+    str | None, typer.Option(help="Node features: a, a&b (all of), a|b (any of).")
+]
+Qos = Annotated[str | None, typer.Option(help="Quality of service (Slurm, Torque/Moab).")]
 
 
 def _version(value: bool) -> None:
@@ -181,24 +202,39 @@ def render(
     out_file: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write the script here, not to stdout.")
     ] = None,
+    study_dir: Annotated[
+        Path, typer.Option("--study", help="Study folder the job would belong to.")
+    ] = Path("study"),
     container: WithContainer = None,
+    cpus_per_task: CpusPerTask = None,
+    threads_per_core: ThreadsPerCore = None,
+    mem: Memory = None,
+    reservation: Reservation = None,
+    nodelist: Nodelist = None,
+    exclude: Exclude = None,
+    constraint: Constraint = None,
+    qos: Qos = None,
     sites_dir: SitesDir = None,
 ) -> None:
-    """Print the job script that would be submitted for one job."""
+    """Print the job script that `submit` would submit for one job of a study."""
     from hpcscale.plan import Request, plan_job
-    from hpcscale.render.script import JobSpec, render_script, train_command
     from hpcscale.sites import load_site
     from hpcscale.sites.detect import resolve
+    from hpcscale.sites.registry import with_requests
+    from hpcscale.study import load as load_study
+    from hpcscale.study import study_job
 
     the_site = _with_container(resolve(load_site(site, sites_dir or [])), container)
+    the_site = with_requests(
+        the_site, cpus_per_task=cpus_per_task, threads_per_core=threads_per_core,
+        memory_gb=mem, reservation=reservation, nodelist=nodelist, exclude=exclude,
+        constraint=constraint, qos=qos,
+    )  # fmt: skip
     plan = plan_job(the_site, Request(gpus=gpus, nodes=nodes, ranks=ranks, walltime=walltime))
-    job = JobSpec(
-        name=f"hpcscale-{the_site.name}-{plan.label}",
-        command=train_command(
-            the_site, plan, data=_job_path(data) or the_site.data_dir, out=f"hpcscale-{plan.label}"
-        ),
-    )
-    text = render_script(the_site, plan, job)
+    folder = study_dir.absolute()
+    study_id = load_study(folder).study if (folder / "manifest.json").exists() else "<new>"
+    data_path = _job_path(data) or the_site.data_dir
+    _, _, text = study_job(the_site, plan, folder, study_id, data_path, [])
     if out_file is None:
         sys.stdout.write(text)
     else:
@@ -337,6 +373,14 @@ def submit(
         bool | None, typer.Option(help="Wait for each job (default: on local sites).")
     ] = None,
     container: WithContainer = None,
+    cpus_per_task: CpusPerTask = None,
+    threads_per_core: ThreadsPerCore = None,
+    mem: Memory = None,
+    reservation: Reservation = None,
+    nodelist: Nodelist = None,
+    exclude: Exclude = None,
+    constraint: Constraint = None,
+    qos: Qos = None,
     sites_dir: SitesDir = None,
 ) -> None:
     """Plan, render and submit one job per size: a scaling study in one folder."""
@@ -355,6 +399,7 @@ def submit(
     from hpcscale.run import cache_root, default_data
     from hpcscale.sites import load_site
     from hpcscale.sites.detect import resolve
+    from hpcscale.sites.registry import with_requests
     from hpcscale.study import job_state, save, submit_study
     from hpcscale.study import load as load_study
 
@@ -364,6 +409,11 @@ def submit(
     key, text = given[0]
     requests = [Request(**{key: n}, walltime=walltime) for n in _sizes(text, f"--{key}")]
     the_site = _with_container(resolve(load_site(site, sites_dir or [])), container)
+    the_site = with_requests(
+        the_site, cpus_per_task=cpus_per_task, threads_per_core=threads_per_core,
+        memory_gb=mem, reservation=reservation, nodelist=nodelist, exclude=exclude,
+        constraint=constraint, qos=qos,
+    )  # fmt: skip
     extra = list(ctx.args)
     if model:
         extra += ["--model", model]
@@ -462,10 +512,7 @@ def status(
 @app.command()
 def cancel(study_dir: Annotated[Path, typer.Argument(help="Study folder.")]) -> None:
     """Cancel the study's jobs that have not finished."""
-    import os
-    import signal
-
-    from hpcscale.schedulers import job_handle
+    from hpcscale.schedulers import cancel as cancel_job
     from hpcscale.study import DONE_STATES, job_state, load, save
 
     manifest = load(study_dir)
@@ -475,12 +522,7 @@ def cancel(study_dir: Annotated[Path, typer.Argument(help="Study folder.")]) -> 
         if record.job_id is None or state in DONE_STATES:
             out.print(f"  {record.label}: {state}, nothing to cancel")
             continue
-        job = job_handle(manifest.scheduler, study_dir / record.folder / "submitit", record.job_id)
-        if job is not None:
-            job.cancel(check=False)
-        elif manifest.scheduler == "local":
-            with contextlib.suppress(OSError):
-                os.kill(int(record.job_id), signal.SIGTERM)
+        cancel_job(manifest.scheduler, study_dir / record.folder / "submitit", record.job_id)
         record.state = "cancelled"
         cancelled += 1
         out.print(f"  {record.label}: cancelled job {record.job_id} (was {state})")

@@ -19,9 +19,6 @@ from hpcscale.plan import JobPlan
 from hpcscale.render.script import train_command
 from hpcscale.sites.models import Site
 
-# The commands each scheduler's submission needs on PATH (status and cancel use the others).
-SCHEDULER_COMMANDS = {"slurm": "sbatch", "lsf": "bsub", "pbs": "qsub"}
-
 
 def job_args(site: Site, plan: JobPlan, extra: list[str]) -> list[str]:
     """The training core's arguments for one job: the site's workload, then the user's."""
@@ -64,10 +61,13 @@ def check_data(data_folder: Path, ranks: int, train_args: list[str]) -> list[str
 
 def check_scheduler(site: Site) -> None:
     """The site's submit command must be on PATH (before any slow work such as data sets)."""
-    command = SCHEDULER_COMMANDS.get(site.scheduler.kind)
+    from hpcscale.schedulers.registry import for_site
+
+    backend = for_site(site)
+    command = backend.submit_command
     if command and shutil.which(command) is None:
         raise UserError(
-            f"site {site.name} submits with {site.scheduler.kind.upper()}'s `{command}`, which is "
+            f"site {site.name} submits with {backend.label}'s `{command}`, which is "
             "not on PATH on this machine; run on the site's login node, or add --dry-run to "
             "write the job scripts without submitting"
         )

@@ -17,7 +17,7 @@ from typing import Any
 
 from hpcscale.errors import UserError
 from hpcscale.fsutil import atomic_write
-from hpcscale.plan import Request, plan_job
+from hpcscale.plan import JobPlan, Request, plan_job
 from hpcscale.render.script import JobSpec, render_script, train_command
 from hpcscale.sites.models import Site
 
@@ -44,6 +44,20 @@ def default_data(site: Site, progress: Callable[[int, int], None] | None = None)
     return folder
 
 
+def local_script(site: Site, plan: JobPlan, data: Path, out: Path, train_args: list[str]) -> str:
+    """The script `hpcscale run` runs: the site's template, ranks started by its launcher
+    (torch.distributed.run), each running the training core."""
+    command = train_command(
+        site,
+        plan,
+        data=str(data),
+        out=str(out),
+        python=sys.executable,
+        extra=["--job", out.name, *train_args],
+    )
+    return render_script(site, plan, JobSpec(name=out.name, command=command))
+
+
 def run_local(
     site: Site, ranks: int, data: Path, out: Path, walltime: str | None, train_args: list[str]
 ) -> tuple[int, dict[str, Any]]:
@@ -57,18 +71,8 @@ def run_local(
             f"{out}: folder exists and is not empty; records are append-only, so choose a new --out"
         )
     out.mkdir(parents=True, exist_ok=True)
-    command = train_command(
-        site,
-        plan,
-        data=str(data),
-        out=str(out),
-        python=sys.executable,
-        extra=["--job", out.name, *train_args],
-    )
     script = out / "job.sh"
-    atomic_write(
-        script, render_script(site, plan, JobSpec(name=out.name, command=command)), mode=0o755
-    )
+    atomic_write(script, local_script(site, plan, data, out, train_args), mode=0o755)
     start = time.time()
     rc = subprocess.run(["bash", str(script)], cwd=out).returncode
     summary = summarize(out, plan.ranks)

@@ -135,14 +135,14 @@ def open_study(study: Path, site: Site, request: dict[str, Any]) -> Manifest:
         study=uuid.uuid4().hex[:12],
         site=site.name,
         site_digest=site.digest(),
-        scheduler=site.scheduler.kind,
+        scheduler=site.scheduler.backend,
         created=time.time(),
         request=request,
     )
 
 
 def rank_argv(
-    site: Site, plan: JobPlan, manifest: Manifest, data: Path, job_dir: Path, extra: list[str]
+    site: Site, plan: JobPlan, study_id: str, data: Path | str, job_dir: Path, extra: list[str]
 ) -> list[str]:
     """Arguments of the training core for one job of the study."""
     argv = train_command(
@@ -150,9 +150,26 @@ def rank_argv(
         plan,
         data=str(data),
         out=str(job_dir),
-        extra=["--study", manifest.study, "--job", plan.label, *extra],
+        extra=["--study", study_id, "--job", plan.label, *extra],
     )
     return argv[4:]  # drop "python -u -m hpcscale.train": submitit calls the core directly
+
+
+def study_job(
+    site: Site, plan: JobPlan, study: Path, study_id: str, data: Path | str, extra: list[str]
+) -> tuple[JobSpec, Path, str]:
+    """One job of a study: its spec, its submitit folder and the script it submits (the one
+    script ``render``, ``submit --dry-run`` and ``submit`` all show and submit)."""
+    from hpcscale.schedulers import job_script
+
+    job_dir = Path(study) / "jobs" / plan.label
+    spec = JobSpec(
+        name=f"hpcscale-{site.name}-{plan.label}",
+        command=["true"],  # replaced by submitit's rank command
+        rank_args=rank_argv(site, plan, study_id, data, job_dir, extra),
+    )
+    folder = job_dir / "submitit"
+    return spec, folder, job_script(site, plan, spec, folder)
 
 
 def submit_study(
@@ -166,7 +183,7 @@ def submit_study(
     on_job: Callable[[JobRecord, Any], None] | None = None,
 ) -> Manifest:
     """Plan, render and submit one job per request; ``on_job(record, submitit_job)`` after each."""
-    from hpcscale.schedulers import make_executor, script_for
+    from hpcscale.schedulers import make_executor
     from hpcscale.train.entry import TrainTask
 
     study = Path(study).resolve()
@@ -189,9 +206,8 @@ def submit_study(
         if resubmit and job_dir.exists():
             _archive(job_dir)
         job_dir.mkdir(parents=True, exist_ok=True)
-        spec = JobSpec(name=f"hpcscale-{site.name}-{plan.label}", command=["true"])
-        submitit_dir = job_dir / "submitit"
-        (job_dir / "job.sh").write_text(script_for(site, plan, spec, submitit_dir))
+        spec, submitit_dir, script = study_job(site, plan, study, manifest.study, data, extra)
+        (job_dir / "job.sh").write_text(script)
         record = JobRecord(
             label=plan.label,
             gpus=plan.gpus,
@@ -206,7 +222,7 @@ def submit_study(
         save(study, manifest)
         job = None
         if not dry_run:
-            task = TrainTask(rank_argv(site, plan, manifest, data, job_dir, extra))
+            task = TrainTask(spec.rank_args)
             try:
                 job = make_executor(site, plan, spec, submitit_dir).submit(task)
             except Exception as exc:
@@ -243,27 +259,12 @@ def job_state(study: Path, manifest: Manifest, record: JobRecord) -> str:
     summary = Path(study) / record.folder / "summary.json"
     if summary.exists():
         return json.loads(summary.read_text()).get("status", "unknown")
-    if record.job_id is None:
+    if record.job_id is None or manifest.scheduler == "job":
         return record.state
-    if manifest.scheduler == "slurm":
-        import submitit
+    from hpcscale.schedulers import job_state as scheduler_state
 
-        return submitit.SlurmJob(
-            folder=Path(study) / record.folder / "submitit", job_id=record.job_id
-        ).state.lower()
-    if manifest.scheduler == "local":
-        return "running" if _alive(int(record.job_id)) else "ended without a summary"
-    return record.state
-
-
-def _alive(pid: int) -> bool:
-    import os
-
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
+    folder = Path(study) / record.folder / "submitit"
+    return scheduler_state(manifest.scheduler, folder, record.job_id)
 
 
 def collect(study: Path) -> list[dict[str, Any]]:

@@ -103,12 +103,106 @@ def job_state(job_id: str) -> tuple[str, int | None]:
     return data["state"], data.get("rc")
 
 
+# --- directive checks: what the real commands refuse ------------------------------------------
+
+SBATCH_OPTIONS = {
+    "--job-name", "--nodes", "--ntasks", "--ntasks-per-node", "--cpus-per-task", "--gres",
+    "--gpus-per-node", "--gpus-per-task", "--mem", "--time", "--partition", "--account",
+    "--constraint", "--qos", "--reservation", "--nodelist", "--exclude", "--exclusive",
+    "--output", "--error", "--signal", "--threads-per-core", "--hint", "--mail-type",
+}  # fmt: skip
+BSUB_FLAGS = {"-J", "-nnodes", "-n", "-R", "-gpu", "-alloc_flags", "-W", "-q", "-P", "-U", "-m",
+              "-x", "-o", "-e", "-wa", "-wt", "-sla", "-B", "-N"}  # fmt: skip
+
+
+def directives(script: str, prefix: str) -> list[str]:
+    """The scheduler's directive lines, until the first command line (as the real parsers)."""
+    lines = []
+    for line in script.splitlines()[1:]:
+        if not line.startswith("#"):
+            break
+        if line.startswith(prefix + " ") or line == prefix:
+            lines.append(line[len(prefix) :].strip())
+    return lines
+
+
+def refuse(name: str, message: str) -> int:
+    record(f"{name}-refused", [message])
+    print(f"{name}: error: {message}", file=sys.stderr)
+    return 1
+
+
+def check_sbatch(text: str) -> str | None:
+    opts: dict[str, str] = {}
+    for line in directives(text, "#SBATCH"):
+        if line.startswith("#"):  # sbatch ignores it (a #DW line after #SBATCH is lost)
+            continue
+        key, _, value = line.partition("=")
+        if key not in SBATCH_OPTIONS:
+            return f"unrecognized option '{line}'"
+        opts[key] = value
+    if "--time" in opts and not re.fullmatch(r"(\d+-)?\d+:\d\d:\d\d|\d+", opts["--time"]):
+        return f"Invalid time limit specification {opts['--time']}"
+    nodes = int(opts.get("--nodes", 1))
+    per_node = int(opts.get("--ntasks-per-node", 1))
+    ntasks = int(opts.get("--ntasks", nodes * per_node))
+    if ntasks > nodes * per_node or ntasks < nodes:
+        return f"{ntasks} tasks cannot run on {nodes} nodes of at most {per_node} tasks"
+    if "--gres" in opts and not re.fullmatch(r"gpu(:\w+)?:\d+", opts["--gres"]):
+        return f"Invalid generic resource (gres) specification {opts['--gres']}"
+    return None
+
+
+def check_bsub(text: str) -> str | None:
+    opts: dict[str, str] = {}
+    for line in directives(text, "#BSUB"):
+        flag, _, value = line.partition(" ")
+        if flag not in BSUB_FLAGS:
+            return f"{line}: Illegal option"
+        opts[flag] = value.strip()
+    if "-n" in opts and "-nnodes" in opts:
+        return "-n and -nnodes cannot be used together"
+    walltime = opts.get("-W", "")
+    if not re.fullmatch(r"(\d+:)?\d+", walltime) or not any(int(p) for p in walltime.split(":")):
+        return f"-W {walltime}: Bad RUNLIMIT specification (takes [hour:]minute, above zero)"
+    if "-gpu" in opts and not re.fullmatch(r'"num=\d+(/task|/host)?"', opts["-gpu"]):
+        return f"-gpu {opts['-gpu']}: Bad GPU requirement"
+    return None
+
+
+def check_qsub(text: str) -> str | None:
+    opts: list[str] = directives(text, "#PBS")
+    resources = [o[3:] for o in opts if o.startswith("-l ")]
+    for item in resources:
+        key, _, value = item.partition("=")
+        if key == "select":
+            chunk = r"\d+(:\w+=[\w.]+)+"
+            if not re.fullmatch(rf"{chunk}(\+{chunk})*", value):
+                return f"Illegal attribute or resource value Resource_List.select: {value}"
+        elif key == "nodes":
+            part = r"\d+:ppn=\d+(:gpus=\d+)?(:[A-Za-z][\w.-]*)*"
+            if not re.fullmatch(rf"{part}(\+{part})*", value):
+                return f"Illegal attribute or resource value for nodes: {value}"
+        elif key == "walltime" and not re.fullmatch(r"\d+:\d\d:\d\d", value):
+            return f"illegal -l value walltime={value}"
+    keys = {r.partition("=")[0] for r in resources}
+    if {"select", "nodes"} <= keys:
+        return "-l select and -l nodes cannot be used together"
+    for o in opts:
+        if o.split(" ", 1)[0] not in ("-N", "-l", "-q", "-A", "-o", "-e", "-j", "-M", "-m"):
+            return f"illegal option -- {o}"
+    return None
+
+
 # --- submission -------------------------------------------------------------------------------
 
 
 def sbatch(argv: list[str]) -> int:
     script = Path(argv[-1])
     text = script.read_text()
+    problem = check_sbatch(text)
+    if problem:
+        return refuse("sbatch", problem)
     record("sbatch", argv, script=text)
     jid = next_id()
     nodes = int(directive(text, "#SBATCH", "--nodes") or 1)
@@ -118,7 +212,7 @@ def sbatch(argv: list[str]) -> int:
         "SLURM_JOB_ID": jid,
         "SLURM_JOB_NODELIST": HOST,
         "SLURM_NNODES": str(nodes),
-        "SLURM_NTASKS": str(nodes * per_node),
+        "SLURM_NTASKS": directive(text, "#SBATCH", "--ntasks") or str(nodes * per_node),
         "SLURM_PROCID": "0",
         "SLURM_SUBMIT_DIR": os.getcwd(),
     }
@@ -129,6 +223,9 @@ def sbatch(argv: list[str]) -> int:
 
 def bsub(argv: list[str]) -> int:
     text = sys.stdin.read()
+    problem = check_bsub(text)
+    if problem:
+        return refuse("bsub", problem)
     record("bsub", argv, script=text)
     jid = next_id()
     script = STATE / f"bsub-{jid}.sh"
@@ -143,6 +240,9 @@ def bsub(argv: list[str]) -> int:
 def qsub(argv: list[str]) -> int:
     script = Path(argv[-1])
     text = script.read_text()
+    problem = check_qsub(text)
+    if problem:
+        return refuse("qsub", problem)
     record("qsub", argv, script=text)
     jid = next_id() + ".fakepbs"
     nodefile = STATE / f"nodes-{jid}"
@@ -184,12 +284,24 @@ def bjobs(argv: list[str]) -> int:
 
 
 def qstat(argv: list[str]) -> int:
+    """PBS Pro's ``qstat -f -F json -x``; Torque's ``qstat -f`` (text, finished jobs as C)."""
     record("qstat", argv)
-    jobs = {}
-    for jid in (a for a in argv if a.endswith(".fakepbs")):
+    ids = [a for a in argv if a.endswith(".fakepbs")]
+    if "json" in argv:
+        jobs = {}
+        for jid in ids:
+            state, rc = job_state(jid)
+            code = {"RUNNING": "R", "PENDING": "Q"}.get(state, "F")
+            jobs[jid] = {"job_state": code, "Exit_status": rc or 0}
+        print(json.dumps({"Jobs": jobs}))
+        return 0
+    for jid in ids:
         state, rc = job_state(jid)
-        jobs[jid] = {"job_state": "R" if state == "RUNNING" else "F", "Exit_status": rc or 0}
-    print(json.dumps({"Jobs": jobs}))
+        code = {"RUNNING": "R", "PENDING": "Q"}.get(state, "C")
+        print(f"Job Id: {jid}\n    Job_Name = fake\n    job_state = {code}")
+        if code == "C":
+            print(f"    exit_status = {rc or 0}")
+        print()
     return 0
 
 

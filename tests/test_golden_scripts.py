@@ -1,14 +1,22 @@
-"""Golden job scripts: every bundled site at two sizes, through one parametrized fixture."""
+"""Golden job scripts: every bundled site at two sizes, through one parametrized fixture. The
+script is the one `submit` submits (and `render` and `submit --dry-run` print): the same
+function makes it, here for a study in /scratch/study."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import GOLDEN, check_golden
 
 from hpcscale.plan import Request, plan_job
-from hpcscale.render.script import JobSpec, render_script, train_command
 from hpcscale.sites import load_site, site_files
 from hpcscale.sites.detect import resolve
+from hpcscale.study import study_job
+
+STUDY = Path("/scratch/study")
+PYTHON = "/opt/venv/bin/python"  # not this machine's interpreter: goldens are portable
 
 BUNDLED = sorted(site_files())
 
@@ -30,20 +38,30 @@ CASES = [
 
 
 @pytest.mark.parametrize(("site_name", "size"), CASES)
-def test_job_script_matches_golden(site_name, size, fixed_local, regen):
+def test_job_script_matches_golden(site_name, size, fixed_local, regen, monkeypatch):
+    monkeypatch.setattr(sys, "executable", PYTHON)
     site = resolve(load_site(site_name))
     label, request = _requests(site_name)[0 if size == "small" else 1]
     plan = plan_job(site, request)
-    job = JobSpec(
-        name=f"hpcscale-{site.name}-{plan.label}",
-        command=train_command(site, plan, data=site.data_dir, out=f"study/{plan.label}"),
-    )
-    script = render_script(site, plan, job)
+    _, _, script = study_job(site, plan, STUDY, "0123abcd", site.data_dir, [])
     check_golden(GOLDEN / "scripts" / f"{site_name}-{label}.sh", script, regen)
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_local_run_script_matches_golden(ranks, fixed_local, regen, monkeypatch):
+    """`hpcscale run` runs the local site's own template (not submitit): its script too."""
+    from hpcscale.run import local_script
+
+    monkeypatch.setattr(sys, "executable", PYTHON)
+    site = resolve(load_site("local"))
+    plan = plan_job(site, Request(ranks=ranks))
+    script = local_script(site, plan, Path("/scratch/events"), Path("/scratch/runs/first"), [])
+    check_golden(GOLDEN / "scripts" / f"local-run-{ranks}r.sh", script, regen)
 
 
 def test_every_bundled_site_is_covered():
     names = {p.name.rsplit("-", 1)[0] for p in (GOLDEN / "scripts").glob("*.sh")}
+    names.discard("local-run")
     assert set(BUNDLED) <= names
     assert {"summitdev", "stampede2", "pizdaint", "pnnl", "titan", "endeavour", "local"} <= set(
         BUNDLED

@@ -24,8 +24,30 @@ def test_wheel_ships_package_data(tmp_path):
     for template in (
         "job.sh.j2",
         "schedulers/slurm.j2",
+        "schedulers/torque.j2",
+        "nodes/pbs.j2",
         "launchers/jsrun.j2",
         "containers/apptainer.j2",
     ):
         assert f"hpcscale/_data/templates/{template}" in names
     assert any(n.startswith("hpcscale/_data/containers/") for n in names)
+    (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    for executor in ("lsf:LsfExecutor", "pbs:PbsExecutor", "torque:TorqueExecutor"):
+        assert f"hpcscale.schedulers.{executor}" in text
+
+
+def test_submitit_finds_every_executor_and_the_job_environment():
+    """submitit's own plugin loader (its `submitit` entry-point group) sees hpcscale's LSF, PBS
+    and Torque executors, and the job environment that serves their jobs."""
+    code = (
+        "from submitit.core import plugins; "
+        "print(sorted(plugins.get_executors()), sorted(plugins.get_job_environments()))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    executors, environments = out.split("] [")
+    for name in ("lsf", "pbs", "torque", "slurm", "local"):
+        assert f"'{name}'" in executors
+    assert "'site'" in environments

@@ -63,3 +63,34 @@ def test_exactly_one_size():
 def test_local_ranks_share_one_node(fixed_local):
     p = plan("local", ranks=4)
     assert (p.nodes, p.ranks, p.ranks_per_node, p.cpus_per_rank) == (1, 4, 4, 2)
+
+
+def test_shared_site_uneven_count_plans_a_short_last_node():
+    p = plan("pnnl", gpus=3)
+    assert (p.uneven, p.last_node_ranks, p.gpus, p.gpus_per_node) == (True, 1, 3, 2)
+    assert p.node_groups() == [(1, 2), (1, 1)] and p.node_gpus(1) == 1
+
+
+@pytest.mark.parametrize(
+    ("workers", "gpus", "expected"),
+    [(4, 2, (0, 2)), (2, 4, (2, 1)), (4, 4, (1, 1)), (8, 2, (0, 4))],
+)
+def test_gpu_sharing(workers, gpus, expected):
+    from hpcscale.plan import gpu_sharing
+
+    site = resolve(load_site("pnnl"))
+    assert gpu_sharing(site, workers, gpus) == expected
+
+
+@pytest.mark.parametrize(("workers", "gpus"), [(3, 2), (3, 4), (6, 4)])
+def test_gpu_sharing_refuses_uneven_shares(workers, gpus):
+    from hpcscale.plan import gpu_sharing
+
+    with pytest.raises(PlanError, match="evenly"):
+        gpu_sharing(resolve(load_site("pnnl")), workers, gpus)
+
+
+def test_walltime_rounds_up_per_scheduler():
+    assert plan("summitdev", gpus=4, walltime="00:00:30").walltime_s == 60  # LSF: minutes
+    assert plan("pnnl", gpus=2, walltime="01:30:45").walltime_s == 5460  # Slurm: minutes
+    assert plan("endeavour", nodes=1, walltime="01:30:45").walltime_s == 5445  # PBS: seconds

@@ -57,3 +57,48 @@ def test_submit_and_collect_on_real_slurm(tmp_path):
         timeout=120,
     )
     assert res.returncode == 0 and res.stdout.count("completed") == 2
+
+
+def _real_sbatch_accepts(script: str, tmp_path) -> bool:
+    path = tmp_path / "job.sh"
+    path.write_text(script)
+    res = subprocess.run(["sbatch", "--test-only", str(path)], capture_output=True, text=True)
+    return res.returncode == 0
+
+
+def test_real_sbatch_accepts_the_request_fields(tmp_path):
+    """What `render` writes for the request options is what the real sbatch takes (--test-only:
+    checked against this cluster, nothing submitted)."""
+    host = subprocess.run(
+        ["sinfo", "-h", "-o", "%n"], capture_output=True, text=True, check=True
+    ).stdout.split()[0]
+    for args in (
+        ["--threads-per-core", "1", "--cpus-per-task", "1", "--nodelist", host],
+        ["--walltime", "00:00:30", "--ranks", "1"],
+    ):
+        ranks = [] if "--ranks" in args else ["--ranks", "2"]
+        res = cli("render", "--site", "local-slurm", *ranks, *args, "--study", str(tmp_path))
+        assert res.returncode == 0, res.stderr
+        assert _real_sbatch_accepts(res.stdout, tmp_path), (args, res.stdout)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "#SBATCH --foo=1\n",
+        "#SBATCH --time=01:30:45:00\n",
+        "#SBATCH --nodes=1\n#SBATCH --ntasks=5\n#SBATCH --ntasks-per-node=2\n",
+        "#SBATCH --time=1\n",
+        "#SBATCH --time=1\n#SBATCH #DW jobdw x\n",
+    ],
+)
+def test_fake_sbatch_refuses_what_the_real_one_refuses(header, tmp_path, monkeypatch):
+    import importlib
+    from pathlib import Path
+
+    monkeypatch.setenv("FAKESCHED_DIR", str(tmp_path))
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    sys.modules.pop("fakesched", None)
+    fake = importlib.import_module("fakesched")
+    script = f"#!/bin/bash\n{header}true\n"
+    assert (fake.check_sbatch(script) is None) == _real_sbatch_accepts(script, tmp_path)

@@ -60,7 +60,8 @@ def test_site_submission_runs_ranks_through_its_launcher(
     script = submitted["script"]
     assert script == Path(job.paths.submission_file).read_text()
     assert f"-u -m submitit.core._submit {folder}" in script
-    executor_name = "slurm-mpi" if kind == "slurm" and site.launcher.kind != "srun" else kind
+    backend = site.scheduler.backend
+    executor_name = "slurm-mpi" if kind == "slurm" and site.launcher.kind != "srun" else backend
     assert f"export SUBMITIT_EXECUTOR={executor_name}" in script
     if kind == "slurm":
         assert submitted["argv"] == [submitted["argv"][0]] and submitted["argv"][0].endswith(".sh")
@@ -176,6 +177,10 @@ def test_walltime_signal_checkpoints_requeues_and_resumes(fake_scheduler, tmp_pa
     assert summary["status"] == "completed" and summary["segments"] == 2
     assert summary["stop_reason"] == "epochs"
     assert [c["argv"][0] for c in fake_scheduler.calls("scontrol")] == ["requeue"]
+    # The requeue was submitit's own (its USR2 handler, given the signal back after the
+    # checkpoint), not a second path of hpcscale's.
+    logs = "".join(p.read_text() for p in (job / "submitit").glob("*_0_log.err"))
+    assert logs.count("Caught signal SIGUSR2") == 1 and "this job is preempted" in logs
     for rank in (0, 1):
         rows = read_records(job / f"rank-{rank}.jsonl")
         for kind in ("step", "sync"):

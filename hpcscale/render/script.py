@@ -62,14 +62,24 @@ def _args(values: Iterable[object]) -> Raw:
     return Raw(" ".join(shell_quote(v) for v in values))
 
 
-def _directive(value: object, what: str = "value") -> str:
+def comment_text(value: object) -> Raw:
+    """Text for a ``#`` comment line: control characters (a newline would end the comment and
+    start a command) are written as escapes."""
+    text = str(value)
+    return Raw("".join(c if c.isprintable() else repr(c)[1:-1] for c in text))
+
+
+def _directive(value: object, what: str = "value") -> Raw:
+    """A value for a scheduler directive line, written as is: the scheduler reads that line,
+    not the shell (which sees a comment), and shell quotes would reach the scheduler literally.
+    One token; descriptor values are further restricted by the model (``Token``)."""
     text = str(value)
     if not _DIRECTIVE_VALUE.match(text):
         raise RenderError(
             f"{what} {text!r} cannot go into a scheduler directive: no whitespace or control "
             "characters allowed there"
         )
-    return text
+    return Raw(text)
 
 
 @cache
@@ -86,6 +96,8 @@ def environment() -> jinja2.Environment:
     env.filters["args"] = _args
     env.filters["raw"] = Raw
     env.filters["directive"] = _directive
+    env.filters["comment"] = comment_text
+    env.filters["shlex"] = lambda values: shlex.join(str(v) for v in values)
     return env
 
 
@@ -100,6 +112,9 @@ class JobSpec:
     signal_s: int = 120
     env: Mapping[str, str] = field(default_factory=dict)
     launcher_args: list[str] = field(default_factory=list)  # e.g. submitit's per-task logs
+    # The training core's arguments when ``command`` is submitit's (the core runs from its
+    # pickle): shown in a comment, so the script says what every rank trains.
+    rank_args: list[str] = field(default_factory=list)
 
 
 def train_command(
@@ -150,10 +165,11 @@ def job_environment(site: Site, plan: JobPlan, extra: Mapping[str, str]) -> dict
 
 
 def render_script(site: Site, plan: JobPlan, job: JobSpec) -> str:
-    """The job script text for one job, as it will be submitted."""
+    """The job script text for one job from the site's scheduler template (``hpcscale.schedulers``
+    wraps it with submitit's command and paths for what is submitted)."""
     if not job.command:
         raise RenderError("the rank command is empty")
-    return _render(f"schedulers/{site.scheduler.kind}.j2", site, plan, job)
+    return _render(f"schedulers/{site.scheduler.backend}.j2", site, plan, job)
 
 
 def render_environment(site: Site, plan: JobPlan, job: JobSpec) -> list[str]:
@@ -162,7 +178,10 @@ def render_environment(site: Site, plan: JobPlan, job: JobSpec) -> list[str]:
 
 
 def _render(name: str, site: Site, plan: JobPlan, job: JobSpec) -> str:
+    from hpcscale.schedulers.registry import for_site
+
     template = environment().get_template(name)
+    backend = for_site(site)
     try:
         return template.render(
             site=site,
@@ -170,7 +189,8 @@ def _render(name: str, site: Site, plan: JobPlan, job: JobSpec) -> str:
             job=job,
             env=job_environment(site, plan, job.env),
             version=__version__,
-            lsf_walltime=f"{plan.walltime_s // 3600:02d}:{plan.walltime_s % 3600 // 60:02d}",
+            backend=backend.name,
+            sched=backend.context(site, plan),
         )
     except jinja2.TemplateError as exc:  # a template bug, not a user error
         raise RuntimeError(f"template error: {exc}") from exc

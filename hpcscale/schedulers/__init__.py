@@ -1,47 +1,38 @@
-"""One submitit executor per scheduler, each rendering the site's own job-script template.
+"""One backend per scheduler (``registry.BACKENDS``), each rendering the site's own template.
 
-``make_executor(site, plan, job, folder)`` returns a submitit executor whose submissions are the
-scripts ``hpcscale render`` shows; ``submit_command`` is the rank command every task runs.
+``job_script`` is the script a job submits (``hpcscale render``, ``submit --dry-run`` and
+``submit`` all use it); ``make_executor`` the submitit executor that submits it; ``job_state`` and
+``cancel`` ask the scheduler's own commands (``sacct``, ``bjobs``, ``qstat``; ``scancel``, ...).
 """
 
 from __future__ import annotations
 
-import shlex
-import sys
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 from hpcscale.plan import JobPlan
 from hpcscale.render.script import JobSpec
+from hpcscale.schedulers.base import submit_command
+from hpcscale.schedulers.registry import for_site, get
 from hpcscale.sites.models import Site
+
+__all__ = ["cancel", "job_script", "job_state", "make_executor", "submit_command"]
 
 
 def make_executor(site: Site, plan: JobPlan, job: JobSpec, folder: Path) -> Any:
-    module = import_module(f"hpcscale.schedulers.{site.scheduler.kind}")
-    return module.make_executor(site, plan, job, folder)
+    return for_site(site).executor(site, plan, job, folder)
 
 
-def script_for(site: Site, plan: JobPlan, job: JobSpec, folder: Path) -> str:
-    """The script that would be submitted for ``job`` (for dry runs and the study record)."""
-    module = import_module(f"hpcscale.schedulers.{site.scheduler.kind}")
-    return module.script_for(site, plan, job, folder, submit_command(folder))
+def job_script(site: Site, plan: JobPlan, job: JobSpec, folder: Path) -> str:
+    """The script submitted for ``job``, whose ranks run submitit's ``_submit folder``."""
+    return for_site(site).script(site, plan, job, folder)
 
 
-def job_handle(scheduler: str, folder: Path, job_id: str) -> Any | None:
-    """A submitit Job for a submitted job (state, cancel); None for local jobs."""
-    if scheduler == "slurm":
-        import submitit
-
-        return submitit.SlurmJob(folder=folder, job_id=job_id)
-    if scheduler in ("lsf", "pbs"):
-        module = import_module(f"hpcscale.schedulers.{scheduler}")
-        job_class = module.LsfJob if scheduler == "lsf" else module.PbsJob
-        return job_class(folder=folder, job_id=job_id)
-    return None
+def job_state(scheduler: str, folder: Path, job_id: str) -> str:
+    """A submitted job's state (lower case) from its scheduler; ``scheduler`` is a backend name
+    (a study manifest's). Manifests written before Torque had its own backend say ``pbs``."""
+    return get(scheduler).state(folder, job_id)
 
 
-def submit_command(folder: Path, python: str | None = None) -> str:
-    """submitit's rank command: load the pickled function from ``folder`` and call it."""
-    py = python or shlex.quote(sys.executable)
-    return f"{py} -u -m submitit.core._submit {shlex.quote(str(folder))}"
+def cancel(scheduler: str, folder: Path, job_id: str) -> None:
+    get(scheduler).cancel(folder, job_id)

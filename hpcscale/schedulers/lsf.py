@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
 from pathlib import Path
+from typing import Any
 
 from submitit.core import core, utils
 
 from hpcscale.plan import JobPlan
 from hpcscale.render.script import JobSpec
 from hpcscale.schedulers import pickling
+from hpcscale.schedulers.base import Backend
 from hpcscale.sites.models import Site
 
 STATES = {
@@ -67,9 +70,86 @@ class LsfExecutor(pickling.SiteExecutor):
         return match.group(1)
 
 
-def script_for(site: Site, plan: JobPlan, job: JobSpec, folder: Path, command: str) -> str:
-    return pickling.script_for(site, plan, job, folder, command, "lsf")
+def memory(gb: float) -> str:
+    return f"{int(gb)}GB" if float(gb).is_integer() else f"{math.ceil(gb * 1024)}MB"
 
 
-def make_executor(site: Site, plan: JobPlan, job: JobSpec, folder: Path) -> LsfExecutor:
-    return LsfExecutor(folder, site, plan, job)
+class Lsf(Backend):
+    """LSF. With jsrun (LSF-CSM, e.g. Summit) a job asks for whole nodes (``-nnodes``) and jsrun
+    places ranks, GPUs and cores; otherwise it asks for one slot per core its ranks use
+    (``-n``, ``span[ptile]``), so mpirun's ``PE=`` binding finds every core it binds reserved."""
+
+    name = "lsf"
+    label = "LSF"
+    submit_command = "bsub"
+    requeue_command = ("brequeue",)
+    launchers = frozenset({"jsrun", "mpirun", "torchrun"})
+    cannot = {  # noqa: RUF012
+        "qos": "LSF has no QoS; use scheduler.partition (the queue), or an -sla line in "
+        "scheduler.directives",
+    }
+
+    def refusals(self, site: Site) -> list[str]:
+        s = site.scheduler
+        out = [*super().refusals(site), *self.feature_refusal(site, or_allowed=True)]
+        jsrun = site.launcher.kind == "jsrun"
+        if jsrun and s.memory_gb:
+            out.append(
+                f"scheduler.memory_gb {s.memory_gb:g}: LSF with jsrun allocates whole nodes "
+                "(-nnodes); their memory cannot be asked for"
+            )
+        if s.threads_per_core and not jsrun:
+            out.append(
+                f"scheduler.threads_per_core {s.threads_per_core}: LSF sets SMT only through "
+                "jsrun's -alloc_flags smtN; use launcher jsrun or leave it unset"
+            )
+        return out
+
+    def plan_refusal(self, site: Site, plan: JobPlan) -> str | None:
+        jsrun = site.launcher.kind == "jsrun"
+        if not jsrun and plan.uneven and plan.ranks_per_gpu > 1 and site.scheduler.request_gpus:
+            return (
+                f"{plan.ranks} ranks sharing GPUs leave the last node short, and LSF asks for "
+                f"GPUs per host or per task; ask for a multiple of {plan.gpus_per_node} GPUs"
+            )
+        return None
+
+    def context(self, site: Site, plan: JobPlan) -> dict[str, Any]:
+        s = site.scheduler
+        jsrun = site.launcher.kind == "jsrun"
+        select = []
+        features, how = self.features(site)
+        if features:
+            expr = (" || " if how == "|" else " && ").join(features)
+            select.append(f"({expr})" if len(features) > 1 and s.exclude else expr)
+        select += [f"hname!={host}" for host in s.exclude]
+        resources = []
+        if not jsrun:
+            resources.append(f"span[ptile={plan.ranks_per_node * plan.cpus_per_rank}]")
+        if select:
+            resources.append(f"select[{' && '.join(select)}]")
+        if s.memory_gb:
+            resources.append(f"rusage[mem={memory(s.memory_gb)}]")
+        gpu = None
+        if plan.gpus and s.request_gpus and not jsrun:  # jsrun asks per resource set
+            gpu = f"num={plan.gpus_per_rank}/task" if plan.uneven else f"num={plan.gpus_per_node}"
+        minutes = plan.walltime_s // 60
+        return {
+            "jsrun": jsrun,
+            "slots": plan.ranks * plan.cpus_per_rank,
+            "resources": " ".join(resources) or None,
+            "gpu": gpu,
+            "walltime": f"{minutes // 60:02d}:{minutes % 60:02d}",
+        }
+
+    def script(self, site: Site, plan: JobPlan, job: JobSpec, folder: Path) -> str:
+        return pickling.script(self, site, plan, job, folder, "%J")
+
+    def executor(self, site: Site, plan: JobPlan, job: JobSpec, folder: Path) -> LsfExecutor:
+        return LsfExecutor(folder, site, plan, job)
+
+    def job(self, folder: Path, job_id: str) -> LsfJob:
+        return LsfJob(folder=folder, job_id=job_id)
+
+
+BACKEND = Lsf()

@@ -1,14 +1,17 @@
-"""PBS (Torque and PBS Pro): ``qsub SCRIPT``, ``qstat -f -F json -x`` for states, ``qdel``."""
+"""PBS Pro: ``qsub SCRIPT``, ``qstat -f -F json -x`` for states, ``qdel``, ``qrerun``."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 from submitit.core import core, utils
 
 from hpcscale.plan import JobPlan
 from hpcscale.render.script import JobSpec
 from hpcscale.schedulers import pickling
+from hpcscale.schedulers.base import Backend
 from hpcscale.sites.models import Site
 
 STATES = {
@@ -65,9 +68,60 @@ class PbsExecutor(pickling.SiteExecutor):
         return text.splitlines()[-1].split()[0]
 
 
-def script_for(site: Site, plan: JobPlan, job: JobSpec, folder: Path, command: str) -> str:
-    return pickling.script_for(site, plan, job, folder, command, "pbs")
+def megabytes(gb: float) -> str:
+    return f"{math.ceil(gb * 1024)}mb"
 
 
-def make_executor(site: Site, plan: JobPlan, job: JobSpec, folder: Path) -> PbsExecutor:
-    return PbsExecutor(folder, site, plan, job)
+class PbsPro(Backend):
+    """PBS Pro: one ``select`` chunk per node shape (a short last node gets its own chunk),
+    ``place=scatter`` so every chunk is a node of its own, ``:excl`` on exclusive sites."""
+
+    name = "pbs"
+    label = "PBS Pro"
+    submit_command = "qsub"
+    requeue_command = ("qrerun",)
+    launchers = frozenset({"mpirun", "aprun", "torchrun"})
+    walltime_step_s = 1
+    cannot = {  # noqa: RUF012
+        "qos": "PBS Pro has no QoS; use scheduler.partition (the queue)",
+        "reservation": "PBS Pro runs a job in a reservation through the reservation's queue: "
+        "set scheduler.partition to it (e.g. R1234)",
+        "nodelist": "PBS Pro names hosts inside select chunks; use a queue or reservation",
+        "exclude": "PBS Pro has no host exclusion; use a queue or reservation",
+        "threads_per_core": "PBS Pro has no per-job SMT setting",
+    }
+
+    def refusals(self, site: Site) -> list[str]:
+        return [*super().refusals(site), *self.feature_refusal(site, or_allowed=False)]
+
+    def chunk(self, site: Site, plan: JobPlan, count: int, ranks: int) -> str:
+        s, node = site.scheduler, site.node
+        cpus = node.cores if s.exclusive and node else ranks * plan.cpus_per_rank
+        parts = [f"{count}:ncpus={cpus}:mpiprocs={ranks}"]
+        if plan.gpus and s.request_gpus:
+            parts.append(f"ngpus={plan.node_gpus(ranks)}")
+        if s.memory_gb:
+            parts.append(f"mem={megabytes(s.memory_gb)}")
+        parts += [f"{feature}=True" for feature in self.features(site)[0]]
+        return ":".join(parts)
+
+    def context(self, site: Site, plan: JobPlan) -> dict[str, Any]:
+        chunks = [self.chunk(site, plan, n, r) for n, r in plan.node_groups()]
+        place = "scatter:excl" if site.scheduler.exclusive else "scatter"
+        return {
+            "select": "+".join(chunks),
+            "place": place if plan.nodes > 1 or site.scheduler.exclusive else None,
+        }
+
+    def script(self, site: Site, plan: JobPlan, job: JobSpec, folder: Path) -> str:
+        # PBS expands no pattern in -o/-e: it names the files itself (joined, -j oe).
+        return pickling.script(self, site, plan, job, folder, "")
+
+    def executor(self, site: Site, plan: JobPlan, job: JobSpec, folder: Path) -> PbsExecutor:
+        return PbsExecutor(folder, site, plan, job)
+
+    def job(self, folder: Path, job_id: str) -> PbsJob:
+        return PbsJob(folder=folder, job_id=job_id)
+
+
+BACKEND = PbsPro()

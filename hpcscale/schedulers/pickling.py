@@ -1,9 +1,9 @@
 """Shared parts of the LSF and PBS backends, built on submitit's PicklingExecutor.
 
 submitit loads plugins from its ``submitit`` entry-point group, which takes one ``executor`` and
-one ``job_environment`` per package; hpcscale registers ``SiteJobEnvironment``, which serves
-both LSF and PBS jobs (it is what ``python -m submitit.core._submit`` needs inside a job), and
-the LSF executor. Each backend module keeps its own commands and parsing.
+one ``job_environment`` per entry; hpcscale registers ``SiteJobEnvironment``, which serves
+LSF, PBS and Torque jobs (it is what ``python -m submitit.core._submit`` needs inside a job),
+and the LSF, PBS and Torque executors. Each backend module keeps its own commands and parsing.
 """
 
 from __future__ import annotations
@@ -21,26 +21,29 @@ from submitit.core.utils import JobPaths
 
 from hpcscale.plan import JobPlan
 from hpcscale.render.script import JobSpec, render_script
+from hpcscale.schedulers.base import Backend, submit_command
 from hpcscale.sites.models import Site
 
 
-def script_for(
-    site: Site, plan: JobPlan, job: JobSpec, folder: Path, command: str, executor: str
+def script(
+    backend: Backend, site: Site, plan: JobPlan, job: JobSpec, folder: Path, job_id_pattern: str
 ) -> str:
+    """The submitted script of a PicklingExecutor backend: submitit's command and log paths
+    (``job_id_pattern``: how the scheduler writes the job id in -o/-e; "" for none)."""
     paths = JobPaths(folder=folder)
+
+    def log(path: Path) -> str | None:
+        if not job_id_pattern:
+            return None
+        return str(path).replace("%t", "0").replace("%j", job_id_pattern)
+
     spec = replace(
         job,
-        command=shlex.split(command),
-        output=str(paths.stdout)
-        .replace("%t", "0")
-        .replace("%j", "%J" if executor == "lsf" else "%j"),
-        error=str(paths.stderr)
-        .replace("%t", "0")
-        .replace("%j", "%J" if executor == "lsf" else "%j"),
-        env={**job.env, "SUBMITIT_EXECUTOR": executor},
+        command=shlex.split(submit_command(folder)),
+        output=log(paths.stdout),
+        error=log(paths.stderr),
+        env={**job.env, "SUBMITIT_EXECUTOR": backend.name},
     )
-    if executor == "pbs":  # PBS expands no pattern in -o/-e: let it name the files
-        spec = replace(spec, output=None, error=None)
     return render_script(site, plan, spec)
 
 
@@ -65,12 +68,12 @@ class SiteExecutor(core.PicklingExecutor):
 
     @property
     def _submitit_command_str(self) -> str:
-        from hpcscale.schedulers import submit_command
-
         return submit_command(self.folder)
 
     def _make_submission_file_text(self, command: str, uid: str) -> str:
-        return script_for(self.site, self.plan, self.job, self.folder, command, self.executor_name)
+        from hpcscale.schedulers.registry import get
+
+        return get(self.executor_name).script(self.site, self.plan, self.job, self.folder)
 
 
 class StateWatcher(core.InfoWatcher):
@@ -91,7 +94,7 @@ class SiteJobEnvironment(job_environment.JobEnvironment):
     _env: ClassVar[dict[str, str]] = {}
 
     def activated(self) -> bool:
-        return os.environ.get("SUBMITIT_EXECUTOR", "") in ("lsf", "pbs", "slurm-mpi")
+        return os.environ.get("SUBMITIT_EXECUTOR", "") in ("lsf", "pbs", "torque", "slurm-mpi")
 
     @property
     def _job(self) -> Any:
@@ -124,5 +127,7 @@ class SiteJobEnvironment(job_environment.JobEnvironment):
         return int(self._job.local_rank)
 
     def _requeue(self, countdown: int) -> None:
-        command = {"lsf": ["brequeue"], "pbs": ["qrerun"], "slurm-mpi": ["scontrol", "requeue"]}
-        subprocess.check_call([*command[os.environ["SUBMITIT_EXECUTOR"]], self.job_id])
+        from hpcscale.schedulers.registry import get
+
+        name = os.environ["SUBMITIT_EXECUTOR"].removesuffix("-mpi")
+        subprocess.check_call([*get(name).requeue_command, self.job_id])

@@ -51,17 +51,44 @@ class Strict(BaseModel):
 
 
 class Scheduler(Strict):
-    """Who allocates the nodes, and with which account/queue."""
+    """Who allocates the nodes, and what a job asks it for.
+
+    The request fields are scheduler-neutral; each backend (``hpcscale.schedulers``) writes them in
+    its own words or, when its scheduler cannot express one, refuses the descriptor at validation.
+    """
 
     kind: SchedulerKind
     partition: Token | None = Field(None, description="Slurm partition, LSF or PBS queue")
     account: Token | None = Field(None, description="project/allocation to charge")
-    constraint: Token | None = Field(None, description="node feature, e.g. gpu on Piz Daint")
-    qos: Token | None = None
+    constraint: Token | None = Field(
+        None, description="node features, e.g. gpu on Piz Daint; a&b (all of) or a|b (any of)"
+    )
+    qos: Token | None = Field(None, description="quality of service (Slurm, Torque/Moab)")
+    reservation: Token | None = Field(None, description="run inside this advance reservation")
+    nodelist: list[Token] = Field(default_factory=list, description="hosts the job must use")
+    exclude: list[Token] = Field(default_factory=list, description="hosts the job must avoid")
     exclusive: bool = Field(True, description="the site allocates whole nodes")
-    request_gpus: bool = Field(True, description="ask for GPUs explicitly (--gres, ngpus)")
+    request_gpus: bool = Field(True, description="ask for the GPUs explicitly")
+    gpu_request: Literal["gres", "gpus-per-node"] = Field(
+        "gres", description="Slurm's way to ask: --gres=gpu:N or --gpus-per-node=N"
+    )
+    cpus_per_task: PositiveInt | None = Field(
+        None, description="CPUs per rank; default: the node's cores shared by its ranks"
+    )
+    threads_per_core: PositiveInt | None = Field(
+        None, description="hardware threads used per core (1: no SMT); default: the site's"
+    )
+    memory_gb: float | None = Field(None, gt=0, description="memory per node to ask for")
     pbs_flavor: Literal["torque", "pbspro"] = "pbspro"
-    directives: list[DirectiveLine] = Field(default_factory=list, description="extra lines")
+    directives: list[DirectiveLine] = Field(
+        default_factory=list,
+        description="extra directive lines; one starting with # is written verbatim (#DW ...)",
+    )
+
+    @property
+    def backend(self) -> str:
+        """The registry name of this scheduler's backend (pbs splits into pbs and torque)."""
+        return "torque" if self.kind == "pbs" and self.pbs_flavor == "torque" else self.kind
 
 
 class Launcher(Strict):
@@ -72,6 +99,15 @@ class Launcher(Strict):
     mpi: Literal["openmpi", "intel", "mpich", "spectrum", "cray"] | None = Field(
         None, description="MPI flavour, for mpirun's per-node option"
     )
+
+    @model_validator(mode="after")
+    def _mpi_for_mpirun(self) -> Launcher:
+        if self.kind == "mpirun" and self.mpi is None:
+            raise ValueError(
+                "launcher.mpi is required with mpirun (openmpi, intel, mpich, spectrum or cray): "
+                "Open MPI and Hydra take different per-node options"
+            )
+        return self
 
 
 class Container(Strict):
@@ -168,9 +204,32 @@ class Site(Strict):
             raise ValueError("give either node or detect: true, not both")
         return self
 
+    @model_validator(mode="after")
+    def _workers_share_gpus_evenly(self) -> Site:
+        gpus = self.node.gpus.count if self.node and self.node.gpus else 0
+        workers = self.workers_per_node
+        if gpus and workers and workers % gpus and gpus % workers:
+            raise ValueError(
+                f"workers_per_node {workers} on nodes of {gpus} GPUs (node.gpus.count): each "
+                f"rank needs the same GPUs, so use a divisor of {gpus} (ranks with several GPUs "
+                f"each) or a multiple of it (ranks sharing a GPU)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _scheduler_can_express(self) -> Site:
+        from hpcscale.schedulers.registry import refusals  # loads the one backend it needs
+
+        problems = refusals(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     def digest(self) -> str:
         """sha256 of the canonical descriptor (provenance in manifests and summaries)."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        # Defaults left out: a new optional field does not change the digest of existing sites.
+        blob = json.dumps(self.model_dump(mode="json", exclude_defaults=True), sort_keys=True)
+        blob = blob.encode()
         return hashlib.sha256(blob).hexdigest()
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from hpcscale.errors import DescriptorError, UnknownSiteError
+from hpcscale.errors import DescriptorError, UnknownSiteError, UserError
 from hpcscale.resources import resource_dir
 from hpcscale.sites.models import Site
 
@@ -71,6 +71,32 @@ def load_file(path: Path) -> Site:
         raise DescriptorError(f"{path}: {describe(exc, Site)}") from None
 
 
+# The command-line options of the scheduler's request fields (`render`, `submit`).
+FLAGS = {"memory_gb": "--mem"}
+
+
+def with_requests(site: Site, **given: object) -> Site:
+    """``site`` with the request fields given on the command line (None: not given) in place of
+    its own, validated again: a value its scheduler cannot express is refused here too, as one
+    line naming the option. ``nodelist`` and ``exclude`` come comma-separated."""
+    updates = {}
+    for key, value in given.items():
+        if value is None:
+            continue
+        if key in ("nodelist", "exclude"):
+            value = [host for host in str(value).split(",") if host]
+        updates[key] = value
+    if not updates:
+        return site
+    data = site.model_dump()
+    data["scheduler"].update(updates)
+    flags = ", ".join(FLAGS.get(k, f"--{k.replace('_', '-')}") for k in updates)
+    try:
+        return Site.model_validate(data)
+    except ValidationError as exc:
+        raise UserError(f"{flags}: {describe(exc, Site)}") from None
+
+
 def describe(exc: ValidationError, model: type[BaseModel]) -> str:
     """One line for all of a ValidationError's errors: field path, message, offending value."""
     parts = [_describe_one(err, model) for err in exc.errors()]
@@ -78,7 +104,9 @@ def describe(exc: ValidationError, model: type[BaseModel]) -> str:
 
 
 def _describe_one(err: Any, model: type[BaseModel]) -> str:
-    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    loc = ".".join(str(p) for p in err["loc"])
+    if not loc:  # a whole-descriptor check: its message names the fields itself
+        return err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         allowed = ", ".join(_fields_at(model, err["loc"][:-1]))
         return f"{loc}: unknown field; allowed fields here: {allowed}"

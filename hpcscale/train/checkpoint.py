@@ -4,8 +4,9 @@ Slurm sends USR2 to every task shortly before the time limit (``--signal=USR2@N`
 ``-wa USR2``). Every rank sets a flag; the next step's allreduce carries it, so all ranks stop after
 the same step; rank 0 writes ``checkpoint.pt`` (the workload's parts by name: models,
 optimizers, schedules; and the loop's data position, TTL smoother and timing state) atomically;
-the job is requeued (through submitit's job environment) and the next
-segment resumes from it, appending to the same records with ``segment`` + 1.
+USR2 is then handed back to submitit's own handler, which requeues the job (``scontrol requeue``,
+``brequeue``, ``qrerun``: the job environment's), and the next segment resumes from it,
+appending to the same records with ``segment`` + 1.
 """
 
 from __future__ import annotations
@@ -23,13 +24,32 @@ from hpcscale.fsutil import atomic_write_json
 NAME = "checkpoint.pt"
 REQUEUE_EXIT = 3  # exit code of a rank that checkpointed and wants the job requeued
 _flag = {"preempted": False}
+_replaced: dict[str, Any] = {"handler": None}
 
 
 def install_usr2_handler() -> None:
+    """Note USR2 (the ranks stop together after the step whose allreduce carries it). The
+    handler this one stands in for — submitit's, inside a submitted job — is kept: after the
+    checkpoint, ``hand_over`` gives USR2 back to it, and submitit requeues the job (counting
+    timeouts against the executor's limit) as it would have."""
+    _replaced["handler"] = signal.getsignal(signal.SIGUSR2)
+
     def handler(_signum: int, _frame: Any) -> None:
         _flag["preempted"] = True
 
     signal.signal(signal.SIGUSR2, handler)
+
+
+def hand_over() -> bool:
+    """After the checkpoint: restore the USR2 handler ``install_usr2_handler`` replaced and
+    deliver USR2 to it (submitit's requeues the job from rank 0 and ends that process). False
+    when there was none to give it to (not a submitit job)."""
+    previous = _replaced["handler"]
+    if not callable(previous):
+        return False
+    signal.signal(signal.SIGUSR2, previous)
+    signal.raise_signal(signal.SIGUSR2)
+    return True
 
 
 def preempted() -> bool:

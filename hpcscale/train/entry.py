@@ -31,19 +31,25 @@ class TrainTask:
             raise RuntimeError(f"training failed (exit {rc}); see {summary}")
         return rc
 
+    def checkpoint(self) -> object:
+        """submitit's checkpoint hook (its USR2 handler calls it before requeueing): the same
+        task again; the training core resumes from the job's own checkpoint.pt."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self)
+
 
 def requeue(code: int = 3) -> None:
-    """Requeue this job through submitit's job environment (rank 0), then leave without a
-    result, so that submitit waits for the next segment."""
+    """After the checkpoint, hand USR2 back to submitit's handler: on rank 0 it requeues the job
+    (counting timeouts) and ends the process; the other ranks leave without a result, so that
+    submitit waits for the next segment."""
     import signal
     import sys
 
-    import submitit
+    from hpcscale.train.checkpoint import hand_over
 
-    env = submitit.JobEnvironment()
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the scheduler ends this segment now
-    if env.global_rank == 0:
-        env._requeue(countdown=3)  # submitit's own hook: scontrol requeue, brequeue, qrerun
+    hand_over()
     sys.exit(code)
 
 

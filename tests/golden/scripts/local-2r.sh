@@ -1,12 +1,9 @@
 #!/bin/bash
-# local job hpcscale-local-2r: no scheduler; runs on this machine.
-#
-# Rendered by hpcscale 0.1.0 for site local: local + local.
-# 2 rank(s) on 1 node(s), up to 2 per node; 0 GPU(s), 4 CPU core(s) per rank, walltime 01:00:00.
-set -eo pipefail
+# hpcscale local job hpcscale-local-2r: submitit's LocalExecutor runs these lines, then
+# starts 2 rank(s) of: /opt/venv/bin/python -u -m submitit.core._submit /scratch/study/jobs/2r/submitit
+# Every rank runs the training core with: --site local --engine torch --data hpcscale-data --out /scratch/study/jobs/2r --model jishnet --batch 7 --epochs 5 --target-loss 1.4 --time-limit 3600 --study 0123abcd --job 2r
 export OMP_NUM_THREADS=4
 export HPCSCALE_SITE=local
 export HPCSCALE_WORLD_SIZE=2
 export HPCSCALE_RANKS_PER_NODE=2
-export HPCSCALE_SITE_DIGEST=291d5cce0d3d697ddd9588ebc97ca1d139c7187d1cee27875f070c4e16532f09
-python -m torch.distributed.run --standalone --nnodes=1 --nproc-per-node=2 --no-python python -u -m hpcscale.train --site local --engine torch --data hpcscale-data --out study/2r --model jishnet --batch 7 --epochs 5 --target-loss 1.4 --time-limit 3600
+export HPCSCALE_SITE_DIGEST=397159bf653a3319391e603ec0477aae270d6c9c6566e3b18bcaa7d3fda317c8

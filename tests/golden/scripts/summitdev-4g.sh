@@ -4,13 +4,14 @@
 #BSUB -W 04:00
 #BSUB -q batch
 #BSUB -P CSC000
-#BSUB -o hpcscale-%J.out
-#BSUB -e hpcscale-%J.out
+#BSUB -o /scratch/study/jobs/4g/submitit/%J_0_log.out
+#BSUB -e /scratch/study/jobs/4g/submitit/%J_0_log.err
 #BSUB -wa USR2
 #BSUB -wt 2
 #
 # Rendered by hpcscale 0.1.0 for site summitdev: lsf + jsrun.
 # 4 rank(s) on 1 node(s), up to 4 per node; 4 GPU(s), 5 CPU core(s) per rank, walltime 04:00:00.
+# Every rank runs the training core (from submitit's pickle) with: --site summitdev --engine horovod --data '${MEMBERWORK}/hpcscale-data' --out /scratch/study/jobs/4g --model jishnet --batch 7 --epochs 10 --target-loss 1.2 --time-limit 14400 --study 0123abcd --job 4g
 set -eo pipefail
 cd "${LS_SUBCWD:-.}"
 module load gcc/5.4.0
@@ -20,6 +21,7 @@ export OMP_NUM_THREADS=5
 export HPCSCALE_SITE=summitdev
 export HPCSCALE_WORLD_SIZE=4
 export HPCSCALE_RANKS_PER_NODE=4
-export HPCSCALE_SITE_DIGEST=ec52cbde7da8290f1999672e88146eb7aac4ee682f6e8218d780f2e02fab80a1
+export HPCSCALE_SITE_DIGEST=5ce7b66f674dca4ea306f1c3b6a327319732cff816cd98ea1932356f7f7cec62
 export HOROVOD_GPU_ALLREDUCE=NCCL
-jsrun --nrs 4 --tasks_per_rs 1 --cpu_per_rs 5 --gpu_per_rs 1 --rs_per_host 4 --bind packed:5 python -u -m hpcscale.train --site summitdev --engine horovod --data "${MEMBERWORK}"/hpcscale-data --out study/4g --model jishnet --batch 7 --epochs 10 --target-loss 1.2 --time-limit 14400
+export SUBMITIT_EXECUTOR=lsf
+jsrun --nrs 4 --tasks_per_rs 1 --cpu_per_rs 5 --gpu_per_rs 1 --rs_per_host 4 --bind packed:5 /opt/venv/bin/python -u -m submitit.core._submit /scratch/study/jobs/4g/submitit
