@@ -198,9 +198,11 @@ def test_ctrl_c_mid_sweep_leaves_a_consistent_manifest(fake_scheduler, tmp_path)
     fakebin = fake_scheduler.state.parent / "fakebin"
     slowbin = tmp_path / "slowbin"
     slowbin.mkdir()
-    slow = slowbin / "sbatch"  # the second submission hangs until interrupted
+    # The second submission hangs until interrupted (`exec`: killing it kills the sleep, which
+    # would otherwise hold pipes open) and says when it started hanging.
+    slow = slowbin / "sbatch"
     slow.write_text(
-        f"#!/bin/sh\nif [ -e {tmp_path}/once ]; then exec sleep 60; fi\n"
+        f"#!/bin/sh\nif [ -e {tmp_path}/once ]; then touch {tmp_path}/hanging; exec sleep 60; fi\n"
         f'touch {tmp_path}/once\nexec {fakebin}/sbatch "$@"\n'
     )
     slow.chmod(0o755)
@@ -222,9 +224,9 @@ def test_ctrl_c_mid_sweep_leaves_a_consistent_manifest(fake_scheduler, tmp_path)
     env = {**os.environ, "PATH": f"{slowbin}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 60
-    while time.time() < deadline and not fake_scheduler.calls("sbatch"):
-        time.sleep(0.2)
-    time.sleep(1.0)
+    while time.time() < deadline and not (tmp_path / "hanging").exists():
+        time.sleep(0.1)
+    time.sleep(0.5)  # the submitting process is waiting for the hanging sbatch
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
