@@ -128,6 +128,15 @@ def _write_study(
             summary.update(model=model, workload=model.split("-")[0], sample_unit="images")
             summary["step_time_split_s"].pop("decompress_s")
             summary["step_time_split_s"]["assemble_s"] = 0.004
+            # the start-up timeline: staging shared by the ranks (∝ 1/N), the rest fixed
+            parts = {"imports": 3.0, "device": 0.4, "staging": 4.0 / n, "build": 3.5}
+            summary["dlt_parts_s"] = {**parts, "first_step": summary["dlt_s"] - sum(parts.values())}
+            summary.update(
+                ttl_train_s=ttl - summary["dlt_s"],
+                steady_step_s=0.06,
+                samples_per_s_steady=7 * n / 0.06,
+                epoch_rate_steady_per_min=rate * 1.1,
+            )
         (folder / "summary.json").write_text(json.dumps(summary))
     manifest = {
         "study": f"fixture-{name}",
@@ -199,3 +208,10 @@ def test_report_shows_a_jishnet_and_an_scnet_study_side_by_side(tmp_path):
     assert [r["workload"] for r in results["studies"]] == ["jishnet", "scnet"]
     assert all(r["jobs"][0]["samples_per_s"] == 10 for r in results["studies"])
     assert "images/s" in text
+    # Where the time goes: DLT's parts and the steady state per job, each fitted against N.
+    assert text.count("Where the time goes") == 2 and "steady images/s" in text
+    fits = results["studies"][0]["fits"]
+    assert fits["dlt_parts"]["staging"]["exponent"] == pytest.approx(-1.0)
+    assert fits["dlt_parts"]["imports"]["exponent"] == pytest.approx(0.0, abs=1e-9)
+    assert fits["samples_per_s_steady"]["exponent"] == pytest.approx(1.0)
+    assert "-1.00 [-1.00, -1.00]" in text  # staging's exponent with its interval (3 sizes)

@@ -35,9 +35,6 @@ from hpcscale.train.records import RecordWriter, Smoother, summarize, write_stat
 from hpcscale.train.sync import GradBucket
 from hpcscale.train.workload import Batch, RankContext, Staged, Workload, WorkloadConfig
 
-# The rank's start-up timeline (seconds since process start, "phase" records). DLT ends at
-# "first_step"; its parts are the differences between consecutive phases (``records.dlt_parts``).
-PHASES = ("imports", "device", "staged", "built", "first_step")
 STATUS_GRACE_S = 10.0  # how long rank 0 waits for the other ranks' status files after a failure
 VOTES = ("stop_vote", "requeue_vote")  # the bucket's last slots
 

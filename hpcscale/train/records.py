@@ -31,7 +31,9 @@ from hpcscale.fsutil import atomic_write_json
 IDENTITY = (
     "study", "site", "job", "workload", "model", "sample_unit", "provenance", "config", "data",
 )  # fmt: skip
-# The start-up timeline's phases in order (``loop.PHASES``) and the DLT part each one ends.
+# The rank's start-up timeline: "phase" records the loop writes (seconds since process start),
+# in order, and the DLT part each one ends. DLT ends at "first_step"; its parts are the
+# differences between consecutive phases (``dlt_parts``).
 DLT_PARTS = {
     "imports": "imports",  # python, torch and hpcscale imported, options parsed
     "device": "device",  # device and communicator ready
