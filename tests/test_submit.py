@@ -222,7 +222,16 @@ def test_ctrl_c_mid_sweep_leaves_a_consistent_manifest(fake_scheduler, tmp_path)
         str(study),
     ]
     env = {**os.environ, "PATH": f"{slowbin}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        # SIGINT as at a terminal: a suite started in the background (`cmd &` from a script)
+        # inherits SIGINT ignored, and Python then keeps ignoring it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 60
     while time.time() < deadline and not (tmp_path / "hanging").exists():
         time.sleep(0.1)
