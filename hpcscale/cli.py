@@ -438,7 +438,10 @@ def submit(
             biggest = max(plans, key=lambda p: p.ranks)
             for note in check_data(data, biggest.ranks, job_args(the_site, biggest, extra)):
                 print(note, file=sys.stderr)
-    data_path = data.resolve() if data else Path(the_site.data_dir)
+    # A path that starts with ${NAME} is the cluster's (expanded on the node): kept as written.
+    data_path = Path(the_site.data_dir) if data is None else (
+        data if str(data).startswith("${") else data.resolve()
+    )
     wait = the_site.scheduler.kind == "local" if wait is None else wait
 
     def on_job(record, job) -> None:  # type: ignore[no-untyped-def]

@@ -140,3 +140,14 @@ def test_port_from_job_id_is_stable_and_distinct():
     assert a == detect({"SLURM_JOB_ID": "100"}).master_port
     assert a != detect({"SLURM_JOB_ID": "101"}).master_port
     assert detect({}).master_port == DEFAULT_PORT
+
+
+def test_rank_arguments_expand_env_references_as_a_job_shell_would():
+    from hpcscale.train.entry import expand_refs
+
+    env = {"SCRATCH": "/scratch/u1", "PROJ": "p 1"}
+    argv = ["--data", "${SCRATCH}/lartpc", "--out", "${PROJ}/${SCRATCH}", "--job", "$SCRATCH"]
+    assert expand_refs(argv, env) == [
+        "--data", "/scratch/u1/lartpc", "--out", "p 1//scratch/u1", "--job", "$SCRATCH",
+    ]  # fmt: skip  (only the braced form, the one descriptors may carry)
+    assert expand_refs(["--data", "${NOPE}/x"], env) == ["--data", "${NOPE}/x"]

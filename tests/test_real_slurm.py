@@ -22,10 +22,14 @@ if os.environ.get("HPCSCALE_REAL_SLURM") != "1":
     )
 
 
-def test_submit_and_collect_on_real_slurm(tmp_path):
+def test_submit_and_collect_on_real_slurm(tmp_path, monkeypatch):
     data = tiny_events(tmp_path / "events", 200, seed=5)
     study = tmp_path / "study"
-    args = f"submit --site local-slurm --ranks 1,2 --data {data} --study {study} --wait"
+    # --data as a cluster user writes it (like a descriptor's `data_dir: ${SCRATCH}/lartpc`):
+    # the ranks expand it from the job's environment, which sbatch passes on.
+    monkeypatch.setenv("HPCSCALE_TEST_SCRATCH", str(tmp_path))
+    args = "submit --site local-slurm --ranks 1,2 --data ${HPCSCALE_TEST_SCRATCH}/events"
+    args += f" --study {study} --wait"
     train = "--model jishnet-small --target-loss 1.7 --ttl-window 5 --epochs 2"
     res = cli(*args.split(), *train.split(), cwd=tmp_path, timeout=900)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -48,6 +52,7 @@ def test_submit_and_collect_on_real_slurm(tmp_path):
         summary = json.loads((study / "jobs" / label / "summary.json").read_text())
         assert summary["status"] == "completed" and summary["world_size"] == ranks
         assert summary["provenance"]["launcher"] == "srun"
+        assert summary["data"]["folder"] == str(data)
         for key in ("dlt_s", "ttl_s", "epoch_rate_per_min"):
             assert summary[key] is not None and summary[key] > 0, key
     res = subprocess.run(

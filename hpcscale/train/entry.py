@@ -8,9 +8,15 @@ is the same one ``python -m hpcscale.train`` runs.
 from __future__ import annotations
 
 import os
+import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+# The one expansion a descriptor's values may carry into a job (``render.script.shell_quote``
+# leaves it to the job's shell): ``${NAME}``.
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass
@@ -22,7 +28,7 @@ class TrainTask:
         from hpcscale.train.config import parse
         from hpcscale.train.loop import run
 
-        core, wconfig = parse(self.argv)
+        core, wconfig = parse(expand_refs(self.argv))
         rc = run(core, wconfig, process_start_time())
         if rc == REQUEUE_EXIT:
             requeue(rc)
@@ -37,6 +43,14 @@ class TrainTask:
         import submitit
 
         return submitit.helpers.DelayedSubmission(self)
+
+
+def expand_refs(argv: list[str], environ: Mapping[str, str] = os.environ) -> list[str]:
+    """``${NAME}`` in the rank's arguments (e.g. a site's ``data_dir: ${SCRATCH}/lartpc``),
+    expanded from the rank's environment as a job script's shell expands them: submitit's
+    pickle carries the arguments past the shell. A name that is not set stays as written, so
+    the error that follows (no such data folder ``${SCRATCH}/lartpc``) shows which one."""
+    return [ENV_REF.sub(lambda m: environ.get(m.group(1), m.group(0)), arg) for arg in argv]
 
 
 def requeue(code: int = 3) -> None:
