@@ -342,16 +342,25 @@ def run(
 
 
 def _sizes(text: str | None, flag: str) -> list[int]:
+    """A size list as typed: comma-separated positive integers, each once. (Sizes a site cannot
+    hold are refused by the plan, which knows its nodes.)"""
     if text is None:
         return []
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    parts = [part.strip() for part in text.split(",")]
+    if "" in parts:
+        raise UserError(f"{flag} {shown!r}: an empty entry; give sizes like 1,2,4,8")
     try:
-        sizes = [int(part) for part in text.split(",") if part.strip()]
+        sizes = [int(part) for part in parts]
     except ValueError:
         raise UserError(
-            f"{flag} {text!r}: expected comma-separated integers, e.g. 1,2,4,8"
+            f"{flag} {shown!r}: expected comma-separated integers, e.g. 1,2,4,8"
         ) from None
-    if not sizes or min(sizes) < 1:
-        raise UserError(f"{flag} {text!r}: sizes must be positive integers")
+    if min(sizes) < 1:
+        raise UserError(f"{flag} {shown!r}: sizes must be positive integers")
+    twice = sorted({n for n in sizes if sizes.count(n) > 1})
+    if twice:
+        raise UserError(f"{flag} {shown!r}: size {twice[0]} given twice; each size is one job")
     return sizes
 
 

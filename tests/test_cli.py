@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,3 +107,23 @@ def test_render_out_file(tmp_path):
     target = tmp_path / "job.sh"
     res = hpcscale("render", "--site", "pnnl", "--gpus", "2", "--out", str(target))
     assert res.returncode == 0 and target.read_text().startswith("#!/bin/bash")
+
+
+@pytest.mark.parametrize(
+    ("sizes", "says"),
+    [
+        ("1,,2", "an empty entry"),
+        ("1,2,", "an empty entry"),
+        ("4,4", "size 4 given twice"),
+        ("0,2", "must be positive"),
+        ("1,two", "comma-separated integers"),
+        ("1000000000", "has at most 32 nodes"),  # the site's limit, from the plan
+    ],
+)
+def test_size_lists_are_read_strictly(tmp_path, sizes, says):
+    args = ("submit", "--site", "pnnl", "--gpus", sizes, "--dry-run", "--study", "s")
+    res = cli(*args, cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith("error: ") and says in line
+    assert not (tmp_path / "s").exists()  # nothing half-written

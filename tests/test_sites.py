@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import cli
 
 from hpcscale.errors import DescriptorError, UnknownSiteError
 from hpcscale.sites import load_file, load_site, site_files
@@ -174,3 +175,46 @@ def test_user_sites_dir_and_env_path(tmp_path, monkeypatch):
     assert load_site("cluster9").scheduler.partition == "gpu"
     with pytest.raises(UnknownSiteError, match=r"known sites: .*summitdev"):
         load_site("nope")
+
+
+# -- descriptors read strictly (issue 15) ----------------------------------------------------
+def _pnnl_yaml(tmp_path: Path) -> str:
+    res = cli("sites", "show", "pnnl", "--yaml", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+def test_a_duplicate_key_is_refused_with_its_line(tmp_path):
+    text = _pnnl_yaml(tmp_path).replace("description:", "description: first\ndescription:", 1)
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    res = cli("sites", "validate", str(path), cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    (line,) = res.stderr.strip().splitlines()
+    assert "dup.yaml" in line and "duplicate key 'description'" in line and "line" in line
+
+
+def test_an_anchor_bomb_is_refused_before_it_is_built(tmp_path):
+    rows = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    rows += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 13)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(rows) + "\n")  # 9^13 strings once expanded
+    res = cli("sites", "validate", str(path), cwd=tmp_path, timeout=60)  # never a hang
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "bomb.yaml: uses 108 YAML aliases" in res.stderr and "at most 100" in res.stderr
+
+
+def test_a_descriptor_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "latin.yaml"
+    path.write_bytes(_pnnl_yaml(tmp_path).replace("PNNL", "PNNL \xe9t\xe9").encode("latin-1"))
+    res = cli("sites", "validate", str(path), cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "not UTF-8" in res.stderr and "latin.yaml" in res.stderr
+
+
+def test_a_few_aliases_are_fine(tmp_path):
+    from hpcscale.sites.yamlload import load_yaml
+
+    path = tmp_path / "ok.yaml"
+    path.write_text("base: &b {x: 1}\none: *b\ntwo: *b\n")
+    assert load_yaml(path) == {"base": {"x": 1}, "one": {"x": 1}, "two": {"x": 1}}

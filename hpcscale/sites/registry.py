@@ -11,12 +11,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from hpcscale.errors import DescriptorError, UnknownSiteError, UserError
 from hpcscale.resources import resource_dir
 from hpcscale.sites.models import Site
+from hpcscale.sites.yamlload import load_yaml
 
 ENV_PATH = "HPCSCALE_SITES_PATH"
 
@@ -49,15 +49,7 @@ def load_site(name: str, extra: Sequence[Path] = ()) -> Site:
 
 def load_file(path: Path) -> Site:
     """Parse and validate one descriptor; errors name the file, field, value and what is allowed."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise DescriptorError(f"{path}: no such file") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise DescriptorError(f"{path}{where}: not valid YAML: {problem}") from None
+    raw = load_yaml(path)
     if not isinstance(raw, dict):
         raise DescriptorError(f"{path}: a site descriptor is a YAML mapping")
     raw.setdefault("name", path.stem)
