@@ -12,9 +12,7 @@ from typing import Any
 from submitit.core import core, utils
 
 from hpcscale.plan import JobPlan
-from hpcscale.render.script import JobSpec
 from hpcscale.schedulers import pickling
-from hpcscale.schedulers.base import Backend
 from hpcscale.sites.models import Site
 
 STATES = {
@@ -74,10 +72,13 @@ def memory(gb: float) -> str:
     return f"{int(gb)}GB" if float(gb).is_integer() else f"{math.ceil(gb * 1024)}MB"
 
 
-class Lsf(Backend):
+class Lsf(pickling.PicklingBackend):
     """LSF. With jsrun (LSF-CSM, e.g. Summit) a job asks for whole nodes (``-nnodes``) and jsrun
     places ranks, GPUs and cores; otherwise it asks for one slot per core its ranks use
     (``-n``, ``span[ptile]``), so mpirun's ``PE=`` binding finds every core it binds reserved."""
+
+    executor_class = LsfExecutor
+    job_id_pattern = "%J"
 
     name = "lsf"
     label = "LSF"
@@ -141,15 +142,6 @@ class Lsf(Backend):
             "gpu": gpu,
             "walltime": f"{minutes // 60:02d}:{minutes % 60:02d}",
         }
-
-    def script(self, site: Site, plan: JobPlan, job: JobSpec, folder: Path) -> str:
-        return pickling.script(self, site, plan, job, folder, "%J")
-
-    def executor(self, site: Site, plan: JobPlan, job: JobSpec, folder: Path) -> LsfExecutor:
-        return LsfExecutor(folder, site, plan, job)
-
-    def job(self, folder: Path, job_id: str) -> LsfJob:
-        return LsfJob(folder=folder, job_id=job_id)
 
 
 BACKEND = Lsf()

@@ -9,9 +9,7 @@ from typing import Any
 from submitit.core import core, utils
 
 from hpcscale.plan import JobPlan
-from hpcscale.render.script import JobSpec
 from hpcscale.schedulers import pickling
-from hpcscale.schedulers.base import Backend
 from hpcscale.sites.models import Site
 
 STATES = {
@@ -72,9 +70,12 @@ def megabytes(gb: float) -> str:
     return f"{math.ceil(gb * 1024)}mb"
 
 
-class PbsPro(Backend):
+class PbsPro(pickling.PicklingBackend):
     """PBS Pro: one ``select`` chunk per node shape (a short last node gets its own chunk),
     ``place=scatter`` so every chunk is a node of its own, ``:excl`` on exclusive sites."""
+
+    # PBS expands no pattern in -o/-e: it names the files itself (joined, -j oe).
+    executor_class = PbsExecutor
 
     name = "pbs"
     label = "PBS Pro"
@@ -112,16 +113,6 @@ class PbsPro(Backend):
             "select": "+".join(chunks),
             "place": place if plan.nodes > 1 or site.scheduler.exclusive else None,
         }
-
-    def script(self, site: Site, plan: JobPlan, job: JobSpec, folder: Path) -> str:
-        # PBS expands no pattern in -o/-e: it names the files itself (joined, -j oe).
-        return pickling.script(self, site, plan, job, folder, "")
-
-    def executor(self, site: Site, plan: JobPlan, job: JobSpec, folder: Path) -> PbsExecutor:
-        return PbsExecutor(folder, site, plan, job)
-
-    def job(self, folder: Path, job_id: str) -> PbsJob:
-        return PbsJob(folder=folder, job_id=job_id)
 
 
 BACKEND = PbsPro()

@@ -76,6 +76,23 @@ class SiteExecutor(core.PicklingExecutor):
         return get(self.executor_name).script(self.site, self.plan, self.job, self.folder)
 
 
+class PicklingBackend(Backend):
+    """A backend on a ``SiteExecutor`` subclass: its submitted script, executor and jobs follow
+    from two class attributes."""
+
+    executor_class: ClassVar[type[SiteExecutor]]
+    job_id_pattern: ClassVar[str] = ""  # how the scheduler writes the job id in -o/-e ("": none)
+
+    def script(self, site: Site, plan: JobPlan, job: JobSpec, folder: Path) -> str:
+        return script(self, site, plan, job, folder, self.job_id_pattern)
+
+    def executor(self, site: Site, plan: JobPlan, job: JobSpec, folder: Path) -> SiteExecutor:
+        return self.executor_class(folder, site, plan, job)
+
+    def job(self, folder: Path, job_id: str) -> core.Job:
+        return self.executor_class.job_class(folder=folder, job_id=job_id)
+
+
 class StateWatcher(core.InfoWatcher):
     """submitit's state poller for a scheduler whose command prints JSON: subclasses give the
     command (``_make_command``) and map its output to {job id: {"State": ...}} (``read_info``)."""

@@ -5,15 +5,12 @@ a ``+`` part of its own), QoS and reservations through Moab's ``-l qos`` / ``-l 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 from submitit.core import core
 
 from hpcscale.plan import JobPlan
-from hpcscale.render.script import JobSpec
 from hpcscale.schedulers import pickling
-from hpcscale.schedulers.base import Backend
 from hpcscale.schedulers.pbs import STATES, PbsExecutor, megabytes
 from hpcscale.sites.models import Site
 
@@ -51,7 +48,8 @@ class TorqueExecutor(PbsExecutor):
     executor_name = "torque"
 
 
-class Torque(Backend):
+class Torque(pickling.PicklingBackend):
+    executor_class = TorqueExecutor
     name = "torque"
     label = "Torque"
     submit_command = "qsub"
@@ -79,15 +77,6 @@ class Torque(Backend):
         # Torque's mem is the job's total over all its nodes.
         memory = megabytes(s.memory_gb * plan.nodes) if s.memory_gb else None
         return {"nodes": "+".join(parts), "memory": memory}
-
-    def script(self, site: Site, plan: JobPlan, job: JobSpec, folder: Path) -> str:
-        return pickling.script(self, site, plan, job, folder, "")
-
-    def executor(self, site: Site, plan: JobPlan, job: JobSpec, folder: Path) -> TorqueExecutor:
-        return TorqueExecutor(folder, site, plan, job)
-
-    def job(self, folder: Path, job_id: str) -> TorqueJob:
-        return TorqueJob(folder=folder, job_id=job_id)
 
 
 BACKEND = Torque()
