@@ -447,10 +447,8 @@ def submit(
             biggest = max(plans, key=lambda p: p.ranks)
             for note in check_data(data, biggest.ranks, job_args(the_site, biggest, extra)):
                 print(note, file=sys.stderr)
-    # A path that starts with ${NAME} is the cluster's (expanded on the node): kept as written.
-    data_path = Path(the_site.data_dir) if data is None else (
-        data if str(data).startswith("${") else data.resolve()
-    )
+    # as render writes it, so that render shows what submit submits
+    data_path = Path(_job_path(str(data)) if data is not None else the_site.data_dir)
     wait = the_site.scheduler.kind == "local" if wait is None else wait
 
     def on_job(record, job) -> None:  # type: ignore[no-untyped-def]
