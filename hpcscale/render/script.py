@@ -24,8 +24,8 @@ from hpcscale.errors import RenderError
 from hpcscale.plan import JobPlan
 from hpcscale.resources import resource_dir
 from hpcscale.sites.models import Site
+from hpcscale.train.entry import ENV_REF  # the ranks expand what the shell would
 
-_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DIRECTIVE_VALUE = re.compile(r"^[^\s\x00-\x1f\x7f]+$")
 
 
@@ -38,7 +38,7 @@ def shell_quote(value: object) -> str:
     text = str(value)
     parts: list[str] = []
     pos = 0
-    for m in _REF.finditer(text):
+    for m in ENV_REF.finditer(text):
         if m.start() > pos:
             parts.append(shlex.quote(text[pos : m.start()]))
         parts.append(f'"${{{m.group(1)}}}"')

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-# The one expansion a descriptor's values may carry into a job (``render.script.shell_quote``
-# leaves it to the job's shell): ``${NAME}``.
+# The one expansion a descriptor's values may carry into a job: ``${NAME}``
+# (``render.script.shell_quote`` leaves it to the job's shell; ``expand_refs`` below to the rank).
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
