@@ -1,15 +1,20 @@
 """The ``hpcscale`` command line: parse → build → run, nothing else.
 
-A ``UserError`` anywhere below becomes one line on stderr and exit code 2; ``--verbose`` adds the
-traceback. Heavy modules (torch, matplotlib, hpccm) are imported inside the commands that need them.
+Errors are told in one place, ``main``: a ``UserError`` anywhere below becomes one line on
+stderr and exit code 2 (see ``main`` for the rest); ``--verbose`` adds the traceback. Heavy
+modules (torch, matplotlib, hpccm) are imported inside the commands that need them.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich import box
@@ -18,6 +23,7 @@ from rich.table import Table
 
 from hpcscale import __version__
 from hpcscale.errors import UserError
+from hpcscale.messages import cut, escaped, one_line
 from hpcscale.sites.models import Site
 from hpcscale.tables import duration_text, gpu_text, plural, print_collect, print_summary
 
@@ -44,7 +50,7 @@ container_app = typer.Typer(
 app.add_typer(container_app, name="container")
 
 out = Console()
-_state = {"verbose": False}
+_state: dict[str, Any] = {"verbose": False, "writing": []}
 
 WithContainer = Annotated[
     bool | None,
@@ -84,6 +90,15 @@ Constraint = Annotated[
     str | None, typer.Option(help="Node features: a, a&b (all of), a|b (any of).")
 ]
 Qos = Annotated[str | None, typer.Option(help="Quality of service (Slurm, Torque/Moab).")]
+
+
+def _writable(folder: Path, what: str) -> None:
+    """Refuse an unwritable output folder now; remember it, so that a full disk later on can be
+    told as "writing --out X: No space left on device" even when the OS names no file."""
+    from hpcscale.preflight import check_writable
+
+    check_writable(folder, what)
+    _state["writing"].append(f"{what} {folder}")
 
 
 def _version(value: bool) -> None:
@@ -250,7 +265,9 @@ def data_generate(
     events: Annotated[int, typer.Option(help="Number of events (train + val).")] = 2000,
     resolution: Annotated[int, typer.Option(help="Image side; the paper's is 3600.")] = 3600,
     seed: Annotated[int, typer.Option(help="Data set seed.")] = 0,
-    workers: Annotated[int | None, typer.Option(help="Processes; default: all cores.")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Processes; default: all cores.", min=1)
+    ] = None,
     val_fraction: Annotated[float, typer.Option(help="Share of events for validation.")] = 0.1,
     force: Annotated[bool, typer.Option(help="Replace an existing folder.")] = False,
 ) -> None:
@@ -258,9 +275,8 @@ def data_generate(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from hpcscale.data.generate import generate
-    from hpcscale.preflight import check_writable
 
-    check_writable(out_dir, "--out")
+    _writable(out_dir, "--out")
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -308,7 +324,7 @@ def run(
     import datetime
 
     from hpcscale.plan import Request, plan_job
-    from hpcscale.preflight import check_data, check_train_args, check_writable, job_args
+    from hpcscale.preflight import check_data, check_train_args, job_args
     from hpcscale.run import cache_root, default_data, run_local
     from hpcscale.sites import load_site
     from hpcscale.sites.detect import resolve
@@ -321,11 +337,11 @@ def run(
         )
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     folder = out_dir or Path("runs") / f"{stamp}-{ranks}r"
-    check_writable(folder, "--out")
+    _writable(folder, "--out")
     plan = plan_job(the_site, Request(ranks=ranks, walltime=walltime))
     check_train_args(job_args(the_site, plan, list(ctx.args)))
     if data is None:
-        check_writable(cache_root(), "the event cache (HPCSCALE_CACHE)")
+        _writable(cache_root(), "the event cache (HPCSCALE_CACHE)")
         err = Console(stderr=True)
         with err.status("generating the default event set (once; cached)") as status:
             data = default_data(
@@ -402,7 +418,6 @@ def submit(
         check_data,
         check_scheduler,
         check_train_args,
-        check_writable,
         job_args,
     )
     from hpcscale.run import cache_root, default_data
@@ -431,13 +446,13 @@ def submit(
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     folder = study_dir or Path("studies") / f"{the_site.name}-{stamp}"
     plans = [plan_job(the_site, r) for r in requests]  # refuse a bad size before anything slow
-    check_writable(folder, "--study")
+    _writable(folder, "--study")
     check_train_args(job_args(the_site, plans[0], extra))
     if not dry_run:
         check_scheduler(the_site)
         check_container(the_site)
     if data is None and not dry_run:
-        check_writable(cache_root(), "the event cache (HPCSCALE_CACHE)")
+        _writable(cache_root(), "the event cache (HPCSCALE_CACHE)")
         with Console(stderr=True).status("generating the site's default event set (cached)"):
             data = default_data(the_site)
     if data is not None and not dry_run:
@@ -482,11 +497,9 @@ def submit(
             resubmit=resubmit,
             on_job=on_job,
         )
-    except KeyboardInterrupt:
-        print(
-            f"interrupted; {folder}/manifest.json lists the jobs submitted so far", file=sys.stderr
-        )
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:
+        exc.add_note(f"{folder}/manifest.json lists the jobs submitted so far")
+        raise
     if wait:
         manifest = load_study(folder)
         for record in manifest.jobs:
@@ -560,10 +573,9 @@ def report(
 ) -> None:
     """Tables, scaling fits with 95 % intervals, plots and results.json for the studies."""
     from hpcscale.analysis.report import build_report
-    from hpcscale.preflight import check_writable
 
     folder = out_dir or studies[0] / "report"
-    check_writable(folder, "--out")
+    _writable(folder, "--out")
     path = build_report(studies, folder, fmt)
     print(f"wrote {path} (and results.json, PNG figures beside it)")
 
@@ -625,19 +637,117 @@ def container_build(
     print(f"built {record['image']} with {record['builder']}: {record['digest']}")
 
 
+USER_ERRNOS = {
+    errno.ENOSPC: "the file system is full; free space or choose another folder",
+    errno.EDQUOT: "the disk quota is exceeded; free space or choose another folder",
+    errno.EROFS: "the file system is read-only; choose a writable folder",
+    errno.EACCES: "permission denied; choose a folder you can write to, or fix its permissions",
+    errno.EPERM: "operation not permitted; check the path's owner and permissions",
+    errno.ENOENT: "no such file or folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "is a folder, not a file",
+    errno.EEXIST: "already exists",
+    errno.ENAMETOOLONG: "the name is too long",
+    errno.EMFILE: "too many open files; raise `ulimit -n`",
+}
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    """SIGTERM (a login node's session ending, `kill`): handled as Ctrl-C is. A plain
+    KeyboardInterrupt, because the standard library treats exactly that type specially
+    (``subprocess`` then does not wait on a child it was waiting for); ``finally`` and ``with``
+    blocks on the way up run, so locks are released, and writes are atomic."""
+    _state["signal"] = signum
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: run the app, turn user errors into one line and exit 2."""
+    """Console-script entry point and the one error boundary of every command.
+
+    A ``UserError``, or an ``OSError`` a user can fix (full or read-only file system, permission,
+    missing path), is one line and exit code 2; Ctrl-C (SIGINT) or SIGTERM one line ("interrupted",
+    plus what the command noted on the exception) and 130 or 143; anything else is a bug: one
+    line naming the log file that holds the traceback, exit 1. ``--verbose`` prints the
+    traceback as well.
+    """
+    _state["writing"] = []
+    _state["signal"] = signal.SIGINT
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         app(args=argv, prog_name="hpcscale")
     except UserError as exc:
-        if _state["verbose"]:
-            traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    except OSError as exc:
-        if exc.filename is None:  # not about a path the user can fix: a bug, keep the traceback
+        _fail(str(exc), exc.exit_code)
+    except SystemExit as exc:  # typer turns a KeyboardInterrupt into a silent exit 130
+        interrupt = _chained(exc, KeyboardInterrupt)
+        if interrupt is None:
             raise
-        if _state["verbose"]:
-            traceback.print_exc()
-        print(f"error: {exc.filename}: {exc.strerror}", file=sys.stderr)
-        sys.exit(2)
+        signum = signal.Signals(_state["signal"])
+        notes = "".join(f"; {note}" for note in getattr(interrupt, "__notes__", []))
+        _fail(f"interrupted ({signum.name}){notes}", 128 + signum, prefix="")
+    except OSError as exc:
+        hint = USER_ERRNOS.get(exc.errno or 0)
+        if hint is None:
+            _internal(exc)
+        where = (
+            f"{exc.filename}: "
+            if exc.filename is not None
+            else f"writing {_state['writing'][-1]}: "
+            if _state["writing"]
+            else ""
+        )
+        _fail(f"{where}{exc.strerror or exc} ({hint})" if exc.strerror else f"{where}{hint}", 2)
+    except Exception as exc:  # the boundary: a bug becomes one line and a log
+        _internal(exc)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _chained(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first exception of type ``kind`` in ``exc``'s chain (causes and contexts)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _fail(message: str, code: int, prefix: str = "error: ") -> NoReturn:
+    if _state["verbose"] and sys.exc_info()[0] is not None:
+        traceback.print_exc()
+    print(prefix + one_line(message), file=sys.stderr)
+    sys.exit(code)
+
+
+def _internal(exc: BaseException) -> NoReturn:
+    """An unexpected exception: its traceback goes to a log file, the user gets one line."""
+    import datetime
+    import tempfile
+
+    from hpcscale.run import cache_root
+
+    text = "".join(traceback.format_exception(exc))
+    name = f"hpcscale-{datetime.datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"
+    log = None
+    for folder in (cache_root() / "logs", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(f"hpcscale {__version__}\nargv: {sys.argv}\n\n{text}")
+            log = folder / name
+            break
+        except OSError:
+            continue
+    if _state["verbose"]:
+        print(text, file=sys.stderr, end="")
+    where = f"traceback in {log}" if log else "the traceback could not be saved"
+    what = cut(escaped(f"{type(exc).__name__}: {exc}"), 200)
+    print(
+        f"internal error: {what}; {where}; please report it with that file",
+        file=sys.stderr,
+    )
+    sys.exit(1)

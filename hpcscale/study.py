@@ -16,11 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from hpcscale import __version__
 from hpcscale.errors import UserError
 from hpcscale.fsutil import atomic_write
+from hpcscale.messages import describe
 from hpcscale.plan import JobPlan, Request, plan_job
 from hpcscale.render.script import JobSpec, train_command
 from hpcscale.sites.models import Site
@@ -70,17 +71,20 @@ def load(study: Path) -> Manifest:
     if is_job_folder(study):
         return job_manifest(Path(study))
     try:
-        return Manifest.model_validate_json(path.read_text())
+        return Manifest.model_validate_json(path.read_bytes())
     except FileNotFoundError:
         where = f"{study}: no such folder" if not Path(study).is_dir() else f"{path}: no such file"
         raise UserError(
             f"{where}; give a study folder (from `hpcscale submit`) or a job folder "
             "(from `hpcscale run`, with summary.json)"
         ) from None
-    except ValueError as exc:
-        raise UserError(
-            f"{path}: not a valid study manifest ({str(exc).splitlines()[0]})"
-        ) from None
+    except ValidationError as exc:
+        if '"hpcscale-lartpc-sparse"' in path.read_text(errors="replace"):
+            raise UserError(
+                f"{study} is an events folder (from `hpcscale data generate`), not a study; give "
+                "a study folder (from `hpcscale submit`) or a job folder (from `hpcscale run`)"
+            ) from None
+        raise UserError(f"{path}: not a valid study manifest ({describe(exc, Manifest)})") from None
 
 
 def job_manifest(folder: Path) -> Manifest:

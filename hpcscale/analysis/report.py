@@ -7,6 +7,9 @@ HTML from the same blocks, so both formats always say the same thing.
 from __future__ import annotations
 
 import html
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +30,29 @@ def build_report(studies: list[Path], out: Path, fmt: str = "md") -> Path:
         raise UserError(f"--format {fmt!r}: choose md or html")
     results = [study_results(s) for s in studies]
     _require_finished(results)
-    out.mkdir(parents=True, exist_ok=True)
-    write_results(results, out / "results.json")
-    blocks: list[Block] = [
-        ("h1", "hpcscale scaling report"),
-        ("link", ("results.json", "results.json: every figure of this report, as data")),
-    ]
-    blocks += _overview(results)
-    blocks += _scaling_section(results, out)
-    for result in results:
-        blocks += _study_section(result, out)
-    blocks += _paper_section()
-    path = out / f"report.{fmt}"
-    atomic_write(path, _markdown(blocks) if fmt == "md" else _html(blocks))
-    return path
+    # Built in a scratch folder beside ``out`` and moved in file by file at the end: a failure
+    # (a full disk, a bad figure) leaves no half-written report and no empty folder behind.
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        write_results(results, scratch / "results.json")
+        blocks: list[Block] = [
+            ("h1", "hpcscale scaling report"),
+            ("link", ("results.json", "results.json: every figure of this report, as data")),
+        ]
+        blocks += _overview(results)
+        blocks += _scaling_section(results, scratch)
+        for result in results:
+            blocks += _study_section(result, scratch)
+        blocks += _paper_section()
+        atomic_write(scratch / f"report.{fmt}", _markdown(blocks) if fmt == "md" else _html(blocks))
+        out.mkdir(exist_ok=True)
+        for item in sorted(scratch.iterdir()):
+            os.replace(item, out / item.name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return out / f"report.{fmt}"
 
 
 def _require_finished(results: list[dict[str, Any]]) -> None:

@@ -20,6 +20,7 @@ Images are R × R, zero where no deposit is listed.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -46,8 +47,10 @@ def write_shard(path: Path, events: Sequence[Any], resolution: int) -> None:
     import h5py
 
     counts = np.array([e.charge.size for e in events], dtype=np.int64)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with h5py.File(tmp, "w") as f:
+    # Built in memory and written with one plain write: a full disk is then an ordinary OSError
+    # here, not HDF5's page of "Exception ignored" tracebacks from a file it cannot close.
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
         f.attrs["format"] = FORMAT
         f.attrs["version"] = VERSION
         f.attrs["resolution"] = resolution
@@ -56,6 +59,12 @@ def write_shard(path: Path, events: Sequence[Any], resolution: int) -> None:
             data = [getattr(e, name) for e in events]
             f.create_dataset(name, data=np.concatenate(data).astype(DATASETS[name]))
         f["label"] = np.array([e.label for e in events], dtype=np.int8)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_bytes(buffer.getbuffer())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(path)
 
 

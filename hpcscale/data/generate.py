@@ -71,6 +71,8 @@ def generate(
         raise DataError(f"--events must be at least 1 (got {n_events})")
     if resolution < 16:
         raise DataError(f"--resolution must be at least 16 (got {resolution})")
+    if workers is not None and workers < 1:
+        raise DataError(f"--workers must be at least 1 (got {workers})")
     if not 0 <= val_fraction < 1:
         raise DataError(f"--val-fraction must be in [0, 1) (got {val_fraction})")
     out = Path(out)
@@ -117,6 +119,12 @@ def generate(
         if out.exists():
             shutil.rmtree(out)
         tmp.replace(out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno is None:
+            raise
+        # h5py's message is a page of HDF5 internals: the errno says what went wrong
+        raise OSError(exc.errno, os.strerror(exc.errno), str(out)) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -7,13 +7,13 @@ Search order (first match wins): ``--sites-dir`` folders, then ``HPCSCALE_SITES_
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from hpcscale.errors import DescriptorError, UnknownSiteError, UserError
+from hpcscale.messages import describe
 from hpcscale.resources import resource_dir
 from hpcscale.sites.models import Site
 from hpcscale.sites.yamlload import load_yaml
@@ -87,47 +87,3 @@ def with_requests(site: Site, **given: object) -> Site:
         return Site.model_validate(data)
     except ValidationError as exc:
         raise UserError(f"{flags}: {describe(exc, Site)}") from None
-
-
-def describe(exc: ValidationError, model: type[BaseModel]) -> str:
-    """One line for all of a ValidationError's errors: field path, message, offending value."""
-    parts = [_describe_one(err, model) for err in exc.errors()]
-    return "; ".join(parts)
-
-
-def _describe_one(err: Any, model: type[BaseModel]) -> str:
-    loc = ".".join(str(p) for p in err["loc"])
-    if not loc:  # a whole-descriptor check: its message names the fields itself
-        return err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        allowed = ", ".join(_fields_at(model, err["loc"][:-1]))
-        return f"{loc}: unknown field; allowed fields here: {allowed}"
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "string_pattern_mismatch":
-        msg = f"value {err['input']!r} has characters not allowed here ({msg})"
-    elif err["type"] not in ("missing",) and "input" in err and not isinstance(err["input"], dict):
-        msg = f"{msg} (got {err['input']!r})"
-    return f"{loc}: {msg}"
-
-
-def _fields_at(model: type[BaseModel], loc: Iterable[Any]) -> list[str]:
-    """The field names of the (nested) model at ``loc``, for 'allowed fields' hints."""
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int) or current is None:
-            continue
-        field = current.model_fields.get(str(part))
-        if field is None:
-            return []
-        current = _model_of(field.annotation)
-    return sorted(current.model_fields) if current else []
-
-
-def _model_of(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _model_of(arg)
-        if found:
-            return found
-    return None
