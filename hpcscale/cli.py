@@ -197,7 +197,7 @@ def sites_validate(
             site = load_file(path)
         except UserError as exc:
             bad += 1
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {one_line(str(exc))}", file=sys.stderr)
         else:
             print(f"ok: {path} ({site.scheduler.kind} + {site.launcher.kind})")
     if bad:
@@ -412,6 +412,7 @@ def submit(
     import datetime
     import time
 
+    from hpcscale.fsutil import folder_lock
     from hpcscale.plan import Request, plan_job
     from hpcscale.preflight import (
         check_container,
@@ -501,10 +502,11 @@ def submit(
         exc.add_note(f"{folder}/manifest.json lists the jobs submitted so far")
         raise
     if wait:
-        manifest = load_study(folder)
-        for record in manifest.jobs:
-            record.state = job_state(folder, manifest, record)
-        save(folder, manifest)
+        with folder_lock(folder, "hpcscale submit"):
+            manifest = load_study(folder)
+            for record in manifest.jobs:
+                record.state = job_state(folder, manifest, record)
+            save(folder, manifest)
         print_collect(folder)
     elif dry_run:
         out.print(f"scripts only; submit without --dry-run to run them (study folder {folder})")
@@ -517,39 +519,62 @@ def status(
     study_dir: Annotated[Path, typer.Argument(help="Study folder, or one job's folder.")],
 ) -> None:
     """Each job's state (from its summary, else from the scheduler)."""
-    from hpcscale.study import job_state, load, save
+    from hpcscale.fsutil import folder_lock
+    from hpcscale.study import is_job_folder, job_state, load, save
 
-    manifest = load(study_dir)
+    def update() -> Any:
+        manifest = load(study_dir)
+        for record in manifest.jobs:
+            record.state = job_state(study_dir, manifest, record)
+        save(study_dir, manifest)
+        return manifest
+
+    if is_job_folder(study_dir):
+        manifest = update()
+    else:
+        with folder_lock(study_dir, "hpcscale status"):
+            manifest = update()
     table = Table(box=box.SIMPLE_HEAD, title=f"{study_dir} ({manifest.site})", title_justify="left")
     for col in ("job", "id", "ranks", "nodes", "state"):
         table.add_column(col)
     for record in manifest.jobs:
-        record.state = job_state(study_dir, manifest, record)
         table.add_row(
             record.label, record.job_id or "-", str(record.ranks), str(record.nodes), record.state
         )
-    save(study_dir, manifest)
     out.print(table)
 
 
 @app.command()
 def cancel(study_dir: Annotated[Path, typer.Argument(help="Study folder.")]) -> None:
-    """Cancel the study's jobs that have not finished."""
+    """Cancel the study's jobs that have not finished, and those not yet submitted (a `submit`
+    still running skips them)."""
+    from hpcscale.fsutil import folder_lock
     from hpcscale.schedulers import cancel as cancel_job
     from hpcscale.study import DONE_STATES, job_state, load, save
 
-    manifest = load(study_dir)
-    cancelled = 0
-    for record in manifest.jobs:
-        state = record.state if record.job_id is None else job_state(study_dir, manifest, record)
-        if record.job_id is None or state in DONE_STATES:
-            out.print(f"  {record.label}: {state}, nothing to cancel")
-            continue
-        cancel_job(manifest.scheduler, study_dir / record.folder / "submitit", record.job_id)
-        record.state = "cancelled"
-        cancelled += 1
-        out.print(f"  {record.label}: cancelled job {record.job_id} (was {state})")
-    save(study_dir, manifest)
+    load(study_dir)  # a missing or foreign folder is refused before a lock file is made in it
+    with folder_lock(study_dir, "hpcscale cancel"):
+        manifest = load(study_dir)
+        cancelled = 0
+        for record in manifest.jobs:
+            if record.job_id is None:
+                if record.state == "planned":
+                    record.state = "cancelled"
+                    cancelled += 1
+                    out.print(f"  {record.label}: not submitted yet; it will not be")
+                else:
+                    out.print(f"  {record.label}: {record.state}, nothing to cancel")
+                continue
+            state = job_state(study_dir, manifest, record)
+            if state in DONE_STATES:
+                out.print(f"  {record.label}: {state}, nothing to cancel")
+                continue
+            cancel_job(manifest.scheduler, study_dir / record.folder / "submitit", record.job_id)
+            record.state = "cancelled"
+            cancelled += 1
+            out.print(f"  {record.label}: cancelled job {record.job_id} (was {state})")
+            save(study_dir, manifest)  # after each: an interrupted cancel keeps what it did
+        save(study_dir, manifest)
     out.print(f"{study_dir}: cancelled {plural(cancelled, 'job')} of {len(manifest.jobs)}")
 
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from hpcscale import __version__
 from hpcscale.errors import UserError
-from hpcscale.fsutil import atomic_write
+from hpcscale.fsutil import atomic_write, folder_lock
 from hpcscale.messages import describe
 from hpcscale.plan import JobPlan, Request, plan_job
 from hpcscale.render.script import JobSpec, train_command
@@ -176,6 +176,9 @@ def study_job(
     return spec, folder, job_script(site, plan, spec, folder)
 
 
+RESUBMITTABLE = {"planned", "dry-run", "submit-failed"}  # states a plain re-submit submits
+
+
 def submit_study(
     site: Site,
     requests: list[Request],
@@ -186,65 +189,92 @@ def submit_study(
     resubmit: bool = False,
     on_job: Callable[[JobRecord, Any], None] | None = None,
 ) -> Manifest:
-    """Plan, render and submit one job per request; ``on_job(record, submitit_job)`` after each."""
+    """Plan, render and submit one job per request; ``on_job(record, submitit_job)`` after each
+    (``submitit_job`` None: the job was not submitted now). ``resubmit``: submit every job again,
+    also those submitted, finished or cancelled before (their folders are kept, renamed).
+
+    Every change to the manifest is one transaction under the study's lock (read, change,
+    write atomically), so a second ``submit`` into the same study, or a ``cancel``, can run at the
+    same time: each size is submitted once, and a job that ``cancel`` marked before it was
+    submitted is not submitted. The lock is not held while ``on_job`` waits for a job.
+    """
+    study = Path(study).resolve()
+    plans = [plan_job(site, r) for r in requests]  # refuse the whole sweep before submitting any
+    request = {"sizes": [p.label for p in plans], "data": str(data), "extra": extra}
+    with folder_lock(study, "hpcscale submit"):
+        manifest = open_study(study, site, request)
+        before = {j.label: (j.state, j.job_id) for j in manifest.jobs}
+        # The whole sweep is listed from the start: `cancel` can stop what is not submitted yet.
+        manifest.jobs += [_record(p, "planned") for p in plans if manifest.job(p.label) is None]
+        save(study, manifest)
+    for plan in plans:
+        with folder_lock(study, "hpcscale submit"):
+            manifest = load(study)
+            record = manifest.job(plan.label)
+            assert record is not None  # listed above; jobs are never removed
+            # --resubmit: the jobs as they were when this submit began (not one that another
+            # submit has just submitted, nor one that `cancel` has just stopped)
+            again = resubmit and before.get(plan.label) == (record.state, record.job_id)
+            if record.state in RESUBMITTABLE or again:
+                record, job = _submit_one(site, plan, study, manifest, data, extra, dry_run)
+            else:
+                job = None
+        if on_job:
+            on_job(record, job)
+    with folder_lock(study, "hpcscale submit"):
+        return load(study)
+
+
+def _record(plan: JobPlan, state: str) -> JobRecord:
+    return JobRecord(
+        label=plan.label,
+        gpus=plan.gpus,
+        ranks=plan.ranks,
+        nodes=plan.nodes,
+        walltime_s=plan.walltime_s,
+        folder=f"jobs/{plan.label}",
+        script=f"jobs/{plan.label}/job.sh",
+        state=state,
+    )
+
+
+def _submit_one(
+    site: Site,
+    plan: JobPlan,
+    study: Path,
+    manifest: Manifest,
+    data: Path,
+    extra: list[str],
+    dry_run: bool,
+) -> tuple[JobRecord, Any]:
+    """Write one job's script and submit it (the caller holds the study's lock)."""
     from hpcscale.schedulers import make_executor
     from hpcscale.train.entry import TrainTask
 
-    study = Path(study).resolve()
-    plans = [plan_job(site, r) for r in requests]  # refuse the whole sweep before submitting any
-    manifest = open_study(
-        study, site, {"sizes": [p.label for p in plans], "data": str(data), "extra": extra}
-    )
+    job_dir = study / "jobs" / plan.label
+    old = manifest.job(plan.label)
+    if old is not None and old.job_id is not None and job_dir.exists():
+        _archive(job_dir)  # a re-submit keeps the earlier attempt's records beside the new ones
+    job_dir.mkdir(parents=True, exist_ok=True)
+    spec, submitit_dir, script = study_job(site, plan, study, manifest.study, data, extra)
+    atomic_write(job_dir / "job.sh", script)
+    record = _record(plan, "dry-run" if dry_run else "planned")
+    manifest.jobs = [record if j.label == plan.label else j for j in manifest.jobs]
     save(study, manifest)
-    for plan in plans:
-        old = manifest.job(plan.label)
-        if (
-            old is not None
-            and old.state not in ("planned", "dry-run", "submit-failed")
-            and not (resubmit)
-        ):
-            if on_job:
-                on_job(old, None)
-            continue
-        job_dir = study / "jobs" / plan.label
-        if resubmit and job_dir.exists():
-            _archive(job_dir)
-        job_dir.mkdir(parents=True, exist_ok=True)
-        spec, submitit_dir, script = study_job(site, plan, study, manifest.study, data, extra)
-        (job_dir / "job.sh").write_text(script)
-        record = JobRecord(
-            label=plan.label,
-            gpus=plan.gpus,
-            ranks=plan.ranks,
-            nodes=plan.nodes,
-            walltime_s=plan.walltime_s,
-            folder=f"jobs/{plan.label}",
-            script=f"jobs/{plan.label}/job.sh",
-            state="dry-run" if dry_run else "planned",
-        )
-        manifest.jobs = [j for j in manifest.jobs if j.label != plan.label] + [record]
+    if dry_run:
+        return record, None
+    try:
+        job = make_executor(site, plan, spec, submitit_dir).submit(TrainTask(spec.rank_args))
+    except Exception as exc:
+        record.state, record.error = "submit-failed", _one_line(exc)
         save(study, manifest)
-        job = None
-        if not dry_run:
-            task = TrainTask(spec.rank_args)
-            try:
-                job = make_executor(site, plan, spec, submitit_dir).submit(task)
-            except Exception as exc:
-                record.state, record.error = "submit-failed", _one_line(exc)
-                save(study, manifest)
-                raise UserError(
-                    f"submitting job {plan.label} failed: {record.error}; "
-                    f"{study}/manifest.json lists what was submitted"
-                ) from exc
-            record.job_id, record.state, record.submitted_at = (
-                str(job.job_id),
-                "submitted",
-                (time.time()),
-            )
-            save(study, manifest)
-        if on_job:
-            on_job(record, job)
-    return manifest
+        raise UserError(
+            f"submitting job {plan.label} failed: {record.error}; "
+            f"{study}/manifest.json lists what was submitted"
+        ) from exc
+    record.job_id, record.state, record.submitted_at = str(job.job_id), "submitted", time.time()
+    save(study, manifest)
+    return record, job
 
 
 def _archive(job_dir: Path) -> None:
@@ -262,7 +292,11 @@ def job_state(study: Path, manifest: Manifest, record: JobRecord) -> str:
     """The job's state from its summary if it wrote one, else from the scheduler."""
     summary = Path(study) / record.folder / "summary.json"
     if summary.exists():
-        return json.loads(summary.read_text()).get("status", "unknown")
+        try:
+            return str(json.loads(summary.read_bytes()).get("status", "unknown"))
+        except (ValueError, AttributeError):  # truncated or not an object: ask the scheduler
+            if record.job_id is None or manifest.scheduler == "job":
+                return "unknown (summary.json unreadable)"
     if record.job_id is None or manifest.scheduler == "job":
         return record.state
     from hpcscale.schedulers import job_state as scheduler_state

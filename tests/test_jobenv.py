@@ -148,6 +148,11 @@ def test_rank_arguments_expand_env_references_as_a_job_shell_would():
     env = {"SCRATCH": "/scratch/u1", "PROJ": "p 1"}
     argv = ["--data", "${SCRATCH}/lartpc", "--out", "${PROJ}/${SCRATCH}", "--job", "$SCRATCH"]
     assert expand_refs(argv, env) == [
-        "--data", "/scratch/u1/lartpc", "--out", "p 1//scratch/u1", "--job", "$SCRATCH",
+        "--data",
+        "/scratch/u1/lartpc",
+        "--out",
+        "p 1//scratch/u1",
+        "--job",
+        "$SCRATCH",
     ]  # fmt: skip  (only the braced form, the one descriptors may carry)
     assert expand_refs(["--data", "${NOPE}/x"], env) == ["--data", "${NOPE}/x"]

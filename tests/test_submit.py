@@ -119,7 +119,10 @@ def test_failed_sbatch_is_one_line_and_manifest_says_so(fake_scheduler, tmp_path
     assert res.returncode == 2
     assert "invalid partition specified" in res.stderr and "Traceback" not in res.stderr
     manifest = json.loads((study / "manifest.json").read_text())
-    assert [(j["label"], j["state"]) for j in manifest["jobs"]] == [("2g", "submit-failed")]
+    assert [(j["label"], j["state"]) for j in manifest["jobs"]] == [
+        ("2g", "submit-failed"),
+        ("4g", "planned"),  # the whole sweep is listed; a re-submit submits both
+    ]
 
 
 def test_dry_run_writes_scripts_submits_nothing(fake_scheduler, tmp_path):

@@ -8,8 +8,11 @@ import math
 import os
 import shlex
 import signal
+import sys
 from pathlib import Path
 from typing import Any
+
+import submitit
 
 from hpcscale.plan import JobPlan
 from hpcscale.render.script import JobSpec, comment_text, render_environment
@@ -48,9 +51,7 @@ class Local(Backend):
         )
 
     def executor(self, site: Site, plan: JobPlan, job: JobSpec, folder: Path) -> Any:
-        import submitit
-
-        executor = submitit.LocalExecutor(folder=folder)
+        executor = QuietLocalExecutor(folder=folder)
         executor.update_parameters(
             tasks_per_node=plan.ranks,
             gpus_per_node=plan.gpus,
@@ -70,6 +71,30 @@ class Local(Backend):
     def cancel(self, folder: Path, job_id: str) -> None:
         with contextlib.suppress(OSError):
             os.kill(int(job_id), signal.SIGTERM)
+
+
+class QuietLocalExecutor(submitit.LocalExecutor):
+    """submitit's LocalExecutor whose job controller (a process that outlives ``submit``) writes
+    to ``controller.log`` in the job's submitit folder instead of the terminal: Ctrl-C at the
+    terminal stops the controller and its ranks, as one expects on this machine, without the
+    controller's KeyboardInterrupt traceback landing under hpcscale's one-line message."""
+
+    def _submit_command(self, command: str) -> Any:
+        folder = Path(self.folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        log = os.open(folder / "controller.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.dup2(log, 1)
+            os.dup2(log, 2)  # the controller inherits these
+            return super()._submit_command(command)
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in (*saved, log):
+                os.close(fd)
 
 
 BACKEND = Local()
