@@ -90,6 +90,15 @@ Constraint = Annotated[
     str | None, typer.Option(help="Node features: a, a&b (all of), a|b (any of).")
 ]
 Qos = Annotated[str | None, typer.Option(help="Quality of service (Slurm, Torque/Moab).")]
+Requeues = Annotated[
+    int | None,
+    typer.Option(
+        help="Times a job that reaches its walltime is requeued from its checkpoint "
+        "(default: the descriptor's limits.requeues, 3).",
+        min=0,
+        max=100,
+    ),
+]
 
 
 def _writable(folder: Path, what: str) -> None:
@@ -229,6 +238,7 @@ def render(
     exclude: Exclude = None,
     constraint: Constraint = None,
     qos: Qos = None,
+    requeues: Requeues = None,
     sites_dir: SitesDir = None,
 ) -> None:
     """Print the job script that `submit` would submit for one job of a study."""
@@ -245,6 +255,10 @@ def render(
         memory_gb=mem, reservation=reservation, nodelist=nodelist, exclude=exclude,
         constraint=constraint, qos=qos,
     )  # fmt: skip
+    if requeues is not None:
+        the_site = the_site.model_copy(
+            update={"limits": the_site.limits.model_copy(update={"requeues": requeues})}
+        )
     plan = plan_job(the_site, Request(gpus=gpus, nodes=nodes, ranks=ranks, walltime=walltime))
     folder = study_dir.absolute()
     study_id = load_study(folder).study if (folder / "manifest.json").exists() else "<new>"
@@ -406,6 +420,7 @@ def submit(
     exclude: Exclude = None,
     constraint: Constraint = None,
     qos: Qos = None,
+    requeues: Requeues = None,
     sites_dir: SitesDir = None,
 ) -> None:
     """Plan, render and submit one job per size: a scaling study in one folder."""
@@ -439,6 +454,10 @@ def submit(
         memory_gb=mem, reservation=reservation, nodelist=nodelist, exclude=exclude,
         constraint=constraint, qos=qos,
     )  # fmt: skip
+    if requeues is not None:
+        the_site = the_site.model_copy(
+            update={"limits": the_site.limits.model_copy(update={"requeues": requeues})}
+        )
     extra = list(ctx.args)
     if model:
         extra += ["--model", model]

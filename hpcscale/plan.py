@@ -16,6 +16,12 @@ from hpcscale.sites.models import Site, format_walltime, walltime_seconds
 DEFAULT_WALLTIME = "01:00:00"
 
 
+# The scheduler's warning before the walltime (Slurm --signal=USR2@, LSF -wt): the job then
+# checkpoints at a step boundary and is requeued. A job needs a minute of its own before it.
+CHECKPOINT_LEAD_S = 120
+MIN_WALLTIME_S = CHECKPOINT_LEAD_S + 60
+
+
 @dataclass(frozen=True)
 class Request:
     """What the user asked for: exactly one of gpus, nodes or ranks, and a walltime."""
@@ -145,7 +151,7 @@ def plan_job(site: Site, request: Request) -> JobPlan:
         ranks_per_node=ranks_per_node,
         gpus_per_rank=gpus_per_rank,
         cpus_per_rank=_cpus_per_rank(site, ranks_per_node),
-        walltime_s=_walltime(site, request, backend.round_walltime),
+        walltime_s=_walltime(site, request, backend.round_walltime, bool(backend.requeue_command)),
         ranks_per_gpu=ranks_per_gpu,
         gpus=gpus,
         gpus_per_node=gpus_node,
@@ -230,7 +236,12 @@ def _ranks(
     return ranks
 
 
-def _walltime(site: Site, request: Request, rounded: Callable[[int], int]) -> int:
+def _walltime(
+    site: Site, request: Request, rounded: Callable[[int], int], warns: bool = False
+) -> int:
+    """The job's walltime in seconds. ``warns``: the scheduler signals the job CHECKPOINT_LEAD_S
+    before the limit (to checkpoint and requeue), so a shorter walltime is refused: its job would
+    be warned before it had started, checkpoint at once and requeue, again and again."""
     wall = request.walltime or site.limits.default_walltime or DEFAULT_WALLTIME
     try:
         wall_s = walltime_seconds(wall)
@@ -250,5 +261,11 @@ def _walltime(site: Site, request: Request, rounded: Callable[[int], int]) -> in
         )
         raise PlanError(
             f"--walltime {shown} is over site {site.name}'s limit of {format_walltime(limit_s)}"
+        )
+    if warns and wall_s < MIN_WALLTIME_S:
+        raise PlanError(
+            f"--walltime {format_walltime(wall_s)} is too short: the scheduler warns the job "
+            f"{CHECKPOINT_LEAD_S} s before its limit to checkpoint it, so a job needs at least "
+            f"{format_walltime(MIN_WALLTIME_S)}"
         )
     return wall_s

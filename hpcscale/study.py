@@ -20,13 +20,15 @@ from pydantic import BaseModel, Field, ValidationError
 
 from hpcscale import __version__
 from hpcscale.errors import UserError
-from hpcscale.fsutil import atomic_write, folder_lock
+from hpcscale.fsutil import atomic_write, atomic_write_json, folder_lock
 from hpcscale.messages import describe
 from hpcscale.plan import JobPlan, Request, plan_job
 from hpcscale.render.script import JobSpec, train_command
 from hpcscale.sites.models import Site
 
-DONE_STATES = {"completed", "failed", "cancelled"}
+DONE_STATES = {  # a job in one of these has ended (see ``settled_summary``)
+    "completed", "failed", "cancelled", "terminated", "timeout", "out of memory", "node failure",
+}  # fmt: skip
 
 
 class JobRecord(BaseModel):
@@ -288,15 +290,70 @@ def _one_line(exc: BaseException) -> str:
     return " / ".join(lines[-3:]) if lines else type(exc).__name__
 
 
+# How a job ended, in the scheduler's words (first word of its state, lower case) → hpcscale's.
+ENDINGS = {
+    "cancelled": "cancelled",
+    "timeout": "timeout",
+    "deadline": "timeout",
+    "out_of_memory": "out of memory",
+    "node_fail": "node failure",
+    "boot_fail": "node failure",
+    "failed": "failed",
+    "completed": "completed",
+}
+STILL_ACTIVE = {"pending", "running", "requeued", "configuring", "completing", "suspended",
+                "resizing", "submitted", "unknown"}  # fmt: skip
+
+
+def settled_summary(study: Path, manifest: Manifest, record: JobRecord) -> dict[str, Any] | None:
+    """The job's summary, made truthful with its scheduler's word on how it ended.
+
+    A summary that says "failed" or "terminated" is told apart by the scheduler's final state:
+    cancelled, timeout, out of memory, node failure (``scheduler_state`` keeps its own words).
+    A job that ended without a readable summary (every rank killed before rank 0 could write
+    it) gets one made from its records and rank statuses. Both are written back to
+    ``summary.json``. None while the job has not ended, or was never submitted.
+    """
+    folder = Path(study) / record.folder
+    summary = _read_summary(folder / "summary.json")
+    if summary is not None and summary.get("status") not in ("failed", "terminated"):
+        return summary
+    if record.job_id is None or manifest.scheduler == "job":
+        return summary
+    from hpcscale.schedulers import job_state as scheduler_state
+
+    state = scheduler_state(manifest.scheduler, folder / "submitit", record.job_id)
+    if summary is None:
+        if state.split(" ")[0] in STILL_ACTIVE or state == "":
+            return None
+        from hpcscale.train.records import summarize
+
+        summary = summarize(folder, record.ranks, write=False)
+        summary["written_by"] = "collect: the job ended without a summary"
+    ending = ENDINGS.get(state.split(" ")[0])
+    if ending is None and "written_by" not in summary:
+        return summary  # the scheduler cannot tell (the local one): the ranks' word stands
+    if ending and ending not in ("completed", "failed"):
+        summary["status"] = ending
+    if summary.get("scheduler_state") != state:
+        summary["scheduler_state"] = state
+        atomic_write_json(folder / "summary.json", summary)
+    return summary
+
+
+def _read_summary(path: Path) -> dict[str, Any] | None:
+    try:
+        summary = json.loads(path.read_bytes())
+    except (OSError, ValueError):  # none yet, or torn: as if none
+        return None
+    return summary if isinstance(summary, dict) else None
+
+
 def job_state(study: Path, manifest: Manifest, record: JobRecord) -> str:
-    """The job's state from its summary if it wrote one, else from the scheduler."""
-    summary = Path(study) / record.folder / "summary.json"
-    if summary.exists():
-        try:
-            return str(json.loads(summary.read_bytes()).get("status", "unknown"))
-        except (ValueError, AttributeError):  # truncated or not an object: ask the scheduler
-            if record.job_id is None or manifest.scheduler == "job":
-                return "unknown (summary.json unreadable)"
+    """The job's state: its settled summary's status if it has ended, else the scheduler's."""
+    summary = settled_summary(study, manifest, record)
+    if summary is not None:
+        return str(summary.get("status", "unknown"))
     if record.job_id is None or manifest.scheduler == "job":
         return record.state
     from hpcscale.schedulers import job_state as scheduler_state
@@ -318,21 +375,21 @@ def collect(study: Path) -> list[dict[str, Any]]:
             "job_id": record.job_id,
             "folder": record.folder,
         }
-        path = Path(study) / record.folder / "summary.json"
-        try:
-            summary = json.loads(path.read_text())
-        except FileNotFoundError:
+        summary = settled_summary(study, manifest, record)
+        if summary is None:
             state = job_state(study, manifest, record)
             row.update(
                 status="missing",
                 reason=f"no summary.json (job state: {state}; logs in {record.folder}/submitit)",
             )
-        except json.JSONDecodeError as exc:
-            row.update(status="missing", reason=f"{path}: unreadable ({exc.msg})")
         else:
             row.update(summary)
             if summary.get("status") != "completed" and summary.get("failure"):
                 f = summary["failure"]
                 row["reason"] = f"rank {f['rank']}: {f['reason']}"
+            if summary.get("scheduler_state") and summary.get("status") != "completed":
+                row["reason"] = (
+                    f"{row.get('reason') or ''} (scheduler: {summary['scheduler_state']})"
+                )
         rows.append(row)
     return rows

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cli, tiny_events
+from conftest import cli, tiny_events, tiny_site
 
 from hpcscale.cli import main
 
@@ -289,3 +289,47 @@ def test_a_read_only_file_system_is_refused_before_any_work(small_fs):
         res = cli(*args)
         assert res.returncode == 2, args
         assert "Read-only file system" in one_line_error(res.stderr)
+
+
+# -- walltime, checkpoint and requeue -----------------------------------------------------------
+
+
+def test_a_walltime_shorter_than_the_checkpoint_warning_is_refused():
+    res = cli("render", "--site", "pnnl", "--gpus", "2", "--walltime", "00:02")
+    assert res.returncode == 2
+    line = one_line_error(res.stderr)
+    assert "too short" in line and "at least 00:03:00" in line
+
+
+def test_the_requeue_limit_ends_the_job_at_its_walltime_instead(fake_scheduler, tmp_path):
+    """USR2 with no requeue left (``--requeues 0``): the ranks stop together, evaluate and
+    write a completed summary that says why; nothing is requeued."""
+    sites = tiny_site(tmp_path / "sites", "fake-slurm", "events: 200, epochs: 4")
+    data = tiny_events(tmp_path / "events", 200, seed=4)
+    study = tmp_path / "study"
+    res = cli(
+        *f"submit --site fake-slurm --ranks 2 --data {data} --study {study}".split(),
+        *("--sites-dir", str(sites), "--requeues", "0", "--no-stop-at-target"),
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    job = study / "jobs" / "2r"
+    assert "--max-requeues 0" in (job / "job.sh").read_text()
+    log, deadline = job / "rank-1.jsonl", time.time() + 180
+    while not log.exists() or log.read_text().count('"kind": "step"') < 4:
+        assert time.time() < deadline, "the job never got to step 4"
+        time.sleep(0.3)
+    pids = subprocess.run(
+        ["pgrep", "-f", rf"^\S+ -u -m submitit.core._submit {job}/submitit"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert len(pids) == 2
+    for pid in pids:
+        os.kill(int(pid), signal.SIGUSR2)
+    wait_for(job / "summary.json", timeout=300)
+    summary = json.loads((job / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["stop_reason"] == "requeues"
+    assert summary["segments"] == 1 and summary["epochs"] < 4
+    assert fake_scheduler.calls("scontrol") == []

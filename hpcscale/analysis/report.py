@@ -267,6 +267,10 @@ def _study_section(r: dict[str, Any], out: Path) -> list[Block]:
     ]
     for miss in r["missing"]:
         blocks.append(("p", f"Job {miss['label']} did not complete: {miss['reason']}"))
+    for label, n in (r.get("skipped_record_lines") or {}).items():
+        blocks.append(
+            ("p", f"Job {label}: {n} record line(s) were not valid JSON and were skipped.")
+        )
     blocks += _timing_blocks(r)
     tag = f"{r['site']}-{r['study']}"
     for name, maker in (

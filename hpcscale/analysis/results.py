@@ -8,7 +8,7 @@ from typing import Any
 
 from hpcscale.analysis.fit import fit_power_law
 from hpcscale.study import collect, load
-from hpcscale.train.records import DLT_PARTS
+from hpcscale.train.records import DLT_PARTS, skipped_lines
 
 # Hagen et al. (seed 000), SummitDev, 32-192 GPUs: TTL ∝ N^α, epoch rate ∝ N^β.
 PAPER = {
@@ -127,6 +127,12 @@ def study_results(study: Path) -> dict[str, Any]:
             if j["status"] != "completed"
         ],
         "walltime_s": {j.label: j.walltime_s for j in manifest.jobs},
+        # Garbled record lines (read_records skips them, not the rest of the file), per job.
+        "skipped_record_lines": {
+            r["label"]: n
+            for r in rows
+            if (n := sum(map(skipped_lines, (Path(study) / r["folder"]).glob("rank-*.jsonl"))))
+        },
     }
 
 

@@ -21,7 +21,7 @@ import jinja2
 
 from hpcscale import __version__
 from hpcscale.errors import RenderError
-from hpcscale.plan import JobPlan
+from hpcscale.plan import CHECKPOINT_LEAD_S, JobPlan
 from hpcscale.resources import resource_dir
 from hpcscale.sites.models import Site
 from hpcscale.train.entry import ENV_REF  # the ranks expand what the shell would
@@ -109,7 +109,7 @@ class JobSpec:
     command: list[str]
     output: str | None = None  # None: the scheduler's default pattern (hpcscale-%j.out on Slurm)
     error: str | None = None
-    signal_s: int = 120
+    signal_s: int = CHECKPOINT_LEAD_S
     env: Mapping[str, str] = field(default_factory=dict)
     launcher_args: list[str] = field(default_factory=list)  # e.g. submitit's per-task logs
     # The training core's arguments when ``command`` is submitit's (the core runs from its
@@ -133,7 +133,7 @@ def train_command(
     given = {arg.split("=", 1)[0] for arg in extra if arg.startswith("--")}
     defaults = [
         ("--model", w.model), ("--batch", str(w.batch)), ("--epochs", f"{w.epochs:g}"),
-        ("--target-loss", f"{w.target_loss:g}"),
+        ("--target-loss", f"{w.target_loss:g}"), ("--max-requeues", str(site.limits.requeues)),
     ]  # fmt: skip
     return [
         python, "-u", "-m", "hpcscale.train",

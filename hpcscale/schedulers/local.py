@@ -51,7 +51,7 @@ class Local(Backend):
         )
 
     def executor(self, site: Site, plan: JobPlan, job: JobSpec, folder: Path) -> Any:
-        executor = QuietLocalExecutor(folder=folder)
+        executor = QuietLocalExecutor(folder=folder, max_num_timeout=site.limits.requeues)
         executor.update_parameters(
             tasks_per_node=plan.ranks,
             gpus_per_node=plan.gpus,

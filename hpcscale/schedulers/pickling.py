@@ -52,10 +52,8 @@ class SiteExecutor(core.PicklingExecutor):
 
     executor_name: ClassVar[str] = ""
 
-    def __init__(
-        self, folder: Path, site: Site, plan: JobPlan, job: JobSpec, max_num_timeout: int = 3
-    ) -> None:
-        super().__init__(folder, max_num_timeout=max_num_timeout)
+    def __init__(self, folder: Path, site: Site, plan: JobPlan, job: JobSpec) -> None:
+        super().__init__(folder, max_num_timeout=site.limits.requeues)
         self.site, self.plan, self.job = site, plan, job
         self.parameters["timeout_min"] = math.ceil(plan.walltime_s / 60)
 

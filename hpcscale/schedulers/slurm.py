@@ -82,7 +82,7 @@ class Slurm(Backend):
 
 class SiteSlurmExecutor(submitit.SlurmExecutor):
     def __init__(self, folder: Path, site: Site, plan: JobPlan, job: JobSpec) -> None:
-        super().__init__(folder, max_num_timeout=3)
+        super().__init__(folder, max_num_timeout=site.limits.requeues)
         self.site, self.plan, self.job = site, plan, job
         # submitit uses these for its own bookkeeping (task count, requeue timeout).
         self.update_parameters(

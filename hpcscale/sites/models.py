@@ -153,6 +153,10 @@ class Limits(Strict):
     max_nodes: PositiveInt
     max_walltime: Walltime
     default_walltime: Walltime | None = None
+    requeues: int = Field(
+        3, ge=0, le=100, description="times a job that reaches its walltime is requeued from "
+        "its checkpoint (then it stops at the limit)"
+    )  # fmt: skip
 
 
 class Workload(Strict):

@@ -44,6 +44,10 @@ class CoreConfig(BaseModel):
         "before"
     )  # fmt: skip
     stop_margin: float = Field(60.0, ge=0)
+    max_requeues: int | None = Field(
+        None, ge=0, description="walltime requeues allowed (default: no limit of the core's); "
+        "at that many the job stops at its time limit instead of checkpointing"
+    )  # fmt: skip
     collective_timeout: float = Field(
         300.0, gt=0, description="seconds a collective may wait for a dead or hung peer"
     )

@@ -92,7 +92,9 @@ def run(core: CoreConfig, wconfig: WorkloadConfig, t0: float) -> int:
         status.update(reason=str(exc), peer_failure=True)
     except torch.cuda.OutOfMemoryError:
         status["reason"] = f"out of GPU memory on {engine.device if engine else 'cuda'}"
-    except (UserError, Terminated) as exc:
+    except Terminated as exc:
+        status.update(reason=str(exc), terminated=True)
+    except UserError as exc:
         status["reason"] = str(exc)
     except Exception as exc:
         status["reason"] = f"{type(exc).__name__}: {exc}"
@@ -323,7 +325,8 @@ class Loop:
             smoothed_loss=smoothed,
         )
         if means["requeue_vote"] > 0:
-            self.stop_reason = "requeue"
+            limit = self.core.max_requeues
+            self.stop_reason = "requeue" if limit is None or self.segment < limit else "requeues"
         elif means["stop_vote"] > 0:
             self.stop_reason = "walltime"
         return global_

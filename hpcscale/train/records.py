@@ -93,15 +93,33 @@ def write_status(folder: Path, rank: int, status: dict[str, Any]) -> None:
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """All complete lines of a rank's records (a torn last line from a kill is skipped)."""
-    rows = []
-    with open(path) as fh:
+    """Every well-formed line of a rank's records. A torn last line (a kill mid-write) or a
+    garbled line in the middle is skipped and counted, never the rest of the file: the count is
+    ``skipped_lines(path)``, and the summary and the report say how many were skipped."""
+    return _read(path)[0]
+
+
+def skipped_lines(path: Path) -> int:
+    """How many lines of a rank's records were not JSON objects (see ``read_records``)."""
+    return _read(path)[1] if path.exists() else 0
+
+
+def _read(path: Path) -> tuple[list[dict[str, Any]], int]:
+    rows, bad = [], 0
+    with open(path, "rb") as fh:
         for line in fh:
+            if not line.strip():
+                continue
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-    return rows
+                row = json.loads(line)
+            except ValueError:  # JSONDecodeError, or bytes that are not UTF-8
+                bad += 1
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
+            else:
+                bad += 1
+    return rows, bad
 
 
 def summarize(folder: Path, world_size: int, write: bool = True) -> dict[str, Any]:
@@ -110,8 +128,12 @@ def summarize(folder: Path, world_size: int, write: bool = True) -> dict[str, An
     statuses = {}
     for rank in range(world_size):
         path = folder / f"rank-{rank}.status.json"
-        if path.exists():
-            statuses[rank] = json.loads(path.read_text())
+        try:
+            status = json.loads(path.read_bytes())
+        except (OSError, ValueError):  # none (the rank died first) or torn: as if none
+            continue
+        if isinstance(status, dict) and "status" in status:
+            statuses[rank] = status
     failures = []
     for rank in range(world_size):
         st = statuses.get(rank)
@@ -143,15 +165,19 @@ def summarize(folder: Path, world_size: int, write: bool = True) -> dict[str, An
     if metrics.get("ttl_s") is not None and metrics.get("dlt_s") is not None:
         metrics["ttl_train_s"] = metrics["ttl_s"] - metrics["dlt_s"]
     primary = _primary_failure(failures, statuses)
+    skipped = {str(r): n for r in range(world_size)
+               if (n := skipped_lines(folder / f"rank-{r}.jsonl"))}  # fmt: skip
     summary = {
         **{k: source.get(k) for k in IDENTITY},
         "world_size": world_size,
-        "status": "completed" if not failures else "failed",
+        "status": _status(failures, statuses),
         "stop_reason": source.get("stop_reason") if not failures else "error",
         "failure": primary,
         "failures": failures,
         **metrics,
     }
+    if skipped:
+        summary["skipped_record_lines"] = skipped
     if write:
         atomic_write_json(folder / "summary.json", summary)
     return summary
@@ -199,6 +225,19 @@ def steady_state(path: Path, metrics: dict[str, Any]) -> dict[str, float | None]
         "samples_per_s_steady": batch / step_s if batch else None,
         "epoch_rate_steady_per_min": 60 / (step_s * spe) if spe else None,
     }
+
+
+def _status(failures: list[dict[str, Any]], statuses: dict[int, dict[str, Any]]) -> str:
+    """completed; terminated (a signal stopped it: the user, or the scheduler at its limit or on
+    ``cancel``; ``collect`` asks the scheduler which); else failed."""
+    if not failures:
+        return "completed"
+    own = [statuses.get(f["rank"]) for f in failures]
+    if any(st and st.get("terminated") for st in own) and all(
+        st is None or st.get("terminated") or st.get("peer_failure") for st in own
+    ):
+        return "terminated"
+    return "failed"
 
 
 def _primary_failure(failures: list[dict[str, Any]], statuses: dict) -> dict[str, Any] | None:

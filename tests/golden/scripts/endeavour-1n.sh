@@ -8,7 +8,7 @@
 #
 # Rendered by hpcscale 0.1.0 for site endeavour: pbs + mpirun.
 # 4 rank(s) on 1 node(s), up to 4 per node; 0 GPU(s), 12 CPU core(s) per rank, walltime 02:00:00.
-# Every rank runs the training core (from submitit's pickle) with: --site endeavour --engine horovod --data hpcscale-data --out /scratch/study/jobs/4r --model jishnet --batch 7 --epochs 10 --target-loss 1.2 --time-limit 7200 --study 0123abcd --job 4r
+# Every rank runs the training core (from submitit's pickle) with: --site endeavour --engine horovod --data hpcscale-data --out /scratch/study/jobs/4r --model jishnet --batch 7 --epochs 10 --target-loss 1.2 --max-requeues 3 --time-limit 7200 --study 0123abcd --job 4r
 set -eo pipefail
 cd "${PBS_O_WORKDIR:-.}"
 export OMP_NUM_THREADS=12

@@ -1,7 +1,7 @@
 #!/bin/bash
 # hpcscale local job hpcscale-local-2r: submitit's LocalExecutor runs these lines, then
 # starts 2 rank(s) of: /opt/venv/bin/python -u -m submitit.core._submit /scratch/study/jobs/2r/submitit
-# Every rank runs the training core with: --site local --engine torch --data hpcscale-data --out /scratch/study/jobs/2r --model jishnet --batch 7 --epochs 5 --target-loss 1.4 --time-limit 3600 --study 0123abcd --job 2r
+# Every rank runs the training core with: --site local --engine torch --data hpcscale-data --out /scratch/study/jobs/2r --model jishnet --batch 7 --epochs 5 --target-loss 1.4 --max-requeues 3 --time-limit 3600 --study 0123abcd --job 2r
 export OMP_NUM_THREADS=4
 export HPCSCALE_SITE=local
 export HPCSCALE_WORLD_SIZE=2

@@ -11,7 +11,7 @@
 #
 # Rendered by hpcscale 0.1.0 for site local-slurm: slurm + srun.
 # 1 rank(s) on 1 node(s), up to 1 per node; 0 GPU(s), 8 CPU core(s) per rank, walltime 00:30:00.
-# Every rank runs the training core (from submitit's pickle) with: --site local-slurm --engine torch --data hpcscale-data --out /scratch/study/jobs/1r --model jishnet --batch 7 --epochs 5 --target-loss 1.4 --time-limit 1800 --study 0123abcd --job 1r
+# Every rank runs the training core (from submitit's pickle) with: --site local-slurm --engine torch --data hpcscale-data --out /scratch/study/jobs/1r --model jishnet --batch 7 --epochs 5 --target-loss 1.4 --max-requeues 3 --time-limit 1800 --study 0123abcd --job 1r
 set -eo pipefail
 export OMP_NUM_THREADS=8
 export HPCSCALE_SITE=local-slurm

@@ -13,7 +13,7 @@
 #
 # Rendered by hpcscale 0.1.0 for site pizdaint: slurm + srun.
 # 2 rank(s) on 2 node(s), up to 1 per node; 2 GPU(s), 12 CPU core(s) per rank, walltime 02:00:00.
-# Every rank runs the training core (from submitit's pickle) with: --site pizdaint --engine horovod --data '${SCRATCH}/hpcscale-data' --out /scratch/study/jobs/2g --model jishnet --batch 7 --epochs 10 --target-loss 1.2 --time-limit 7200 --study 0123abcd --job 2g
+# Every rank runs the training core (from submitit's pickle) with: --site pizdaint --engine horovod --data '${SCRATCH}/hpcscale-data' --out /scratch/study/jobs/2g --model jishnet --batch 7 --epochs 10 --target-loss 1.2 --max-requeues 3 --time-limit 7200 --study 0123abcd --job 2g
 set -eo pipefail
 module load daint-gpu
 module load PyTorch

@@ -12,7 +12,7 @@
 #
 # Rendered by hpcscale 0.1.0 for site pnnl: slurm + srun.
 # 4 rank(s) on 2 node(s), up to 2 per node; 4 GPU(s), 8 CPU core(s) per rank, walltime 04:00:00.
-# Every rank runs the training core (from submitit's pickle) with: --site pnnl --engine horovod --data hpcscale-data --out /scratch/study/jobs/4g --model jishnet --batch 7 --epochs 10 --target-loss 1.2 --time-limit 14400 --study 0123abcd --job 4g
+# Every rank runs the training core (from submitit's pickle) with: --site pnnl --engine horovod --data hpcscale-data --out /scratch/study/jobs/4g --model jishnet --batch 7 --epochs 10 --target-loss 1.2 --max-requeues 3 --time-limit 14400 --study 0123abcd --job 4g
 set -eo pipefail
 module load gcc/7.1.0
 module load cuda/9.2.148

@@ -11,7 +11,7 @@
 #
 # Rendered by hpcscale 0.1.0 for site summitdev: lsf + jsrun.
 # 4 rank(s) on 1 node(s), up to 4 per node; 4 GPU(s), 5 CPU core(s) per rank, walltime 04:00:00.
-# Every rank runs the training core (from submitit's pickle) with: --site summitdev --engine horovod --data '${MEMBERWORK}/hpcscale-data' --out /scratch/study/jobs/4g --model jishnet --batch 7 --epochs 10 --target-loss 1.2 --time-limit 14400 --study 0123abcd --job 4g
+# Every rank runs the training core (from submitit's pickle) with: --site summitdev --engine horovod --data '${MEMBERWORK}/hpcscale-data' --out /scratch/study/jobs/4g --model jishnet --batch 7 --epochs 10 --target-loss 1.2 --max-requeues 3 --time-limit 14400 --study 0123abcd --job 4g
 set -eo pipefail
 cd "${LS_SUBCWD:-.}"
 module load gcc/5.4.0

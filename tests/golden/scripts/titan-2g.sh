@@ -7,7 +7,7 @@
 #
 # Rendered by hpcscale 0.1.0 for site titan: pbs + aprun.
 # 2 rank(s) on 2 node(s), up to 1 per node; 2 GPU(s), 16 CPU core(s) per rank, walltime 02:00:00.
-# Every rank runs the training core (from submitit's pickle) with: --site titan --engine horovod --data '${MEMBERWORK}/hpcscale-data' --out /scratch/study/jobs/2g --model jishnet --batch 7 --epochs 10 --target-loss 1.2 --time-limit 7200 --study 0123abcd --job 2g
+# Every rank runs the training core (from submitit's pickle) with: --site titan --engine horovod --data '${MEMBERWORK}/hpcscale-data' --out /scratch/study/jobs/2g --model jishnet --batch 7 --epochs 10 --target-loss 1.2 --max-requeues 3 --time-limit 7200 --study 0123abcd --job 2g
 set -eo pipefail
 cd "${PBS_O_WORKDIR:-.}"
 module load cudatoolkit
