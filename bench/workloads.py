@@ -47,9 +47,25 @@ def train(events: Path, out: Path, run: str, steps: int, batch: int, lr: float) 
     epochs = steps / (read_manifest(events).count("train") // batch)
     args = shlex.split(run)
     cmd = [
-        sys.executable, "-m", "hpcscale.train", "--data", str(events), "--out", str(out),
-        "--model", args[0], "--batch", str(batch), "--epochs", repr(epochs),
-        "--no-stop-at-target", "--lr", str(lr), "--seed", "0", *args[1:],
+        sys.executable,
+        "-m",
+        "hpcscale.train",
+        "--data",
+        str(events),
+        "--out",
+        str(out),
+        "--model",
+        args[0],
+        "--batch",
+        str(batch),
+        "--epochs",
+        repr(epochs),
+        "--no-stop-at-target",
+        "--lr",
+        str(lr),
+        "--seed",
+        "0",
+        *args[1:],
     ]  # fmt: skip  (the run's own options last: they win)
     start = time.time()
     subprocess.run(cmd, check=True)

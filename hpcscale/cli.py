@@ -50,7 +50,7 @@ container_app = typer.Typer(
 app.add_typer(container_app, name="container")
 
 out = Console()
-_state: dict[str, Any] = {"verbose": False, "writing": []}
+_state: dict[str, Any] = {"verbose": False, "writing": [], "notes": [], "interrupted": None}
 
 WithContainer = Annotated[
     bool | None,
@@ -363,11 +363,15 @@ def run(
             )
     for note in check_data(data, ranks, job_args(the_site, plan, list(ctx.args))):
         print(note, file=sys.stderr)
-    rc, summary = run_local(the_site, ranks, data, folder, walltime, list(ctx.args))
+    with Console(stderr=True).status(
+        f"training on {plural(ranks, 'rank')} (output in {folder / 'job.log'})"
+    ):
+        rc, summary = run_local(the_site, ranks, data, folder, walltime, list(ctx.args))
     print_summary(summary, folder)
     if summary["status"] == "completed":
         print(f"report with: hpcscale report {folder}")
     if rc != 0 or summary["status"] != "completed":
+        print(f"the ranks' own output: {folder / 'job.log'}", file=sys.stderr)
         raise typer.Exit(1)
 
 
@@ -517,8 +521,11 @@ def submit(
             resubmit=resubmit,
             on_job=on_job,
         )
-    except KeyboardInterrupt as exc:
-        exc.add_note(f"{folder}/manifest.json lists the jobs submitted so far")
+    except KeyboardInterrupt:
+        _state["notes"].append(
+            f"{folder}/manifest.json lists the jobs submitted so far; they keep running "
+            f"(`hpcscale cancel {folder}` stops them)"
+        )
         raise
     if wait:
         with folder_lock(folder, "hpcscale submit"):
@@ -696,40 +703,47 @@ USER_ERRNOS = {
 }
 
 
-def _terminate(signum: int, _frame: object) -> None:
-    """SIGTERM (a login node's session ending, `kill`): handled as Ctrl-C is. A plain
-    KeyboardInterrupt, because the standard library treats exactly that type specially
-    (``subprocess`` then does not wait on a child it was waiting for); ``finally`` and ``with``
-    blocks on the way up run, so locks are released, and writes are atomic."""
-    _state["signal"] = signum
+def _interrupt(signum: int, _frame: object) -> None:
+    """SIGINT (Ctrl-C) and SIGTERM (a login session ending, `kill`): noted, then a plain
+    KeyboardInterrupt, the one type the standard library treats specially (``subprocess`` does
+    not then wait on a child it was waiting for); ``finally`` and ``with`` blocks on the way up
+    run, so locks are released, and writes are atomic."""
+    _state["interrupted"] = signum
     raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point and the one error boundary of every command.
 
-    A ``UserError``, or an ``OSError`` a user can fix (full or read-only file system, permission,
-    missing path), is one line and exit code 2; Ctrl-C (SIGINT) or SIGTERM one line ("interrupted",
-    plus what the command noted on the exception) and 130 or 143; anything else is a bug: one
-    line naming the log file that holds the traceback, exit 1. ``--verbose`` prints the
-    traceback as well.
+    A ``UserError``, a usage error, or an ``OSError`` a user can fix (full or read-only file
+    system, permission, missing path) is one line and exit code 2; Ctrl-C (SIGINT) or SIGTERM
+    one line ("interrupted", plus what the command noted in ``_state["notes"]``) and 130 or
+    143; anything else is a bug: one line naming the log file that holds the traceback, exit 1.
+    ``--verbose`` prints the traceback as well.
     """
-    _state["writing"] = []
-    _state["signal"] = signal.SIGINT
-    previous = None
+    _state.update(writing=[], notes=[], interrupted=None)
+    previous = {}
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _terminate)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, _interrupt)
     try:
-        app(args=argv, prog_name="hpcscale")
+        code = app(args=argv, prog_name="hpcscale", standalone_mode=False)
     except UserError as exc:
         _fail(str(exc), exc.exit_code)
-    except SystemExit as exc:  # typer turns a KeyboardInterrupt into a silent exit 130
-        interrupt = _chained(exc, KeyboardInterrupt)
-        if interrupt is None:
-            raise
-        signum = signal.Signals(_state["signal"])
-        notes = "".join(f"; {note}" for note in getattr(interrupt, "__notes__", []))
-        _fail(f"interrupted ({signum.name}){notes}", 128 + signum, prefix="")
+    except typer.Abort:  # Ctrl-C or end of input at a prompt
+        _state["interrupted"] = _state["interrupted"] or signal.SIGINT
+        code = 130
+    except typer.TyperException as exc:  # a usage error: unknown option, bad value
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `hpcscale` alone: its help
+            print(exc.format_message())  # type: ignore[attr-defined]
+            sys.exit(getattr(exc, "exit_code", 2))
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        _fail(f"{message}{where}", getattr(exc, "exit_code", 2))
+    except KeyboardInterrupt:  # before the handler was in place
+        _state["interrupted"] = _state["interrupted"] or signal.SIGINT
+        code = 130
     except OSError as exc:
         hint = USER_ERRNOS.get(exc.errno or 0)
         if hint is None:
@@ -745,20 +759,13 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # the boundary: a bug becomes one line and a log
         _internal(exc)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _chained(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
-    """The first exception of type ``kind`` in ``exc``'s chain (causes and contexts)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if _state["interrupted"]:  # typer returns 130 for a KeyboardInterrupt; say what happened
+        signum = signal.Signals(_state["interrupted"])
+        notes = "".join(f"; {note}" for note in _state["notes"])
+        _fail(f"interrupted ({signum.name}){notes}", 128 + signum, prefix="")
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _fail(message: str, code: int, prefix: str = "error: ") -> NoReturn:

@@ -61,7 +61,8 @@ def local_script(site: Site, plan: JobPlan, data: Path, out: Path, train_args: l
 def run_local(
     site: Site, ranks: int, data: Path, out: Path, walltime: str | None, train_args: list[str]
 ) -> tuple[int, dict[str, Any]]:
-    """Render the local job for ``ranks`` ranks into ``out``, run it, and summarise it."""
+    """Render the local job for ``ranks`` ranks into ``out``, run it (its output to
+    ``out/job.log``), and summarise it."""
     from hpcscale.train.records import summarize
 
     plan = plan_job(site, Request(ranks=ranks, walltime=walltime))
@@ -74,7 +75,12 @@ def run_local(
     script = out / "job.sh"
     atomic_write(script, local_script(site, plan, data, out, train_args), mode=0o755)
     start = time.time()
-    rc = subprocess.run(["bash", str(script)], cwd=out).returncode
+    # The launcher's and the ranks' own output (torchrun's failure report is a page long) goes to
+    # job.log; the summary says what failed, in a line per rank.
+    with open(out / "job.log", "wb") as log:
+        rc = subprocess.run(
+            ["bash", str(script)], cwd=out, stdout=log, stderr=subprocess.STDOUT
+        ).returncode
     summary = summarize(out, plan.ranks)
     summary["wall_s"] = time.time() - start
     return rc, summary

@@ -318,14 +318,18 @@ def settled_summary(study: Path, manifest: Manifest, record: JobRecord) -> dict[
     summary = _read_summary(folder / "summary.json")
     if summary is not None and summary.get("status") not in ("failed", "terminated"):
         return summary
+    if summary is not None and summary["status"] == "terminated" and record.state == "cancelled":
+        summary.update(status="cancelled", cancelled_by="hpcscale cancel")  # we stopped it
+        atomic_write_json(folder / "summary.json", summary)
+        return summary
     if record.job_id is None or manifest.scheduler == "job":
         return summary
     from hpcscale.schedulers import job_state as scheduler_state
 
     state = scheduler_state(manifest.scheduler, folder / "submitit", record.job_id)
     if summary is None:
-        if state.split(" ")[0] in STILL_ACTIVE or state == "":
-            return None
+        if state.split(" ")[0] in STILL_ACTIVE or not any(folder.glob("rank-*.jsonl")):
+            return None  # running, or no rank ever started: the scheduler's state says it all
         from hpcscale.train.records import summarize
 
         summary = summarize(folder, record.ranks, write=False)

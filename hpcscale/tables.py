@@ -9,6 +9,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from hpcscale.messages import cut, one_line
 from hpcscale.sites.models import Gpus
 from hpcscale.train.records import DLT_PARTS
 
@@ -95,8 +96,13 @@ def print_summary(s: dict, folder: Path) -> None:
         out.print(cm)
     if s.get("ttl_s") is None and s["status"] == "completed":
         out.print(ttl_unset_reason(s))
+    first = s.get("failure") or {}
     for failure in s.get("failures", []):
-        print(f"rank {failure['rank']} failed: {failure['reason']}", file=sys.stderr)
+        if failure.get("peer") and failure is not first and first.get("rank") != failure["rank"]:
+            reason = f"stopped when rank {first.get('rank')} failed ({cut(failure['reason'], 60)})"
+        else:
+            reason = failure["reason"]
+        print(f"rank {failure['rank']} failed: {one_line(reason)}", file=sys.stderr)
 
 
 def timing_lines(s: dict) -> list[str]:

@@ -155,27 +155,37 @@ def test_sigterm_while_submitting_is_one_line_and_143(fake_scheduler, tmp_path):
     assert not (study / ".lock").read_text(), "the lock's holder was not cleared"
 
 
-def test_ctrl_c_while_waiting_for_a_local_job(tmp_path):
+def test_ctrl_c_while_waiting_for_a_local_job_leaves_it_running_until_cancelled(tmp_path):
+    """A local job is a batch job: Ctrl-C stops the waiting `submit`, not the job (its
+    controller has a session of its own); `cancel` stops it, and the summary says so."""
     events = tiny_events(tmp_path / "events", 40, seed=3)
     study = tmp_path / "study"
     proc = subprocess.Popen(
         [sys.executable, "-m", "hpcscale", "submit", "--site", "local", "--ranks", "1",
          "--data", str(events), "--model", "jishnet-small", "--study", str(study),
-         "--epochs", "50"],
+         "--epochs", "500", "--no-stop-at-target"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
         preexec_fn=as_at_a_terminal,
     )  # fmt: skip
-    wait_for(study / "jobs" / "1r" / "rank-0.jsonl", timeout=120)  # the job is training
-    os.killpg(proc.pid, signal.SIGINT)
+    records = study / "jobs" / "1r" / "rank-0.jsonl"
+    wait_for(records, timeout=120)  # the job is training
+    os.killpg(proc.pid, signal.SIGINT)  # as the terminal's Ctrl-C: the whole process group
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert one_line_error(err, prefix="interrupted (SIGINT)")
+    line = one_line_error(err, prefix="interrupted (SIGINT)")
+    assert f"hpcscale cancel {study}" in line
     (job,) = json.loads((study / "manifest.json").read_text())["jobs"]
     assert job["state"] == "submitted" and job["job_id"]
-    # The job's ranks got the same Ctrl-C: they stop and say so in the summary.
+    size = records.stat().st_size
+    time.sleep(3)
+    assert records.stat().st_size > size, "the job stopped with the submit"
+    res = cli("cancel", str(study), timeout=120)
+    assert res.returncode == 0 and f"cancelled job {job['job_id']}" in res.stdout, res.stdout
     summary = study / "jobs" / "1r" / "summary.json"
-    wait_for(summary, timeout=60)
-    assert json.loads(summary.read_text())["status"] in ("terminated", "cancelled")
+    wait_for(summary, timeout=120)
+    res = cli("status", str(study), timeout=120)
+    assert res.returncode == 0 and "cancelled" in res.stdout, res.stdout
+    assert json.loads(summary.read_text())["status"] == "cancelled"
 
 
 # -- concurrent writers -------------------------------------------------------------------------
@@ -333,3 +343,64 @@ def test_the_requeue_limit_ends_the_job_at_its_walltime_instead(fake_scheduler, 
     assert summary["status"] == "completed" and summary["stop_reason"] == "requeues"
     assert summary["segments"] == 1 and summary["epochs"] < 4
     assert fake_scheduler.calls("scontrol") == []
+
+
+# -- damaged results ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def finished_job(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A real two-rank job of the small preset, trained once for the tests below to damage."""
+    tmp = tmp_path_factory.mktemp("job")
+    events = tiny_events(tmp / "events", 60, seed=3)
+    res = cli("run", "--ranks", "2", "--data", str(events), "--model", "jishnet-small",
+              "--out", str(tmp / "run"), "--epochs", "2", "--ttl-window", "2")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    return tmp / "run"
+
+
+def test_a_garbled_record_line_is_skipped_and_counted_not_the_rest(finished_job, tmp_path):
+    import shutil
+
+    from hpcscale.train.records import read_records, summarize
+
+    job = tmp_path / "job"
+    shutil.copytree(finished_job, job)
+    path = job / "rank-0.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    before = read_records(path)
+    middle = len(lines) // 2
+    path.write_bytes(
+        b"".join([*lines[:middle], b'{"kind": "st\xff\n', b"[1, 2]\n", *lines[middle:]])
+    )
+    assert read_records(path) == before  # every good line, the ones after the bad ones too
+    summary = summarize(job, 2)
+    assert summary["skipped_record_lines"] == {"0": 2}
+    res = cli("report", str(job))
+    assert res.returncode == 0, res.stderr
+    report = (job / "report" / "report.md").read_text()
+    assert "2 record line(s) were not valid JSON and were skipped" in report
+
+
+def test_a_truncated_summary_is_one_line_or_read_around(finished_job, tmp_path):
+    import shutil
+
+    job = tmp_path / "job"
+    shutil.copytree(finished_job, job)
+    text = (job / "summary.json").read_text()
+    (job / "summary.json").write_text(text[: len(text) // 2])
+    for command in ("status", "collect"):
+        res = cli(command, str(job))
+        assert "Traceback" not in res.stderr, res.stderr
+        assert res.returncode in (0, 2), res.stderr
+        if res.returncode == 2:
+            assert "summary.json" in one_line_error(res.stderr)
+
+
+def test_a_report_of_a_folder_without_results_leaves_nothing(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = cli("report", str(empty))
+    assert res.returncode == 2
+    assert "no such file" in one_line_error(res.stderr)
+    assert list(empty.iterdir()) == []

@@ -91,6 +91,6 @@ def test_gpu_sharing_refuses_uneven_shares(workers, gpus):
 
 
 def test_walltime_rounds_up_per_scheduler():
-    assert plan("summitdev", gpus=4, walltime="00:00:30").walltime_s == 60  # LSF: minutes
+    assert plan("summitdev", gpus=4, walltime="00:03:30").walltime_s == 240  # LSF: minutes
     assert plan("pnnl", gpus=2, walltime="01:30:45").walltime_s == 5460  # Slurm: minutes
     assert plan("endeavour", nodes=1, walltime="01:30:45").walltime_s == 5445  # PBS: seconds

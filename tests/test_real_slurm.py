@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import cli, tiny_events
@@ -79,7 +80,7 @@ def test_real_sbatch_accepts_the_request_fields(tmp_path):
     ).stdout.split()[0]
     for args in (
         ["--threads-per-core", "1", "--cpus-per-task", "1", "--nodelist", host],
-        ["--walltime", "00:00:30", "--ranks", "1"],
+        ["--walltime", "00:03:30", "--ranks", "1"],
     ):
         ranks = [] if "--ranks" in args else ["--ranks", "2"]
         res = cli("render", "--site", "local-slurm", *ranks, *args, "--study", str(tmp_path))
@@ -107,3 +108,97 @@ def test_fake_sbatch_refuses_what_the_real_one_refuses(header, tmp_path, monkeyp
     fake = importlib.import_module("fakesched")
     script = f"#!/bin/bash\n{header}true\n"
     assert (fake.check_sbatch(script) is None) == _real_sbatch_accepts(script, tmp_path)
+
+
+def _rank_pids(job: Path) -> dict[int, int]:
+    """The PIDs of a job's ranks on this machine, by SLURM_PROCID."""
+    pids = subprocess.run(
+        ["pgrep", "-f", rf"^\S*python\S* -u -m submitit.core._submit {job}/submitit$"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    found = {}
+    for pid in pids:
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for item in env:
+            if item.startswith(b"SLURM_PROCID="):
+                found[int(item.split(b"=")[1])] = int(pid)
+    return found
+
+
+def _training(tmp_path, study, ranks: int):  # type: ignore[no-untyped-def]
+    """Submit a long local-slurm job of ``ranks`` ranks and wait until every rank trains."""
+    tiny_events(tmp_path / "events", 200, seed=6)
+    res = cli(
+        *f"submit --site local-slurm --ranks {ranks} --data {tmp_path / 'events'}".split(),
+        *f"--study {study} --no-wait --model jishnet-small --epochs 200".split(),
+        "--no-stop-at-target",
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    job = study / "jobs" / f"{ranks}r"
+    deadline = time.time() + 300
+    while not all(
+        (job / f"rank-{r}.jsonl").exists()
+        and (job / f"rank-{r}.jsonl").read_text().count('"kind": "step"') >= 3
+        for r in range(ranks)
+    ):
+        assert time.time() < deadline, "the job never trained"
+        time.sleep(0.5)
+    return job, json.loads((study / "manifest.json").read_text())["jobs"][0]["job_id"]
+
+
+def _ended(job_id: str) -> str:
+    for _ in range(240):
+        state = subprocess.run(
+            ["sacct", "-n", "-X", "-P", "-o", "State", "-j", job_id],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        if state and state[0] not in ("PENDING", "RUNNING", "COMPLETING", "REQUEUED"):
+            return state[0]
+        time.sleep(1)
+    raise AssertionError(f"job {job_id} did not end")
+
+
+def test_a_killed_rank_leaves_a_summary_that_names_it(tmp_path):
+    study = tmp_path / "study"
+    job, job_id = _training(tmp_path, study, ranks=2)
+    try:
+        pids = _rank_pids(job)
+        assert sorted(pids) == [0, 1], pids
+        os.kill(pids[1], 9)  # the OOM killer, or a node's hardware
+        assert _ended(job_id) in ("FAILED", "CANCELLED")
+    finally:
+        subprocess.run(["scancel", job_id], check=False)
+    res = cli("collect", str(study), timeout=120)
+    summary = json.loads((job / "summary.json").read_text())
+    assert summary["status"] == "failed", summary
+    assert summary["failure"]["rank"] == 1, summary["failure"]
+    assert "died without a status" in summary["failure"]["reason"]
+    assert "rank 1" in res.stdout + res.stderr
+    # The survivor's records are whole: every line parses, steps without gaps.
+    from hpcscale.train.records import read_records, skipped_lines
+
+    assert skipped_lines(job / "rank-0.jsonl") == 0
+    steps = [r["step"] for r in read_records(job / "rank-0.jsonl") if r["kind"] == "step"]
+    assert steps == list(range(1, len(steps) + 1))
+
+
+def test_a_cancelled_job_is_reported_cancelled(tmp_path):
+    study = tmp_path / "study"
+    job, job_id = _training(tmp_path, study, ranks=1)
+    try:
+        res = cli("cancel", str(study), timeout=120)
+        assert res.returncode == 0 and f"cancelled job {job_id}" in res.stdout, res.stdout
+        assert _ended(job_id) == "CANCELLED"
+    finally:
+        subprocess.run(["scancel", job_id], check=False)
+    res = cli("status", str(study), timeout=120)
+    assert res.returncode == 0 and "cancelled" in res.stdout, res.stdout
+    summary = json.loads((job / "summary.json").read_text())
+    assert summary["status"] == "cancelled", summary

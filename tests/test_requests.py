@@ -246,7 +246,7 @@ def time_limit(script: str) -> int:
 
 @pytest.mark.parametrize(
     ("walltime", "directive", "seconds"),
-    [("00:00:30", "#BSUB -W 00:01", 60), ("01:30:45", "#BSUB -W 01:31", 5460)],
+    [("00:03:30", "#BSUB -W 00:04", 240), ("01:30:45", "#BSUB -W 01:31", 5460)],
 )
 def test_7_lsf_walltime_rounds_up(tmp_path, walltime, directive, seconds):
     sites = site(tmp_path, **LSF_MPI)
@@ -426,7 +426,7 @@ RENDERED = [
     ({"scheduler": {"kind": "slurm", "exclusive": False, "directives": ["#DW jobdw x"]}},
      ("--gpus", "6"), "sbatch"),
     ({"launcher": {"kind": "torchrun"}}, ("--gpus", "8", "--mem", "1.5"), "sbatch"),
-    (LSF_MPI, ("--gpus", "8", "--walltime", "00:00:30", "--constraint", "a|b"), "bsub"),
+    (LSF_MPI, ("--gpus", "8", "--walltime", "00:03:30", "--constraint", "a|b"), "bsub"),
     ({"scheduler": {"kind": "lsf", "exclusive": False}, "launcher": {"kind": "mpirun",
       "mpi": "openmpi"}}, ("--gpus", "6"), "bsub"),
     ({"scheduler": {"kind": "pbs", "exclusive": False}, **PBS_MPI}, ("--gpus", "6"), "qsub"),

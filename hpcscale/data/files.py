@@ -25,11 +25,13 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hpcscale.errors import DataError
+from hpcscale.messages import describe, shown
 
 FORMAT = "hpcscale-lartpc-sparse"
 VERSION = 1
@@ -82,27 +84,86 @@ class EventsManifest:
         return sum(f["events"] for f in self.split(split))
 
 
+class ShardEntry(BaseModel):
+    """One file of the manifest's ``files`` list (other keys, such as ``bytes``, are kept)."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=200)  # in the folder
+    split: Literal["train", "val"]
+    events: int = Field(ge=0)
+
+
+class ManifestModel(BaseModel):
+    """What ``manifest.json`` must hold; checked before any rank starts."""
+
+    model_config = ConfigDict(extra="allow")
+    resolution: int = Field(ge=16, le=100_000)
+    classes: list[str] = Field(min_length=2, max_length=1000)
+    files: list[ShardEntry] = Field(min_length=1)
+
+
 def read_manifest(folder: Path) -> EventsManifest:
+    """The data set's manifest, validated: every problem named by file, field and value."""
     path = Path(folder) / "manifest.json"
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(path.read_bytes())
     except FileNotFoundError:
         raise DataError(
             f"{path}: no such file; create events with `hpcscale data generate --out {folder}`"
         ) from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    if not isinstance(raw, dict):
+        raise DataError(f"{path}: a manifest is a JSON object, not {type(raw).__name__}")
     if raw.get("format") != FORMAT or raw.get("version") != VERSION:
         raise DataError(
-            f"{path}: format {raw.get('format')!r} version {raw.get('version')!r}; "
+            f"{path}: format {shown(raw.get('format'))} version {shown(raw.get('version'))}; "
             f"expected {FORMAT!r} version {VERSION}"
         )
     try:
-        return EventsManifest(
-            Path(folder), int(raw["resolution"]), list(raw["classes"]), list(raw["files"])
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"{path}: missing or malformed field {exc}") from None
+        model = ManifestModel.model_validate(raw)
+    except ValidationError as exc:
+        raise DataError(f"{path}: {describe(exc, ManifestModel)}") from None
+    names = [f.name for f in model.files]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise DataError(f"{path}: files: {twice[0]!r} is listed twice")
+    return EventsManifest(
+        Path(folder), model.resolution, model.classes, [f.model_dump() for f in model.files]
+    )
+
+
+def check_shards(manifest: EventsManifest) -> None:
+    """Every shard's layout and labels, read before any rank starts (labels and offsets are
+    small; the deposits themselves are checked as the ranks read them). Names the file and
+    the event."""
+    import h5py
+
+    k = len(manifest.classes)
+    for entry in manifest.files:
+        path = manifest.folder / entry["name"]
+        try:
+            with h5py.File(path, "r") as f:
+                _check_shard(path, f, int(entry["events"]), manifest.resolution)
+                labels = f["label"][...]
+                counts = np.diff(f["offsets"][...])
+        except FileNotFoundError:
+            raise DataError(f"{path}: no such file (listed in manifest.json)") from None
+        except OSError as exc:
+            raise DataError(f"{path}: unreadable HDF5 file, truncated or corrupt ({exc})") from None
+        bad = np.flatnonzero((labels < 0) | (labels >= k))
+        if bad.size:
+            i = int(bad[0])
+            raise DataError(
+                f"{path}: event {i} has label {int(labels[i])}, but manifest.json lists {k} "
+                f"classes (labels 0..{k - 1}: {', '.join(manifest.classes)}); "
+                f"{bad.size} event(s) of this file are out of range"
+            )
+        if counts.size and counts.min() < 0:
+            i = int(np.flatnonzero(counts < 0)[0])
+            raise DataError(f"{path}: /offsets decrease at event {i}; they must not")
 
 
 def iter_events(

@@ -8,6 +8,7 @@ import math
 import os
 import shlex
 import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -69,32 +70,56 @@ class Local(Backend):
         return "running"
 
     def cancel(self, folder: Path, job_id: str) -> None:
+        """SIGTERM to the job's session (its controller started one, and the job ID is its
+        leader's PID): the controller and every rank get it, as ranks of a cancelled batch job
+        do; they stop at once and write their statuses."""
         with contextlib.suppress(OSError):
-            os.kill(int(job_id), signal.SIGTERM)
+            os.killpg(int(job_id), signal.SIGTERM)
 
 
 class QuietLocalExecutor(submitit.LocalExecutor):
-    """submitit's LocalExecutor whose job controller (a process that outlives ``submit``) writes
-    to ``controller.log`` in the job's submitit folder instead of the terminal: Ctrl-C at the
-    terminal stops the controller and its ranks, as one expects on this machine, without the
-    controller's KeyboardInterrupt traceback landing under hpcscale's one-line message."""
+    """submitit's LocalExecutor whose job controller runs as a batch job does: in a session of
+    its own (Ctrl-C at the terminal that submitted it does not reach it or its ranks; `hpcscale
+    cancel` stops it), writing to ``controller.log`` in the job's submitit folder.
+
+    ``_submit_command`` is submitit's own (``LocalExecutor._submit_command`` and
+    ``start_controller``), with those two changes."""
 
     def _submit_command(self, command: str) -> Any:
+        from submitit.local.local import LocalJob
+
+        p = self.parameters
+        ntasks = p.get("tasks_per_node", 1)
+        env = dict(os.environ)
+        env.update(
+            SUBMITIT_LOCAL_NTASKS=str(ntasks),
+            SUBMITIT_LOCAL_COMMAND=command,
+            SUBMITIT_LOCAL_TIMEOUT_S=str(int(60 * p.get("timeout_min", 2.0))),
+            SUBMITIT_LOCAL_SIGNAL_DELAY_S=str(int(p.get("signal_delay_s", 30))),
+            SUBMITIT_LOCAL_NODEID="0",
+            SUBMITIT_LOCAL_JOB_NUM_NODES="1",
+            SUBMITIT_STDERR_TO_STDOUT="",
+            SUBMITIT_EXECUTOR="local",
+            CUDA_VISIBLE_DEVICES=",".join(str(k) for k in range(p.get("gpus_per_node", 0))),
+            SUBMITIT_LOCAL_WITH_SHELL="1" if p.get("setup") else "",
+        )
+        controller = [sys.executable, "-m", "submitit.local._local", str(self.folder)]
+        setup = list(p.get("setup", ()))
         folder = Path(self.folder)
         folder.mkdir(parents=True, exist_ok=True)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        saved = os.dup(1), os.dup(2)
-        log = os.open(folder / "controller.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.dup2(log, 1)
-            os.dup2(log, 2)  # the controller inherits these
-            return super()._submit_command(command)
-        finally:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in (*saved, log):
-                os.close(fd)
+        with open(folder / "controller.log", "ab") as log:
+            process = subprocess.Popen(
+                " && ".join([*setup, shlex.join(controller)]) if setup else controller,
+                shell=bool(setup),  # the site's module loads and exports, as submitit runs them
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return LocalJob(
+            folder=self.folder, job_id=str(process.pid), process=process, tasks=list(range(ntasks))
+        )
 
 
 BACKEND = Local()

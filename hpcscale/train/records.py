@@ -148,7 +148,10 @@ def summarize(folder: Path, world_size: int, write: bool = True) -> dict[str, An
                 {"rank": rank, "reason": f"died without a status (killed or crashed; {where})"}
             )
         elif st["status"] != "ok":
-            failures.append({"rank": rank, "reason": st.get("reason", "unknown")})
+            failure = {"rank": rank, "reason": st.get("reason", "unknown")}
+            if st.get("peer_failure"):
+                failure["peer"] = True  # it stopped because another rank failed
+            failures.append(failure)
     # Global figures are identical on every rank; take them from the lowest rank that has them.
     source = next((statuses[r] for r in sorted(statuses) if "metrics" in statuses[r]), {})
     metrics = dict(source.get("metrics", {}))

@@ -132,6 +132,7 @@ class LArTPCClassifier(Workload):
                 f"{len(missing)} of {len(manifest.files)} shards missing)"
             )
         cls.check_resolution(config, manifest.resolution)
+        files.check_shards(manifest)
         train = manifest.count("train")
         if max_events is not None:
             train = min(train, max_events)
