@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hpcscale.train.jobenv import DEFAULT_PORT, detect
@@ -140,6 +142,10 @@ def test_port_from_job_id_is_stable_and_distinct():
     assert a == detect({"SLURM_JOB_ID": "100"}).master_port
     assert a != detect({"SLURM_JOB_ID": "101"}).master_port
     assert detect({}).master_port == DEFAULT_PORT
+    # below the kernel's ephemeral ports, which other processes' connections hold
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = {detect({"SLURM_JOB_ID": str(i)}).master_port for i in range(2000)}
+    assert max(ports) < low and len(ports) > 1000
 
 
 def test_rank_arguments_expand_env_references_as_a_job_shell_would():

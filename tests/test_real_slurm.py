@@ -141,12 +141,14 @@ def _training(tmp_path, study, ranks: int):  # type: ignore[no-untyped-def]
     )
     assert res.returncode == 0, res.stderr
     job = study / "jobs" / f"{ranks}r"
-    deadline = time.time() + 300
+    deadline = time.time() + 600  # a shared CI machine: the node may be busy
     while not all(
         (job / f"rank-{r}.jsonl").exists()
         and (job / f"rank-{r}.jsonl").read_text().count('"kind": "step"') >= 3
         for r in range(ranks)
     ):
+        summary = job / "summary.json"
+        assert not summary.exists(), f"the job ended early: {summary.read_text()[:600]}"
         assert time.time() < deadline, "the job never trained"
         time.sleep(0.5)
     return job, json.loads((study / "manifest.json").read_text())["jobs"][0]["job_id"]

@@ -112,7 +112,9 @@ def _allocation_nodes(env: Mapping[str, str]) -> list[str]:
 
 
 def _port_for(job_id: str | None) -> int:
-    """A port derived from the job id, so two jobs sharing a node do not collide."""
+    """A port derived from the job id, so two jobs sharing a node do not collide; kept in
+    29500-32499, below Linux's ephemeral ports (32768 and up by default), which any process's
+    outgoing connections take: a derived port there was seen in use (EADDRINUSE) under load."""
     if job_id is None:
         return DEFAULT_PORT
-    return DEFAULT_PORT + zlib.crc32(job_id.encode()) % 10000
+    return DEFAULT_PORT + zlib.crc32(job_id.encode()) % 3000
