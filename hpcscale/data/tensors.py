@@ -141,7 +141,8 @@ def read_manifest(folder: Path, kind: str | None = None) -> TensorManifest:
     try:
         return TensorManifest(
             Path(folder), str(raw["kind"]), tuple(int(s) for s in raw["shape"]),
-            dict(raw["scalars"]), list(raw["files"]), dict(raw.get("meta") or {}), dict(raw.get("generator") or {}),
+            dict(raw["scalars"]), list(raw["files"]), dict(raw.get("meta") or {}),
+            dict(raw.get("generator") or {}),
         )  # fmt: skip
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(f"{path}: missing or malformed field {exc}") from None

@@ -129,16 +129,24 @@ class Gan3DWorkload(Workload):
         return Staged(
             train_samples=n,
             local_samples=len(self.energy),
-            record={"showers": len(self.energy), "val_showers": len(self.val_energy),
-                    "load_s": round(seconds, 4)},  # fmt: skip
-            summary={
-                "folder": str(ctx.data), "kind": KIND, "shape": list(manifest.shape),
-                "train_events": n, "train_events_per_rank": len(self.energy),
-                "val_events": n_val, "occupancy": occupancy,
-                "dynamic_range_decades": _decades(train.value),
-                "load_s_rank": seconds, "generator": manifest.meta,
+            record={
+                "showers": len(self.energy),
+                "val_showers": len(self.val_energy),
+                "load_s": round(seconds, 4),
             },
-        )  # fmt: skip
+            summary={
+                "folder": str(ctx.data),
+                "kind": KIND,
+                "shape": list(manifest.shape),
+                "train_events": n,
+                "train_events_per_rank": len(self.energy),
+                "val_events": n_val,
+                "occupancy": occupancy,
+                "dynamic_range_decades": _decades(train.value),
+                "load_s_rank": seconds,
+                "generator": manifest.meta,
+            },
+        )
 
     def batches(self, order: Sequence[np.ndarray]) -> Iterator[ShowerBatch]:
         device = self.ctx.device

@@ -57,7 +57,9 @@ class Generator(nn.Module):
         self.up = nn.ConvTranspose3d(c0, c1, kernel_size=5, stride=5)  # 5³ → 25³
         self.conv1 = nn.Conv3d(c1, c2, 3, padding=1)
         self.conv2 = nn.Conv3d(c2, 1, 3, padding=1)
-        self.seen = nn.Sequential(nn.Linear(1 + SEEN_NOISE, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1))
+        self.seen = nn.Sequential(
+            nn.Linear(1 + SEEN_NOISE, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1)
+        )
 
     def forward(self, z: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
         """(B, 1, 25, 25, 25) showers in u for noise ``z`` (B, latent) and energies (B,) GeV."""
@@ -100,4 +102,3 @@ def make(preset: str) -> tuple[Generator, Discriminator]:
 
 def parameter_count(*modules: nn.Module) -> int:
     return sum(p.numel() for m in modules for p in m.parameters())
-

@@ -101,17 +101,25 @@ class JetsWorkload(Workload):
         return Staged(
             train_samples=n,
             local_samples=len(self.train),
-            record={"jets": len(self.train), "val_jets": len(self.val),
-                    "load_s": round(seconds, 4)},  # fmt: skip
+            record={
+                "jets": len(self.train),
+                "val_jets": len(self.val),
+                "load_s": round(seconds, 4),
+            },
             summary={
-                "folder": str(ctx.data), "kind": KIND, "shape": list(manifest.shape),
-                "channels": manifest.meta.get("channels"), "train_events": n,
-                "train_events_per_rank": len(self.train), "val_events": self.n_val,
+                "folder": str(ctx.data),
+                "kind": KIND,
+                "shape": list(manifest.shape),
+                "channels": manifest.meta.get("channels"),
+                "train_events": n,
+                "train_events_per_rank": len(self.train),
+                "val_events": self.n_val,
                 "nonzero_cells_mean": float(cells.mean()) if cells.size else 0.0,
-                "bytes_per_rank": self.train.nbytes, "load_s_rank": seconds,
+                "bytes_per_rank": self.train.nbytes,
+                "load_s_rank": seconds,
                 "top_fraction": float(self.train.scalars["label"].mean()) if n else None,
             },
-        )  # fmt: skip
+        )
 
     def build(self, steps_per_epoch: int) -> None:
         ctx, cfg = self.ctx, self.config
@@ -166,8 +174,8 @@ class JetsWorkload(Workload):
         self.model.eval()
         size = min(self.ctx.batch, EVAL_BATCH)
         order = [np.arange(i, min(i + size, len(self.val))) for i in range(0, len(self.val), size)]
-        scores = [self.model(b.x).float().sigmoid().cpu() for b in self._batches(self.val, order,
-                                                                                  size)]  # fmt: skip
+        batches = self._batches(self.val, order, size)
+        scores = [self.model(b.x).float().sigmoid().cpu() for b in batches]
         local = torch.cat(scores) if scores else torch.zeros(0)
         both = torch.zeros(2, self.n_val)
         both[0, self.val_index] = local

@@ -40,7 +40,8 @@ def _prongs(rng: np.random.Generator, top: bool, pt: float) -> list[tuple[float,
         fractions = rng.dirichlet([4.0, 3.0, 3.0])
         angles = rng.uniform(0, 2 * np.pi) + np.array([0.0, 2.1, 4.2]) + rng.normal(0, 0.3, 3)
         radii = spread * rng.uniform(0.35, 0.7, 3)
-        prongs = [(r * np.cos(a), r * np.sin(a), f) for r, a, f in zip(radii, angles, fractions)]
+        parts = zip(radii, angles, fractions, strict=True)
+        prongs = [(r * np.cos(a), r * np.sin(a), f) for r, a, f in parts]
     else:
         prongs = [(rng.normal(0, 1.5), rng.normal(0, 1.5), 1.0)]
         if rng.random() < 0.35:  # gluon splitting: a second, softer prong
