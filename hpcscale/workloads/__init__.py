@@ -36,6 +36,9 @@ DATA: dict[str, str] = {
     "cms-jets": "jets",
     "cms-jets-small": "jets",
 }
+# the size of a kind's default data set where the site's descriptor does not give one (a study
+# of a small preset on this machine: about a minute per job)
+DEFAULT_EVENTS: dict[str, int] = {"lartpc": 2000, "calo3d": 4000, "jets": 4000}
 # data set kind → the module whose ``generate(out, events, seed=, workers=, val_fraction=,
 # force=, progress=, resolution=)`` simulates it (``hpcscale data generate --workload``)
 GENERATORS: dict[str, str] = {
@@ -68,9 +71,9 @@ def names() -> list[str]:
     return list(MODELS)
 
 
-def check_name(model: str) -> str:
+def check_name(model: str, flag: str = "--model") -> str:
     if model not in MODELS:
-        raise UserError(f"--model {model!r} is unknown; choose one of {', '.join(MODELS)}")
+        raise UserError(f"{flag} {model!r} is unknown; choose one of {', '.join(MODELS)}")
     return model
 
 
