@@ -33,7 +33,14 @@ from hpcscale.errors import DataError
 from hpcscale.train.sync import GradBucket
 from hpcscale.train.workload import RankContext, Staged, StepResult, Workload, WorkloadConfig
 from hpcscale.workloads.gan3d import physics
-from hpcscale.workloads.gan3d.model import energy_code, make, parameter_count, to_energy, to_u
+from hpcscale.workloads.gan3d.model import (
+    energy_code,
+    make,
+    parameter_count,
+    showers,
+    to_energy,
+    to_u,
+)
 from hpcscale.workloads.gan3d.showers import KIND
 from hpcscale.workloads.schedule import goyal
 from hpcscale.workloads.threads import set_threads
@@ -201,7 +208,11 @@ class Gan3DWorkload(Workload):
         self.d.train()
         code = energy_code(batch.energy)
         z = torch.randn(batch.size, self.g.latent, generator=self.noise, device=self.ctx.device)
-        fake = self.g(z, batch.energy)
+        unit, seen = self.g.parts(z, batch.energy)
+        # The adversarial terms shape the shower; the seen energy learns from the total-energy
+        # term alone (the 3DGAN's ECAL sum): pushed by the discriminator too, it collapsed to
+        # zero in one run, where its exponential's gradient vanishes.
+        fake = showers(unit, seen.detach())
         # the discriminator: real vs fake, and the energy of both
         self.d_bucket.flat.zero_()
         logit_real, e_real = self.d(batch.x)
@@ -219,7 +230,7 @@ class Gan3DWorkload(Workload):
         for p in self.d_params:
             p.requires_grad_(False)
         logit, e_pred = self.d(fake)
-        sum_fake = to_energy(fake).sum(dim=(1, 2, 3, 4))
+        sum_fake = seen  # = Σ 0.1 GeV · u² of the shower
         sum_real = to_energy(batch.x).sum(dim=(1, 2, 3, 4))
         g_loss = (
             _bce(logit, 1.0) + cfg.energy_weight * F.l1_loss(e_pred, code)

@@ -61,8 +61,9 @@ class Generator(nn.Module):
             nn.Linear(1 + SEEN_NOISE, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1)
         )
 
-    def forward(self, z: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
-        """(B, 1, 25, 25, 25) showers in u for noise ``z`` (B, latent) and energies (B,) GeV."""
+    def parts(self, z: torch.Tensor, energy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The unit shape (B, 1, 25, 25, 25), whose squares sum to one, and the seen energy
+        (B,) in GeV, for noise ``z`` (B, latent) and primary energies (B,) in GeV."""
         code = energy_code(energy)[:, None]
         h = self.fc(torch.cat([z, code], dim=1))
         h = F.leaky_relu(h.view(-1, self.c0, 5, 5, 5), 0.2)
@@ -71,8 +72,17 @@ class Generator(nn.Module):
         shape = F.softplus(self.conv2(h), beta=4.0)  # positive; a ReLU here can die (all zero)
         norm = shape.flatten(1).norm(dim=1).clamp_min(1e-6)[:, None, None, None, None]
         fraction = SF_START * self.seen(torch.cat([code, z[:, :SEEN_NOISE]], dim=1)).exp()
-        seen = (energy[:, None] * fraction)[:, :, None, None, None]  # GeV
-        return shape / norm * (seen / U_SCALE_GEV).sqrt()  # Σ 0.1 GeV · u² = seen
+        return shape / norm, energy * fraction.squeeze(1)
+
+    def forward(self, z: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
+        """(B, 1, 25, 25, 25) showers in u: Σ 0.1 GeV · u² is the seen energy."""
+        unit, seen = self.parts(z, energy)
+        return showers(unit, seen)
+
+
+def showers(unit: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+    """Showers in u from unit shapes and seen energies (GeV)."""
+    return unit * (seen / U_SCALE_GEV).sqrt()[:, None, None, None, None]
 
 
 class Discriminator(nn.Module):
