@@ -61,6 +61,25 @@ class GanConfig(WorkloadConfig):
     sum_weight: float = Field(
         1.0, ge=0, description="weight of the generator's total-energy term (the 3DGAN's ECAL sum)"
     )
+    real_label: float = Field(
+        0.9,
+        gt=0.5,
+        le=1.0,
+        description="the discriminator's target for real showers (one-sided "
+        "label smoothing: keeps it from winning outright, which stalls the generator)",
+    )
+    match_weight: float = Field(
+        1.0,
+        ge=0,
+        description="weight of feature matching (Salimans et al.): the generator "
+        "also matches the mean of the discriminator's last hidden layer on real showers",
+    )
+    instance_noise: float = Field(
+        0.05,
+        ge=0,
+        description="Gaussian noise added to every shower the discriminator sees, "
+        "in u (√(E/0.1 GeV)): hides the soft cells, keeps it from winning outright",
+    )
     fom_every: int = Field(
         25, ge=1, description="steps between evaluations of the figure of merit (TTL's loss)"
     )
@@ -215,10 +234,11 @@ class Gan3DWorkload(Workload):
         fake = showers(unit, seen.detach())
         # the discriminator: real vs fake, and the energy of both
         self.d_bucket.flat.zero_()
-        logit_real, e_real = self.d(batch.x)
-        logit_fake, e_fake = self.d(fake.detach())
+        real = self.noisy(batch.x)
+        logit_real, e_real = self.d(real)
+        logit_fake, e_fake = self.d(self.noisy(fake.detach()))
         d_loss = (
-            _bce(logit_real, 1.0) + _bce(logit_fake, 0.0)
+            _bce(logit_real, cfg.real_label) + _bce(logit_fake, 0.0)
             + cfg.energy_weight * (F.l1_loss(e_real, code) + F.l1_loss(e_fake, code))
         )  # fmt: skip
         d_loss.backward()
@@ -229,17 +249,28 @@ class Gan3DWorkload(Workload):
         self.g_opt.zero_grad(set_to_none=False)
         for p in self.d_params:
             p.requires_grad_(False)
-        logit, e_pred = self.d(fake)
+        h_fake = self.d.features(self.noisy(fake))
+        logit, e_pred = self.d.real_fake(h_fake).squeeze(1), self.d.energy(h_fake).squeeze(1)
+        with torch.no_grad():
+            h_real = self.d.features(real).mean(0)
         sum_fake = seen  # = Σ 0.1 GeV · u² of the shower
         sum_real = to_energy(batch.x).sum(dim=(1, 2, 3, 4))
         g_loss = (
-            _bce(logit, 1.0) + cfg.energy_weight * F.l1_loss(e_pred, code)
+            _bce(logit, 1.0)
+            + cfg.energy_weight * F.l1_loss(e_pred, code)
             + cfg.sum_weight * ((sum_fake - sum_real).abs() / sum_real.clamp_min(1e-6)).mean()
-        )  # fmt: skip
+            + cfg.match_weight * F.mse_loss(h_fake.mean(0), h_real)
+        )
         g_loss.backward()
         for p in self.d_params:
             p.requires_grad_(True)
         return StepResult(self.fom, {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()})
+
+    def noisy(self, u: torch.Tensor) -> torch.Tensor:
+        sigma = self.config.instance_noise
+        if not sigma:
+            return u
+        return u + sigma * torch.randn(u.shape, generator=self.noise, device=u.device)
 
     def update(self) -> None:
         self.g_opt.step()
@@ -253,7 +284,7 @@ class Gan3DWorkload(Workload):
         self.g.eval()
         feats, seconds = [], 0.0
         for a in range(0, count, INFERENCE_BATCH):
-            e = self.val_energy[a : a + INFERENCE_BATCH].to(self.ctx.device)
+            e = self.val_energy[a : min(a + INFERENCE_BATCH, count)].to(self.ctx.device)
             t = time.perf_counter()
             u = self.g(self.val_z[a : a + len(e)], e)
             if u.is_cuda:

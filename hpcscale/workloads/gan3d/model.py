@@ -6,8 +6,8 @@ magnitude to about four; ``to_energy`` maps back. No batch normalisation: its st
 per rank in data-parallel training.
 
 - Generator: [z, log-energy] → Linear → 5³ × C → transposed convolution ×5 → 25³ → two 3³
-  convolutions → ReLU (exact zeros, as most cells are) → normalised shape, times the square
-  root of the seen energy from a small head on [log-energy, 4 noise dimensions].
+  convolutions → softmax over the cells (each cell's share of the seen energy), times the seen
+  energy from a small head on [log-energy, 4 noise dimensions].
 - Discriminator: three strided 3D convolutions (25³ → 13³ → 7³ → 4³) → Linear → two heads.
 """
 
@@ -62,17 +62,19 @@ class Generator(nn.Module):
         )
 
     def parts(self, z: torch.Tensor, energy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The unit shape (B, 1, 25, 25, 25), whose squares sum to one, and the seen energy
+        """The unit shape (B, 1, 25, 25, 25): the square root of each cell's share (squares sum
+        to one), and the seen energy
         (B,) in GeV, for noise ``z`` (B, latent) and primary energies (B,) in GeV."""
         code = energy_code(energy)[:, None]
         h = self.fc(torch.cat([z, code], dim=1))
         h = F.leaky_relu(h.view(-1, self.c0, 5, 5, 5), 0.2)
         h = F.leaky_relu(self.up(h), 0.2)
         h = F.leaky_relu(self.conv1(h), 0.2)
-        shape = F.softplus(self.conv2(h), beta=4.0)  # positive; a ReLU here can die (all zero)
-        norm = shape.flatten(1).norm(dim=1).clamp_min(1e-6)[:, None, None, None, None]
+        # each cell's share of the seen energy: a softmax over the cells (a normalised ReLU or
+        # softplus collapsed onto one cell within 50 steps in some runs)
+        log_share = torch.log_softmax(self.conv2(h).flatten(1), dim=1).view_as(h[:, :1])
         fraction = SF_START * self.seen(torch.cat([code, z[:, :SEEN_NOISE]], dim=1)).exp()
-        return shape / norm, energy * fraction.squeeze(1)
+        return (0.5 * log_share).exp(), energy * fraction.squeeze(1)  # √share, stably
 
     def forward(self, z: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
         """(B, 1, 25, 25, 25) showers in u: Σ 0.1 GeV · u² is the seen energy."""
@@ -98,11 +100,15 @@ class Discriminator(nn.Module):
 
     def forward(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logit real vs fake, regressed energy code), each (B,)."""
+        h = self.features(u)
+        return self.real_fake(h).squeeze(1), self.energy(h).squeeze(1)
+
+    def features(self, u: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer (B, hidden): what feature matching compares."""
         h = F.leaky_relu(self.conv1(u), 0.2)
         h = F.leaky_relu(self.conv2(h), 0.2)
         h = F.leaky_relu(self.conv3(h), 0.2)
-        h = F.leaky_relu(self.fc(h.flatten(1)), 0.2)
-        return self.real_fake(h).squeeze(1), self.energy(h).squeeze(1)
+        return F.leaky_relu(self.fc(h.flatten(1)), 0.2)
 
 
 def make(preset: str) -> tuple[Generator, Discriminator]:
