@@ -47,7 +47,7 @@ def energy_code(energy: torch.Tensor) -> torch.Tensor:
 class Generator(nn.Module):
     """Two parts, as fast calorimeter simulations split a shower: how much energy is seen (a
     small head on the energy and a few noise dimensions: the sampling fraction and its
-    fluctuation) and where it goes (the convolutional part: a shape whose squares sum to one)."""
+    fluctuation) and where it goes (the convolutional part: each cell's share)."""
 
     def __init__(self, latent: int, channels: tuple[int, int, int]) -> None:
         super().__init__()
@@ -63,8 +63,7 @@ class Generator(nn.Module):
 
     def parts(self, z: torch.Tensor, energy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The unit shape (B, 1, 25, 25, 25): the square root of each cell's share (squares sum
-        to one), and the seen energy
-        (B,) in GeV, for noise ``z`` (B, latent) and primary energies (B,) in GeV."""
+        to one), and the seen energy (B,) in GeV, for noise ``z`` (B, latent) and primary energies (B,) in GeV."""
         code = energy_code(energy)[:, None]
         h = self.fc(torch.cat([z, code], dim=1))
         h = F.leaky_relu(h.view(-1, self.c0, 5, 5, 5), 0.2)
