@@ -202,6 +202,17 @@ def test_3dgan_small_reaches_its_figure_of_merit_on_two_ranks(showers, tmp_path)
     assert {"d_loss", "g_loss"} <= {k[7:] for k in _sync_keys(tmp_path / "job")}
     assert s["config"]["batch"] == 8 and s["data"]["train_events"] == 2160
     assert s["report"]["quality"]["key"] == "val_fom"
+    text = _report(tmp_path)
+    assert "val FoM" in text and "inference ms/shower" in text and "figure of merit" in text
+    assert (tmp_path / "report" / "curves0_local-job.png").exists()  # both networks' losses
+
+
+def _report(tmp_path) -> str:
+    """`hpcscale report` of the job folder: what the workload's summary declares."""
+    pytest.importorskip("matplotlib")
+    from hpcscale.analysis.report import build_report
+
+    return build_report([tmp_path / "job"], tmp_path / "report").read_text()
 
 
 def test_cms_jets_small_reaches_its_target_loss_on_two_ranks(jets, tmp_path):
@@ -216,6 +227,10 @@ def test_cms_jets_small_reaches_its_target_loss_on_two_ranks(jets, tmp_path):
     assert fpr[0] == tpr[0] == 0 and fpr[-1] == tpr[-1] == 1
     assert s["step_time_split_s"]["io_s"] > 0  # the seed's I/O time per batch
     assert s["config"]["batch"] == 32
+    text = _report(tmp_path)
+    assert "ROC-AUC" in text and "I/O per batch" in text and "ROC-AUC vs batch size" in text
+    assert (tmp_path / "report" / "xy0_local-job.png").exists()  # the ROC curve
+    assert (tmp_path / "report" / "versus_batch_val_auc.png").exists()
 
 
 def _sync_keys(job) -> set[str]:

@@ -62,6 +62,17 @@ def _fmt(value: Any, spec: str = ".1f", scale: float = 1.0, unit: str = "") -> s
     return "–" if value is None else f"{value * scale:{spec}}{unit}"
 
 
+def _declared(value: Any, spec: str, unit: str = "") -> str:
+    """A value a workload's summary declares, in its declared format (as written, where the
+    format does not fit the value)."""
+    if value is None:
+        return "–"
+    try:
+        return f"{value:{spec}}{unit}"
+    except (TypeError, ValueError):
+        return f"{value}{unit}"
+
+
 def _law(d: dict | None) -> str:
     return "–" if d is None else PowerLaw(**d).text()
 
@@ -225,10 +236,10 @@ def _study_section(r: dict[str, Any], out: Path) -> list[Block]:
                 _fmt(j.get("samples_per_s")),
                 _fmt(j.get("speedup"), ".2f"),
                 _fmt(j.get("efficiency"), ".0f", 100, " %"),
-                *[_fmt(j.get(c["key"]), c["format"], 1.0, c.get("unit", "")) for c in columns],
+                *[_declared(j.get(c["key"]), c["format"], c.get("unit", "")) for c in columns],
                 _fmt(j.get(quality["key"]), ".1f", 100, " %")
                 if quality["format"] == "pct"
-                else _fmt(j.get(quality["key"]), quality["format"]),
+                else _declared(j.get(quality["key"]), quality["format"]),
                 j.get("stop_reason") or "–",
             ]
         )

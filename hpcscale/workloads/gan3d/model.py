@@ -63,7 +63,8 @@ class Generator(nn.Module):
 
     def parts(self, z: torch.Tensor, energy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The unit shape (B, 1, 25, 25, 25): the square root of each cell's share (squares sum
-        to one), and the seen energy (B,) in GeV, for noise ``z`` (B, latent) and primary energies (B,) in GeV."""
+        to one), and the seen energy (B,) in GeV, for noise ``z`` (B, latent) and primary
+        energies (B,) in GeV."""
         code = energy_code(energy)[:, None]
         h = self.fc(torch.cat([z, code], dim=1))
         h = F.leaky_relu(h.view(-1, self.c0, 5, 5, 5), 0.2)

@@ -205,7 +205,7 @@ REPORT = {
     "loss_label": "binary cross-entropy (top vs QCD)",
     "quality": {"key": "val_auc", "label": "ROC-AUC", "format": ".3f"},
     "columns": [
-        {"key": "batch", "label": "batch/rank", "format": "d"},
+        {"key": "batch", "label": "batch/rank", "format": "g"},
         {"key": "io_s", "label": "I/O per batch", "format": ".3f", "unit": " s"},
         {"key": "epoch_minutes", "label": "train min/epoch", "format": ".2f"},
     ],
