@@ -43,7 +43,7 @@ from hpcscale.train.records import WARMUP_STEPS, read_records
 TRAIN_ACC_STEPS = 50  # training accuracy: mean global accuracy of the last steps
 SPLIT = (  # step split columns: summary key → header
     ("data_wait_s", "wait"), ("h2d_s", "h2d"), ("compute_s", "fwd+bwd"),
-    ("allreduce_s", "allred"), ("update_s", "optim"),
+    ("allreduce_s", "allred"), ("update_s", "optim"), ("io_s", "io"), ("fom_s", "FoM eval"),
 )  # fmt: skip
 PARTS = ("imports", "device", "staging", "build", "first_step")
 
