@@ -17,6 +17,12 @@ Printed per run:
 Usage: python bench/workloads.py [--events 2000] [--resolution 3600] [--steps 600] [--lr 1e-4]
        [--run textbook] [--run "jishnet --no-bf16"] [--run "jishnet --compile default"] ...
        (a run's own options come last and win)
+       python bench/workloads.py --run 3dgan-small --run 3dgan --steps 200 (showers/s)
+       python bench/workloads.py --run cms-jets-small --run "cms-jets --batch 64" (images/s)
+
+Each model trains on its own kind of data set (LArTPC events, calorimeter showers, jet images),
+generated once per kind and size; --batch and --lr default to each model's own (JishNet's lr
+here: 1e-4), and the "val" column is the validation figure the model declares.
 """
 
 from __future__ import annotations
@@ -30,22 +36,30 @@ import sys
 import time
 from pathlib import Path
 
-from hpcscale.data.files import read_manifest
-from hpcscale.data.generate import generate
+from hpcscale import workloads
+from hpcscale.tables import quality
 from hpcscale.train.records import WARMUP_STEPS, read_records
 
 TRAIN_ACC_STEPS = 50  # training accuracy: mean global accuracy of the last steps
 SPLIT = (  # step split columns: summary key → header
     ("data_wait_s", "wait"), ("h2d_s", "h2d"), ("compute_s", "fwd+bwd"),
-    ("allreduce_s", "allred"), ("update_s", "optim"),
+    ("allreduce_s", "allred"), ("update_s", "optim"), ("io_s", "io"), ("fom_s", "FoM eval"),
 )  # fmt: skip
 PARTS = ("imports", "device", "staging", "build", "first_step")
 
 
-def train(events: Path, out: Path, run: str, steps: int, batch: int, lr: float) -> dict:
+def train(
+    events: Path, out: Path, run: str, steps: int, batch: int | None, lr: float | None
+) -> dict:
     """One job of ``steps`` steps through the training core; returns its figures."""
-    epochs = steps / (read_manifest(events).count("train") // batch)
     args = shlex.split(run)
+    if "--batch" in args:
+        batch = int(args[args.index("--batch") + 1])
+    batch = batch or workloads.get(args[0]).default_batch
+    train_events = json.loads((events / "manifest.json").read_text())["splits"]["train"]
+    epochs = steps / (train_events // batch)
+    if lr is None and workloads.data_kind(args[0]) == "lartpc":
+        lr = 1e-4
     cmd = [
         sys.executable,
         "-m",
@@ -61,8 +75,7 @@ def train(events: Path, out: Path, run: str, steps: int, batch: int, lr: float) 
         "--epochs",
         repr(epochs),
         "--no-stop-at-target",
-        "--lr",
-        str(lr),
+        *(["--lr", str(lr)] if lr else []),
         "--seed",
         "0",
         *args[1:],
@@ -73,8 +86,11 @@ def train(events: Path, out: Path, run: str, steps: int, batch: int, lr: float) 
     s = json.loads((out / "summary.json").read_text())
     rows = read_records(out / "rank-0.jsonl")
     last = [r for r in rows if r["kind"] == "sync"][-TRAIN_ACC_STEPS:]
+    accs = [r["global_acc"] for r in last if "global_acc" in r]
     return {
         "run": run,
+        "batch": batch,
+        "unit": s.get("sample_unit"),
         "steps": s["steps"],
         "steady_step_ms": 1e3 * s["steady_step_s"],
         "images_per_s": s["samples_per_s_steady"],
@@ -85,8 +101,8 @@ def train(events: Path, out: Path, run: str, steps: int, batch: int, lr: float) 
         "dlt_parts_s": s["dlt_parts_s"],
         "split_ms": {k: 1e3 * v for k, v in s["step_time_split_s"].items()},
         "peak_gib": s.get("peak_device_memory_gib"),
-        "val_accuracy": s["val_accuracy"],
-        "train_accuracy": sum(r["global_acc"] for r in last) / len(last),
+        "val": quality(s),
+        "train_accuracy": sum(accs) / len(accs) if accs else None,
         "final_smoothed_loss": s["final_smoothed_loss"],
         "wall_s": wall,
         "device": s["provenance"].get("gpu") or s["provenance"]["device"],
@@ -134,7 +150,8 @@ def textbook_worker(events: Path, steps: int, batch: int) -> None:
     steady = statistics.median(times[WARMUP_STEPS:])
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
     print(json.dumps({
-        "run": "textbook", "steps": steps, "steady_step_ms": 1e3 * steady,
+        "run": "textbook", "steps": steps, "batch": batch, "unit": "images",
+        "steady_step_ms": 1e3 * steady,
         "images_per_s": batch / steady, "first_step_s": times[0], "peak_gib": peak,
     }))  # fmt: skip
 
@@ -146,22 +163,23 @@ def _f(value: float | None, spec: str) -> str:
 
 def report(results: list[dict], args: argparse.Namespace) -> None:
     print(
-        f"\n{args.steps} steps of minibatch {args.batch} (unless a run says otherwise) on "
-        f"{args.events} events at {args.resolution}×{args.resolution} (lr {args.lr:g}), "
-        f"{results[-1].get('device', '?')}; steady = median of steps {WARMUP_STEPS + 1}+"
+        f"\n{args.steps} steps per run on {args.events} samples of each model's data set "
+        f"(LArTPC at {args.resolution}×{args.resolution}), {results[-1].get('device', '?')}; "
+        f"steady = median of steps {WARMUP_STEPS + 1}+; samples/s in each model's unit"
     )
     base = results[0]["images_per_s"]
-    heads = ("steady ms", "images/s", "×", "wall i/s", "first s", "peak GiB", "train acc",
-             "val acc", "loss")  # fmt: skip
-    print(f"  {'run':34s} " + " ".join(f"{h:>9s}" for h in heads))
+    heads = ("batch", "steady ms", "samples/s", "×", "wall s/s", "first s", "peak GiB",
+             "train acc", "val", "loss")  # fmt: skip
+    print(f"  {'run':34s} {'unit':>8s} " + " ".join(f"{h:>9s}" for h in heads))
     for r in results:
-        acc = r.get("val_accuracy")
+        val = r.get("val") or ("", "-")
         print(
-            f"  {r['run']:34s} {r['steady_step_ms']:9.1f} {r['images_per_s']:9.1f} "
+            f"  {r['run']:34s} {r.get('unit') or '':>8s} {r.get('batch') or 0:9d} "
+            f"{r['steady_step_ms']:9.1f} {r['images_per_s']:9.1f} "
             f"{r['images_per_s'] / base:9.2f} {_f(r.get('images_per_s_wall'), '9.1f')} "
             f"{r['first_step_s']:9.2f} {_f(r['peak_gib'], '9.2f')} "
             f"{_f(r.get('train_accuracy') and 100 * r['train_accuracy'], '9.1f')} "
-            f"{_f(acc and 100 * acc, '9.1f')} {_f(r.get('final_smoothed_loss'), '9.3f')}"
+            f"{(val[0] + ' ' + val[1]):>9s} {_f(r.get('final_smoothed_loss'), '9.3f')}"
         )
     core = [r for r in results if "dlt_parts_s" in r]
     if not core:
@@ -189,20 +207,23 @@ def main() -> None:
     ap.add_argument("--resolution", type=int, default=3600)
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--textbook-steps", type=int, default=40)
-    ap.add_argument("--batch", type=int, default=7)
-    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--batch", type=int, default=None, help="default: each model's")
+    ap.add_argument("--lr", type=float, default=None, help="default: each model's (JishNet 1e-4)")
     ap.add_argument("--run", action="append", help="model and its options, or textbook (repeat)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/hpcscale-bench-workloads"))
     args = ap.parse_args()
     runs = args.run or ["textbook", "jishnet --no-bf16", "jishnet", "jishnet --compile default",
                         "scnet"]  # fmt: skip
-    events = args.out / f"events-{args.resolution}px-{args.events}"
-    if not (events / "manifest.json").exists():
-        generate(events, args.events, resolution=args.resolution, seed=0)
     results = []
     for i, run in enumerate(runs):
+        model = "jishnet" if run == "textbook" else shlex.split(run)[0]
+        kind = workloads.data_kind(model)
+        name = f"events-{args.resolution}px" if kind == "lartpc" else kind
+        events = args.out / f"{name}-{args.events}"
+        if not (events / "manifest.json").exists():
+            workloads.generator(model)(events, args.events, resolution=args.resolution, seed=0)
         if run == "textbook":
-            results.append(textbook(events, args.textbook_steps, args.batch))
+            results.append(textbook(events, args.textbook_steps, args.batch or 7))
         else:
             out = args.out / f"job-{i}-{int(time.time())}"
             results.append(train(events, out, run, args.steps, args.batch, args.lr))

@@ -1,7 +1,7 @@
 FROM intel/oneapi-hpckit:2023.2.1-devel-ubuntu22.04
 
 LABEL org.hpcscale.arch=x86_64 \
-    org.hpcscale.descriptor-sha256=4cc1c098f313d34abd34c9ea958481bfb410c2165b086a0bfe979730008337d7 \
+    org.hpcscale.descriptor-sha256=2293445e4355ca1689185f9eda439bab1dcf1e5a8ca5a5ec55739129eb405249 \
     org.hpcscale.site=stampede2 \
     org.hpcscale.version=0.1.0
 

@@ -284,12 +284,22 @@ def data_generate(
     ] = None,
     val_fraction: Annotated[float, typer.Option(help="Share of events for validation.")] = 0.1,
     force: Annotated[bool, typer.Option(help="Replace an existing folder.")] = False,
+    workload: Annotated[
+        str,
+        typer.Option(
+            help="The model whose data set to simulate: jishnet (LArTPC events), 3dgan "
+            "(calorimeter showers), cms-jets (jet images), ..."
+        ),
+    ] = "jishnet",
 ) -> None:
-    """Simulate single-particle collection-plane events (γ, e±, μ+, π+, K+) into HDF5 shards."""
+    """Simulate a workload's data set into HDF5 shards: single-particle LArTPC events (γ, e±,
+    μ+, π+, K+), 25³ calorimeter showers (3dgan) or 8 × 125 × 125 jet images (cms-jets)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from hpcscale.data.generate import generate
+    from hpcscale import workloads
 
+    generate = workloads.generator(workloads.check_name(workload, "--workload"))
+    kind = workloads.data_kind(workload)
     _writable(out_dir, "--out")
     with Progress(
         "[progress.description]{task.description}",
@@ -299,7 +309,8 @@ def data_generate(
         console=Console(stderr=True),
         transient=True,
     ) as bar:
-        task = bar.add_task(f"simulating {resolution}×{resolution} events", total=events)
+        what = f"{resolution}×{resolution} events" if kind == "lartpc" else f"{kind} samples"
+        task = bar.add_task(f"simulating {what}", total=events)
         manifest = generate(
             out_dir,
             events,
@@ -353,13 +364,15 @@ def run(
     folder = out_dir or Path("runs") / f"{stamp}-{ranks}r"
     _writable(folder, "--out")
     plan = plan_job(the_site, Request(ranks=ranks, walltime=walltime))
-    check_train_args(job_args(the_site, plan, list(ctx.args)))
+    core, _ = check_train_args(job_args(the_site, plan, list(ctx.args)))
     if data is None:
         _writable(cache_root(), "the event cache (HPCSCALE_CACHE)")
         err = Console(stderr=True)
         with err.status("generating the default event set (once; cached)") as status:
             data = default_data(
-                the_site, lambda done, total: status.update(f"generating events {done}/{total}")
+                the_site,
+                lambda done, total: status.update(f"generating events {done}/{total}"),
+                model=core.model,
             )
     for note in check_data(data, ranks, job_args(the_site, plan, list(ctx.args))):
         print(note, file=sys.stderr)
@@ -407,7 +420,10 @@ def submit(
     ranks: Annotated[str | None, typer.Option(help="Rank counts (CPU sites, local).")] = None,
     walltime: Annotated[str | None, typer.Option(help="HH:MM[:SS] per job.")] = None,
     data: Annotated[Path | None, typer.Option(help="Event folder; default: generated.")] = None,
-    model: Annotated[str | None, typer.Option(help="jishnet or jishnet-small.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="What to train, e.g. 3dgan-small (default: the site's workload.model)."),
+    ] = None,
     target_loss: Annotated[float | None, typer.Option(help="TTL target loss.")] = None,
     study_dir: Annotated[Path | None, typer.Option("--study", help="Study folder.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Write the scripts, submit nothing.")] = False,
@@ -471,14 +487,14 @@ def submit(
     folder = study_dir or Path("studies") / f"{the_site.name}-{stamp}"
     plans = [plan_job(the_site, r) for r in requests]  # refuse a bad size before anything slow
     _writable(folder, "--study")
-    check_train_args(job_args(the_site, plans[0], extra))
+    core, _ = check_train_args(job_args(the_site, plans[0], extra))
     if not dry_run:
         check_scheduler(the_site)
         check_container(the_site)
     if data is None and not dry_run:
         _writable(cache_root(), "the event cache (HPCSCALE_CACHE)")
         with Console(stderr=True).status("generating the site's default event set (cached)"):
-            data = default_data(the_site)
+            data = default_data(the_site, model=core.model)
     if data is not None and not dry_run:
         if the_site.scheduler.kind != "local" and not data.exists():
             print(f"note: --data {data} is not on this machine; the jobs read it there")

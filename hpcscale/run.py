@@ -26,21 +26,32 @@ def cache_root() -> Path:
     return Path(os.environ.get("HPCSCALE_CACHE") or Path.home() / ".cache" / "hpcscale")
 
 
-def default_data(site: Site, progress: Callable[[int, int], None] | None = None) -> Path:
-    """The site's default event set, generated on first use and cached."""
-    from hpcscale.data.generate import generate
+def default_data(
+    site: Site, progress: Callable[[int, int], None] | None = None, model: str | None = None
+) -> Path:
+    """The default data set for ``model`` (default: the site's) on this site, generated on first
+    use and cached: the site's workload block describes it when the model trains on the site's
+    kind of data, else the model's kind's default size."""
+    from hpcscale import workloads
 
     w = site.workload
-    folder = cache_root() / f"lartpc-{w.resolution}px-{w.events}ev-seed0"
+    kind = workloads.data_kind(model or w.model)
+    if kind == workloads.data_kind(w.model):
+        events = w.events
+    else:
+        events = workloads.DEFAULT_EVENTS.get(kind, w.events)
+    name = f"lartpc-{w.resolution}px" if kind == "lartpc" else kind
+    folder = cache_root() / f"{name}-{events}ev-seed0"
     if not (folder / "manifest.json").exists():
         done = [0]
 
         def tick(n: int) -> None:
             done[0] += n
             if progress:
-                progress(done[0], w.events)
+                progress(done[0], events)
 
-        generate(folder, w.events, resolution=w.resolution, seed=0, force=True, progress=tick)
+        generate = workloads.generator(model or w.model)
+        generate(folder, events, resolution=w.resolution, seed=0, force=True, progress=tick)
     return folder
 
 

@@ -16,6 +16,17 @@ from hpcscale.train.records import DLT_PARTS
 out = Console()
 
 
+def quality(summary: dict) -> tuple[str, str]:
+    """A job's validation figure, as its workload's summary declares it (``report.quality``:
+    the GAN's figure of merit, the jets' ROC-AUC), else its accuracy: (header, text)."""
+    q = (summary.get("report") or {}).get("quality")
+    if q:
+        value = summary.get(q["key"])
+        return q["label"], "-" if value is None else format(value, q["format"])
+    acc = summary.get("val_accuracy")
+    return "val acc", "-" if acc is None else f"{100 * acc:.1f} %"
+
+
 def print_collect(study_dir: Path) -> None:
     from hpcscale.study import collect as collect_rows
 
@@ -29,13 +40,13 @@ def print_collect(study_dir: Path) -> None:
         pad_edge=False,
     )  # fmt: skip
     unit = next((r["sample_unit"] for r in rows if r.get("sample_unit")), "samples")
+    head = next((quality(r)[0] for r in rows if r.get("status") == "completed"), "val acc")
     cols = ("job", "ranks", "status", "DLT", "TTL", "epochs/min", f"{unit}/s", "steady",
-            "val acc")  # fmt: skip
+            head)  # fmt: skip
     table.add_column(cols[0], overflow="fold")  # a job folder's name may be long: it folds
     for col in cols[1:]:
         table.add_column(col, no_wrap=True, min_width=len(col))
     for r in rows:
-        acc = r.get("val_accuracy")
         table.add_row(
             r["label"],
             str(r["ranks"]),
@@ -45,7 +56,7 @@ def print_collect(study_dir: Path) -> None:
             fmt(r.get("epoch_rate_per_min"), ".2f"),
             fmt(r.get("samples_per_s", r.get("images_per_s"))),
             fmt(r.get("samples_per_s_steady")),
-            "-" if acc is None else f"{100 * acc:.1f} %",
+            quality(r)[1],
         )
     out.print(table)
     out.print(
@@ -65,16 +76,15 @@ def print_summary(s: dict, folder: Path) -> None:
 
     table = Table(box=box.SIMPLE_HEAD, title=f"{folder}: {s['status']}", title_justify="left")
     unit = s.get("sample_unit") or "samples"
-    for col in ("ranks", "DLT", "TTL", "epochs/min", f"{unit}/s", "val acc", "stop"):
+    for col in ("ranks", "DLT", "TTL", "epochs/min", f"{unit}/s", quality(s)[0], "stop"):
         table.add_column(col)
-    acc = s.get("val_accuracy")
     table.add_row(
         str(s["world_size"]),
         duration_text(s.get("dlt_s")),
         duration_text(s.get("ttl_s")),
         fmt(s.get("epoch_rate_per_min"), ".2f"),
         fmt(s.get("samples_per_s", s.get("images_per_s"))),
-        "-" if acc is None else f"{100 * acc:.1f} %",
+        quality(s)[1],
         str(s.get("stop_reason")),
     )
     out.print(table)

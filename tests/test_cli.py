@@ -64,10 +64,14 @@ def test_render_stampede2_2_nodes():
         "HOROVOD_FUSION_THRESHOLD=134217728",
         "I_MPI_FABRICS=tmi",
         "I_MPI_TMI_PROVIDER=psm2",
-        "OMP_NUM_THREADS=12",
+        "OMP_NUM_THREADS=11",  # seed 002, four workers per node: intra-op 11, inter-op 2
+        "KMP_BLOCKTIME=1",
     ):
         assert f"export {line}" in res.stdout
     assert "\nibrun " in res.stdout
+    # the site's default workload: seed 002's 3DGAN
+    assert "--model 3dgan --batch 8 --epochs 25 --target-loss 0.1" in res.stdout
+    assert "--inter-threads 2" in res.stdout
 
 
 @pytest.mark.parametrize(

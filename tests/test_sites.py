@@ -218,3 +218,22 @@ def test_a_few_aliases_are_fine(tmp_path):
     path = tmp_path / "ok.yaml"
     path.write_text("base: &b {x: 1}\none: *b\ntwo: *b\n")
     assert load_yaml(path) == {"base": {"x": 1}, "one": {"x": 1}, "two": {"x": 1}}
+
+
+def test_an_unknown_workload_is_one_line_and_exit_2(tmp_path):
+    bad = with_change("workload", {"model": "4dgan"})
+    msg = error_for(tmp_path, bad)
+    path = write(tmp_path, bad)
+    assert "workload.model" in msg and "'4dgan'" in msg and "3dgan, 3dgan-small" in msg
+    res = cli("sites", "validate", str(path))
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_cpu_sites_default_to_3dgan_and_gpu_sites_keep_jishnet():
+    for name in ("stampede2", "endeavour"):
+        w = load_site(name).workload
+        assert (w.model, w.batch, w.epochs, w.options) == ("3dgan", 8, 25, ["--inter-threads", "2"])
+        assert load_site(name).env["OMP_NUM_THREADS"] == "11"
+    for name in ("summitdev", "pizdaint", "pnnl", "titan"):
+        assert load_site(name).workload.model == "jishnet"

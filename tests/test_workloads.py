@@ -138,12 +138,15 @@ def _code_words(tree: ast.AST) -> list[str]:
 
 
 def test_registry_names_match_the_presets():
+    from hpcscale.workloads.gan3d.model import PRESETS as GAN
+    from hpcscale.workloads.jets.model import PRESETS as JETS
     from hpcscale.workloads.jishnet.model import PRESETS as JISHNET
     from hpcscale.workloads.scnet.model import PRESETS as SCNET
 
+    presets = {"jishnet": JISHNET, "scnet": SCNET, "3dgan": GAN, "cms-jets": JETS}
     for name in workloads.names():
         spec = workloads.get(name)
-        assert name in {"jishnet": JISHNET, "scnet": SCNET}[spec.name]
+        assert name in presets[spec.name]
     with pytest.raises(UserError, match="unknown; choose one of jishnet"):
         workloads.get("resnet")
 

@@ -90,7 +90,12 @@ def loss_curves(result: dict[str, Any], out: Path) -> Path:
             fontsize=9,
         )
     ax.set_xlabel("wall time since process start [s] (dotted: DLT)")
-    ax.set_ylabel(f"global training loss ({result.get('loss') or '?'} loss), smoothed")
+    label = (result.get("report") or {}).get("loss_label")
+    ax.set_ylabel(
+        f"{label.split(' (')[0]}, smoothed"
+        if label
+        else f"global training loss ({result.get('loss') or '?'} loss), smoothed"
+    )
     ax.set_title(f"{study_label(result)}: training loss vs wall time (cf. paper Fig. 3a)")
     ax.legend(loc="upper right", fontsize=9)
     ax.grid(alpha=0.3)
@@ -237,4 +242,88 @@ def time_split(result: dict[str, Any], out: Path) -> Path | None:
     ax.set_title(f"{study_label(result)}: where a training step's time goes")
     ax.legend(fontsize=9)
     ax.grid(alpha=0.3, axis="y")
+    return _save(plt, fig, out)
+
+
+def _sync_rows(job: dict[str, Any]) -> list[dict[str, Any]]:
+    path = Path(job["dir"]) / "rank-0.jsonl"
+    return [r for r in read_records(path) if r.get("kind") == "sync"] if path.exists() else []
+
+
+def metric_curves(result: dict[str, Any], decl: dict[str, Any], out: Path) -> Path | None:
+    """Step metrics from the records vs wall time (``decl["keys"]``: e.g. a GAN's d_loss and
+    g_loss), one colour per N and one line style per metric, smoothed over 10 steps."""
+    keys, labels = decl["keys"], decl.get("labels", decl["keys"])
+    plt, fig, ax = _figure()
+    colors = plt.cm.viridis(np.linspace(0, 0.9, max(len(result["jobs"]), 1)))
+    drawn = False
+    for job, color in zip(result["jobs"], colors, strict=False):
+        rows = _sync_rows(job)
+        for key, label, style in zip(keys, labels, ("-", "--", ":", "-."), strict=False):
+            pts = [(r["t"], r[f"global_{key}"]) for r in rows if f"global_{key}" in r]
+            if len(pts) < 2:
+                continue
+            t, y = np.array(pts).T
+            k = min(10, len(y))
+            smooth = np.convolve(y, np.ones(k) / k, mode="valid")
+            ax.plot(t[k - 1 :], smooth, style, color=color, label=f"{label}, N = {job['n']}")
+            drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("wall time since process start [s]")
+    ax.set_ylabel(decl.get("ylabel", "value") + " (10-step mean)")
+    ax.set_title(f"{study_label(result)}: {decl.get('title', ', '.join(keys))}")
+    ax.legend(fontsize=9)
+    ax.grid(alpha=0.3)
+    return _save(plt, fig, out)
+
+
+def xy_curves(result: dict[str, Any], decl: dict[str, Any], out: Path) -> Path | None:
+    """A curve each completed job stores in its summary (``decl["key"]`` with lists
+    ``decl["x"]``, ``decl["y"]``: e.g. a ROC curve), one per N."""
+    jobs = [j for j in result["jobs"] if j["status"] == "completed" and j.get(decl["key"])]
+    if not jobs:
+        return None
+    plt, fig, ax = _figure()
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(jobs)))
+    quality = (result.get("report") or {}).get("quality") or {}
+    for job, color in zip(jobs, colors, strict=True):
+        curve = job[decl["key"]]
+        value = job.get(quality["key"]) if quality else None
+        note = f", {quality['label']} {value:.3f}" if value is not None else ""
+        ax.plot(curve[decl["x"]], curve[decl["y"]], color=color, label=f"N = {job['n']}{note}")
+    if decl.get("diagonal"):
+        ax.plot([0, 1], [0, 1], ":", color="grey", label="chance")
+    ax.set_xlabel(decl.get("xlabel", decl["x"]))
+    ax.set_ylabel(decl.get("ylabel", decl["y"]))
+    ax.set_title(f"{study_label(result)}: {decl.get('title', decl['key'])}")
+    ax.legend(fontsize=9)
+    ax.grid(alpha=0.3)
+    return _save(plt, fig, out)
+
+
+def versus(results: list[dict[str, Any]], decl: dict[str, Any], out: Path) -> Path:
+    """``decl["y"]`` against ``decl["x"]`` for every completed job of every study (e.g. ROC-AUC
+    vs minibatch), one marker colour per N."""
+    plt, fig, ax = _figure()
+    sizes = sorted({j["n"] for r in results for j in r["jobs"]})
+    for i, n in enumerate(sizes):
+        pts = sorted(
+            (j[decl["x"]], j[decl["y"]])
+            for r in results
+            for j in r["jobs"]
+            if j["n"] == n and j["status"] == "completed" and j.get(decl["y"]) is not None
+            and j.get(decl["x"]) is not None
+        )  # fmt: skip
+        if pts:
+            x, y = np.array(pts, dtype=float).T
+            ax.plot(x, y, "o-", color=f"C{i}", ms=7, label=f"N = {n}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel(decl.get("xlabel", decl["x"]))
+    ax.set_ylabel(decl.get("ylabel", decl["y"]))
+    ax.set_title(decl.get("title", f"{decl['y']} vs {decl['x']}"))
+    ax.grid(alpha=0.3, which="both")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=9)
     return _save(plt, fig, out)

@@ -15,7 +15,7 @@ from typing import Any
 
 from hpcscale.analysis import plots
 from hpcscale.analysis.fit import PowerLaw
-from hpcscale.analysis.results import PAPER, study_results, write_results
+from hpcscale.analysis.results import PAPER, study_label, study_results, write_results
 from hpcscale.fsutil import atomic_write
 from hpcscale.tables import duration_text
 from hpcscale.train.records import DLT_PARTS
@@ -43,6 +43,7 @@ def build_report(studies: list[Path], out: Path, fmt: str = "md") -> Path:
         ]
         blocks += _overview(results)
         blocks += _scaling_section(results, scratch)
+        blocks += _versus_section(results, scratch)
         for result in results:
             blocks += _study_section(result, scratch)
         blocks += _paper_section()
@@ -71,6 +72,17 @@ def _require_finished(results: list[dict[str, Any]]) -> None:
 
 def _fmt(value: Any, spec: str = ".1f", scale: float = 1.0, unit: str = "") -> str:
     return "–" if value is None else f"{value * scale:{spec}}{unit}"
+
+
+def _declared(value: Any, spec: str, unit: str = "") -> str:
+    """A value a workload's summary declares, in its declared format (as written, where the
+    format does not fit the value)."""
+    if value is None:
+        return "–"
+    try:
+        return f"{value:{spec}}{unit}"
+    except (TypeError, ValueError):
+        return f"{value}{unit}"
 
 
 def _law(d: dict | None) -> str:
@@ -220,6 +232,9 @@ def _bends(fits: dict[str, Any]) -> str:
 
 
 def _study_section(r: dict[str, Any], out: Path) -> list[Block]:
+    decl = r.get("report") or {}
+    quality = decl.get("quality") or {"key": "val_accuracy", "label": "val acc", "format": "pct"}
+    columns = decl.get("columns", [])
     rows = []
     for j in r["jobs"]:
         rows.append(
@@ -233,7 +248,10 @@ def _study_section(r: dict[str, Any], out: Path) -> list[Block]:
                 _fmt(j.get("samples_per_s")),
                 _fmt(j.get("speedup"), ".2f"),
                 _fmt(j.get("efficiency"), ".0f", 100, " %"),
-                _fmt(j.get("val_accuracy"), ".1f", 100, " %"),
+                *[_declared(j.get(c["key"]), c["format"], c.get("unit", "")) for c in columns],
+                _fmt(j.get(quality["key"]), ".1f", 100, " %")
+                if quality["format"] == "pct"
+                else _declared(j.get(quality["key"]), quality["format"]),
                 j.get("stop_reason") or "–",
             ]
         )
@@ -241,9 +259,9 @@ def _study_section(r: dict[str, Any], out: Path) -> list[Block]:
         ("h2", f"{r['site']} {r.get('model') or ''} — study {r['study']}"),
         (
             "p",
-            f"Folder {r['folder']}; target loss {r.get('target_loss')} on the "
-            f"{r.get('loss')} loss; speed-up and efficiency from the epoch rate relative to "
-            "the smallest completed N.",
+            f"Folder {r['folder']}; TTL target {r.get('target_loss')} on the "
+            f"{decl.get('loss_label') or (str(r.get('loss')) + ' loss')}; speed-up and "
+            "efficiency from the epoch rate relative to the smallest completed N.",
         ),
         (
             "table",
@@ -258,7 +276,8 @@ def _study_section(r: dict[str, Any], out: Path) -> list[Block]:
                     f"{r.get('sample_unit') or 'samples'}/s",
                     "speed-up",
                     "efficiency",
-                    "val acc",
+                    *[c["label"] for c in columns],
+                    quality["label"],
                     "stop",
                 ],
                 rows,
@@ -280,6 +299,50 @@ def _study_section(r: dict[str, Any], out: Path) -> list[Block]:
     ):
         if maker(r, out / name) is not None:
             blocks.append(("img", (name, name.split("_")[0])))
+    blocks += _declared_figures(r, decl, tag, out)
+    return blocks
+
+
+def _declared_figures(r: dict[str, Any], decl: dict[str, Any], tag: str, out: Path) -> list:
+    """The figures a workload's summary asks for: curves of its step metrics from the records
+    (a GAN's two losses) and curves stored in its summary (a ROC curve)."""
+    blocks: list[Block] = []
+    for i, curve in enumerate(decl.get("curves", [])):
+        name = f"curves{i}_{tag}.png"
+        if plots.metric_curves(r, curve, out / name) is not None:
+            blocks.append(("img", (name, curve.get("title", "curves"))))
+    for i, xy in enumerate(decl.get("xy", [])):
+        name = f"xy{i}_{tag}.png"
+        if plots.xy_curves(r, xy, out / name) is not None:
+            blocks.append(("img", (name, xy.get("title", xy["key"]))))
+    return blocks
+
+
+def _versus_section(results: list[dict[str, Any]], out: Path) -> list[Block]:
+    """A figure against an option across every job of every study (the jets' ROC-AUC vs batch
+    size), where a workload declares one: a table and a plot."""
+    blocks: list[Block] = []
+    seen: set[tuple[str, str]] = set()
+    for r in results:
+        for v in (r.get("report") or {}).get("versus", []):
+            if (v["x"], v["y"]) in seen:
+                continue
+            seen.add((v["x"], v["y"]))
+            rows = [
+                [study_label(s), str(j["n"]), str(j.get(v["x"])), _fmt(j.get(v["y"]), ".3f"),
+                 _fmt(j.get("epoch_minutes"), ".2f"), _fmt(j.get("io_s"), ".3f", 1.0, " s")]
+                for s in results
+                for j in s["jobs"]
+                if j["status"] == "completed" and j.get(v["y"]) is not None
+            ]  # fmt: skip
+            name = f"versus_{v['x']}_{v['y']}.png"
+            plots.versus(results, v, out / name)
+            head = ["study", "N", v.get("xlabel", v["x"]), v.get("ylabel", v["y"])]
+            blocks += [
+                ("h2", v.get("title", f"{v['y']} vs {v['x']}")),
+                ("table", ([*head, "train min/epoch", "I/O per batch"], rows)),
+                ("img", (name, v.get("title", name))),
+            ]
     return blocks
 
 

@@ -84,6 +84,7 @@ def study_results(study: Path) -> dict[str, Any]:
             },
         }
         job["samples_per_s"] = r.get("samples_per_s", r.get("images_per_s"))  # older summaries
+        job.update(declared_values(r))
         if base and r in done and base.get("epoch_rate_per_min"):
             speedup = r["epoch_rate_per_min"] / base["epoch_rate_per_min"]
             job["speedup"] = speedup
@@ -119,6 +120,7 @@ def study_results(study: Path) -> dict[str, Any]:
         "sample_unit": first.get("sample_unit") or "images",
         "provenance": first.get("provenance"),
         "data": first.get("data"),
+        "report": first.get("report") or {},  # what the workload asks the report to show
         "jobs": jobs,
         "fits": fits,
         "missing": [
@@ -134,6 +136,25 @@ def study_results(study: Path) -> dict[str, Any]:
             if (n := sum(map(skipped_lines, (Path(study) / r["folder"]).glob("rank-*.jsonl"))))
         },
     }
+
+
+def declared_values(summary: dict[str, Any]) -> dict[str, Any]:
+    """A job's values that its workload's ``report`` block names (quality, columns, curves
+    stored in the summary, "versus" axes), plus figures derived for every workload: the
+    minibatch per rank, the median I/O time per batch and the training minutes per epoch."""
+    decl = summary.get("report") or {}
+    keys = {c["key"] for c in decl.get("columns", [])} | {c["key"] for c in decl.get("xy", [])}
+    keys |= {v[a] for v in decl.get("versus", []) for a in ("x", "y")}
+    if decl.get("quality"):
+        keys.add(decl["quality"]["key"])
+    split = summary.get("step_time_split_s") or {}
+    rate = summary.get("epoch_rate_per_min")
+    derived = {
+        "batch": (summary.get("config") or {}).get("batch"),
+        "io_s": split.get("io_s"),
+        "epoch_minutes": 1 / rate if rate else None,
+    }
+    return {k: summary.get(k, derived.get(k)) for k in sorted(keys)} | {"batch": derived["batch"]}
 
 
 def study_label(result: dict[str, Any]) -> str:

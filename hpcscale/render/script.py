@@ -127,21 +127,42 @@ def train_command(
     extra: Iterable[str] = (),
 ) -> list[str]:
     """The argv every rank runs: the shared training core with the site's workload. An option
-    given in ``extra`` replaces the site's default for it (each option reaches the rank once)."""
+    given in ``extra`` replaces the site's default for it (each option reaches the rank once).
+    The site's workload settings apply when the model trains on the site's kind of data; another
+    model (``--model cms-jets`` on a LArTPC site) runs with its own defaults."""
+    from hpcscale import workloads
+
     w = site.workload
     extra = list(extra)
     given = {arg.split("=", 1)[0] for arg in extra if arg.startswith("--")}
-    defaults = [
-        ("--model", w.model), ("--batch", str(w.batch)), ("--epochs", f"{w.epochs:g}"),
-        ("--target-loss", f"{w.target_loss:g}"), ("--max-requeues", str(site.limits.requeues)),
-    ]  # fmt: skip
+    model = selected_model(w.model, extra)
+    defaults = [("--model", w.model)]
+    own: list[str] = []
+    if workloads.data_kind(model) == workloads.data_kind(w.model):
+        defaults += [
+            ("--batch", str(w.batch)), ("--epochs", f"{w.epochs:g}"),
+            ("--target-loss", f"{w.target_loss:g}"),
+        ]  # fmt: skip
+        own = list(w.options)
+    defaults.append(("--max-requeues", str(site.limits.requeues)))
     return [
         python, "-u", "-m", "hpcscale.train",
         "--site", site.name, "--engine", site.engine, "--data", data, "--out", out,
         *[part for flag, value in defaults if flag not in given for part in (flag, value)],
         "--time-limit", str(plan.walltime_s),
-        *extra,
+        *own, *extra,
     ]  # fmt: skip
+
+
+def selected_model(default: str, extra: Iterable[str]) -> str:
+    """The model a rank will train: the last ``--model`` in ``extra``, else ``default``."""
+    model, args = default, list(extra)
+    for i, arg in enumerate(args):
+        if arg == "--model" and i + 1 < len(args):
+            model = args[i + 1]
+        elif arg.startswith("--model="):
+            model = arg.split("=", 1)[1]
+    return model
 
 
 def job_environment(site: Site, plan: JobPlan, extra: Mapping[str, str]) -> dict[str, str]:

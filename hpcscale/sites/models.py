@@ -160,14 +160,22 @@ class Limits(Strict):
 
 
 class Workload(Strict):
-    """The default study on this site: the synthetic data set and the per-rank minibatch."""
+    """The default study on this site: what to train, its data set and its settings. They apply
+    to ``model`` and to any model trained on the same kind of data (``--model scnet`` on a
+    jishnet site); a model on other data (``--model 3dgan`` on a GPU site) brings its own."""
 
-    resolution: int = Field(3600, ge=275, description="image side; the paper's is 3600")
-    events: PositiveInt = Field(15000, description="training + validation events to generate")
     model: str = Field("jishnet", description="what to train: a model of hpcscale.workloads")
+    resolution: int = Field(
+        3600, ge=275, description="image side of LArTPC events; the paper's is 3600"
+    )
+    events: PositiveInt = Field(15000, description="training + validation events to generate")
     batch: PositiveInt = Field(7, description="minibatch per rank; 7 fits a 16 GB P100")
     epochs: float = Field(10.0, gt=0)
     target_loss: float = Field(1.2, gt=0, description="TTL target (the paper's 1.2 by default)")
+    options: list[str] = Field(
+        default_factory=list,
+        description="more options of the model for every rank, e.g. [--inter-threads, '2']",
+    )
 
     @field_validator("model")
     @classmethod

@@ -22,6 +22,7 @@ from hpcscale.data import files
 from hpcscale.data.simulate import CLASSES
 from hpcscale.errors import DataError, UserError
 from hpcscale.train.workload import Batch, StepResult, Workload, WorkloadConfig
+from hpcscale.workloads.schedule import goyal
 
 
 class ClassifierConfig(WorkloadConfig):
@@ -73,14 +74,7 @@ def make_optimizer(
     opt = torch.optim.SGD(
         params, lr=config.lr * world, momentum=0.9, weight_decay=config.weight_decay
     )
-    warm = max(config.warmup_epochs * steps_per_epoch, 1)
-
-    def factor(step: int) -> float:
-        epoch = step / steps_per_epoch
-        adj = 1.0 / world + (1 - 1.0 / world) * min(step / warm, 1.0)
-        return adj * 0.1 ** sum(epoch >= b for b in (30, 60, 80))
-
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    return opt, goyal(opt, world, config.warmup_epochs, steps_per_epoch, (30, 60, 80))
 
 
 class LArTPCClassifier(Workload):

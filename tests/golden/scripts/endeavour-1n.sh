@@ -8,14 +8,14 @@
 #
 # Rendered by hpcscale 0.1.0 for site endeavour: pbs + mpirun.
 # 4 rank(s) on 1 node(s), up to 4 per node; 0 GPU(s), 12 CPU core(s) per rank, walltime 02:00:00.
-# Every rank runs the training core (from submitit's pickle) with: --site endeavour --engine horovod --data hpcscale-data --out /scratch/study/jobs/4r --model jishnet --batch 7 --epochs 10 --target-loss 1.2 --max-requeues 3 --time-limit 7200 --study 0123abcd --job 4r
+# Every rank runs the training core (from submitit's pickle) with: --site endeavour --engine horovod --data hpcscale-data --out /scratch/study/jobs/4r --model 3dgan --batch 8 --epochs 25 --target-loss 0.1 --max-requeues 3 --time-limit 7200 --inter-threads 2 --study 0123abcd --job 4r
 set -eo pipefail
 cd "${PBS_O_WORKDIR:-.}"
-export OMP_NUM_THREADS=12
+export OMP_NUM_THREADS=11
 export HPCSCALE_SITE=endeavour
 export HPCSCALE_WORLD_SIZE=4
 export HPCSCALE_RANKS_PER_NODE=4
-export HPCSCALE_SITE_DIGEST=105664fbcce17c950add0359ad9b52da4b938ddd2abafe55add01d67e6e2e832
+export HPCSCALE_SITE_DIGEST=a41f43777b1e3440b8b8e18d7823ae30c9914bfaf8bcdf35c34b91983d978811
 export HOROVOD_FUSION_THRESHOLD=134217728
 export I_MPI_FABRICS=shm:ofi
 export KMP_BLOCKTIME=1

@@ -12,15 +12,15 @@
 #
 # Rendered by hpcscale 0.1.0 for site stampede2: slurm + ibrun.
 # 8 rank(s) on 2 node(s), up to 4 per node; 0 GPU(s), 12 CPU core(s) per rank, walltime 02:00:00.
-# Every rank runs the training core (from submitit's pickle) with: --site stampede2 --engine horovod --data '${SCRATCH}/hpcscale-data' --out /scratch/study/jobs/8r --model jishnet --batch 7 --epochs 10 --target-loss 1.2 --max-requeues 3 --time-limit 7200 --study 0123abcd --job 8r
+# Every rank runs the training core (from submitit's pickle) with: --site stampede2 --engine horovod --data '${SCRATCH}/hpcscale-data' --out /scratch/study/jobs/8r --model 3dgan --batch 8 --epochs 25 --target-loss 0.1 --max-requeues 3 --time-limit 7200 --inter-threads 2 --study 0123abcd --job 8r
 set -eo pipefail
 module load intel/18.0.2
 module load impi/18.0.2
-export OMP_NUM_THREADS=12
+export OMP_NUM_THREADS=11
 export HPCSCALE_SITE=stampede2
 export HPCSCALE_WORLD_SIZE=8
 export HPCSCALE_RANKS_PER_NODE=4
-export HPCSCALE_SITE_DIGEST=4cc1c098f313d34abd34c9ea958481bfb410c2165b086a0bfe979730008337d7
+export HPCSCALE_SITE_DIGEST=2293445e4355ca1689185f9eda439bab1dcf1e5a8ca5a5ec55739129eb405249
 export HOROVOD_FUSION_THRESHOLD=134217728
 export I_MPI_FABRICS=tmi
 export I_MPI_TMI_PROVIDER=psm2

@@ -1,0 +1,219 @@
+"""CMS end-to-end jet images (seed 003): top-quark vs QCD jets, 8 channels × 125 × 125, a
+ResNet-style CNN, binary cross-entropy, ROC-AUC on validation.
+
+The rank keeps its jets sparse in memory (as they are stored); each minibatch is made dense on
+the step's path and timed as ``io_s``: the seed's "I/O time per batch", beside the training
+time per epoch (the epoch rate). The batch size is the study's to vary (``--batch``; the seed
+tried 64, 512 and 1024 on 2 V100: minutes per epoch and ROC-AUC per batch size).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from hpcscale.data import tensors
+from hpcscale.data.store import shard_indices
+from hpcscale.errors import DataError
+from hpcscale.train.workload import RankContext, Staged, StepResult, Workload, WorkloadConfig
+from hpcscale.workloads.jets import roc
+from hpcscale.workloads.jets.model import JetResNet
+from hpcscale.workloads.jets.simulate import CLASSES, KIND
+from hpcscale.workloads.threads import set_threads
+
+EVAL_BATCH = 256  # validation minibatch (at most): a dense batch of 1024 jets is 0.5 GB
+TARGETS = {"cms-jets": 0.25, "cms-jets-small": 0.4}  # BCE; the small network on a minute's data
+
+
+class JetsConfig(WorkloadConfig):
+    """CMS jet-image options"""
+
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate")
+    scale_lr: bool = Field(False, description="multiply the learning rate by the ranks")
+    weight_decay: float = Field(0.0, ge=0)
+    intra_threads: int = Field(0, ge=0, description="torch intra-op threads (0: OMP_NUM_THREADS)")
+    inter_threads: int = Field(0, ge=0, description="torch inter-op threads (0: torch's default)")
+
+
+@dataclass
+class JetBatch:
+    x: torch.Tensor  # (B, 8, 125, 125)
+    y: torch.Tensor  # (B,) float 0/1
+    size: int
+    timings: dict[str, float]
+
+
+class JetsWorkload(Workload):
+    name = "cms-jets"
+    Config: ClassVar[type[JetsConfig]] = JetsConfig
+    sample_unit = "images"
+    default_batch = 64  # the seed's V100 batch
+    default_target_loss = TARGETS["cms-jets"]
+    metric_names = ("acc",)
+    config: JetsConfig
+
+    def __init__(self, config: JetsConfig, ctx: RankContext) -> None:
+        super().__init__(config, ctx)
+        self.default_target_loss = TARGETS.get(config.model, self.default_target_loss)
+        self.threads = set_threads(config.intra_threads, config.inter_threads)
+
+    @classmethod
+    def check(
+        cls, config: Any, data: Path, world_size: int, batch: int, max_events: int | None = None
+    ) -> int:
+        manifest = tensors.read_manifest(data, KIND)
+        tensors.check_files(manifest)
+        train = manifest.count("train")
+        if max_events is not None:
+            train = min(train, max_events)
+        if (train // world_size) // batch < 1:
+            raise DataError(
+                f"{data}: {train} training jets over {world_size} ranks give fewer than one "
+                f"minibatch of {batch} per rank; need at least {world_size * batch}"
+            )
+        if manifest.count("val") < 2:
+            raise DataError(f"{data}: the ROC needs at least 2 validation jets")
+        return train
+
+    def stage(self) -> Staged:
+        ctx = self.ctx
+        start = time.perf_counter()
+        self.manifest = manifest = tensors.read_manifest(ctx.data, KIND)
+        n = manifest.count("train")
+        if ctx.max_events is not None:
+            n = min(n, ctx.max_events)
+        self.train = tensors.load_split(
+            manifest, "train", shard_indices(n, ctx.rank, ctx.world_size)
+        )
+        self.n_val = manifest.count("val")
+        self.val_index = shard_indices(self.n_val, ctx.rank, ctx.world_size)
+        self.val = tensors.load_split(manifest, "val", self.val_index)
+        seconds = time.perf_counter() - start
+        cells = np.diff(self.train.offsets)
+        return Staged(
+            train_samples=n,
+            local_samples=len(self.train),
+            record={
+                "jets": len(self.train),
+                "val_jets": len(self.val),
+                "load_s": round(seconds, 4),
+            },
+            summary={
+                "folder": str(ctx.data),
+                "kind": KIND,
+                "shape": list(manifest.shape),
+                "channels": manifest.meta.get("channels"),
+                "train_events": n,
+                "train_events_per_rank": len(self.train),
+                "val_events": self.n_val,
+                "nonzero_cells_mean": float(cells.mean()) if cells.size else 0.0,
+                "bytes_per_rank": self.train.nbytes,
+                "load_s_rank": seconds,
+                "top_fraction": float(self.train.scalars["label"].mean()) if n else None,
+            },
+        )
+
+    def build(self, steps_per_epoch: int) -> None:
+        ctx, cfg = self.ctx, self.config
+        torch.manual_seed(ctx.seed)
+        self.model = JetResNet(cfg.model).to(ctx.device)
+        lr = cfg.lr * (ctx.world_size if cfg.scale_lr else 1)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=lr, weight_decay=cfg.weight_decay
+        )
+
+    def parts(self) -> dict[str, Any]:
+        return {"model": self.model, "optimizer": self.optimizer}
+
+    def parameters(self) -> Sequence[torch.Tensor]:
+        return list(self.model.parameters())
+
+    def _batches(
+        self, store: tensors.SparseSet, order: Sequence[np.ndarray], size: int
+    ) -> Iterator[JetBatch]:
+        """Dense minibatches from the sparse store, the densifying and the copy timed (I/O)."""
+        device = self.ctx.device
+        host = torch.empty((size, *store.shape), pin_memory=device.type == "cuda")
+        labels = torch.from_numpy(store.scalars["label"].astype(np.float32))
+        for idx in order:
+            t = time.perf_counter()
+            store.dense_into(idx, host.numpy())
+            x = host[: len(idx)].to(device, non_blocking=True)
+            y = labels[torch.as_tensor(idx)].to(device, non_blocking=True)
+            if device.type == "cuda":
+                torch.cuda.current_stream(device).synchronize()  # the copy, in the I/O time
+            yield JetBatch(x, y, len(idx), {"io_s": time.perf_counter() - t})
+
+    def batches(self, order: Sequence[np.ndarray]) -> Iterator[JetBatch]:
+        return self._batches(self.train, order, self.ctx.batch)
+
+    def step(self, batch: JetBatch) -> StepResult:
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=False)
+        logits = self.model(batch.x)
+        loss = F.binary_cross_entropy_with_logits(logits, batch.y)
+        loss.backward()
+        acc = ((logits > 0).float() == batch.y).float().mean()
+        return StepResult(loss.detach(), {"acc": acc.detach()})
+
+    def update(self) -> None:
+        self.optimizer.step()
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, Any]:
+        """ROC-AUC, the ROC curve, accuracy and loss on the whole validation set: every rank
+        scores its share, one allreduce puts every score in place on every rank."""
+        self.model.eval()
+        size = min(self.ctx.batch, EVAL_BATCH)
+        order = [np.arange(i, min(i + size, len(self.val))) for i in range(0, len(self.val), size)]
+        batches = self._batches(self.val, order, size)
+        scores = [self.model(b.x).float().sigmoid().cpu() for b in batches]
+        local = torch.cat(scores) if scores else torch.zeros(0)
+        both = torch.zeros(2, self.n_val)
+        both[0, self.val_index] = local
+        both[1, self.val_index] = torch.from_numpy(self.val.scalars["label"].astype(np.float32))
+        flat = both.flatten().to(self.ctx.device)
+        self.ctx.engine.allreduce_sum_(flat)
+        p, y = flat.view(2, -1).cpu().double().numpy()
+        fpr, tpr = roc.roc_curve(y, p)
+        pc = np.clip(p, 1e-7, 1 - 1e-7)
+        fpr_thin, tpr_thin = roc.thin(fpr, tpr)
+        return {
+            "val_auc": roc.roc_auc(y, p),
+            "val_accuracy": float(((p > 0.5) == (y > 0.5)).mean()),
+            "val_loss": float(-(y * np.log(pc) + (1 - y) * np.log(1 - pc)).mean()),
+            "val_events": int(self.n_val),
+            "roc": {"fpr": fpr_thin, "tpr": tpr_thin},
+            "classes": list(CLASSES),
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "threads": self.threads,
+            "loss": "binary cross-entropy",
+            "report": REPORT,
+        }
+
+
+# What `hpcscale report` shows for this workload (``analysis/report.py`` reads it generically).
+REPORT = {
+    "loss_label": "binary cross-entropy (top vs QCD)",
+    "quality": {"key": "val_auc", "label": "ROC-AUC", "format": ".3f"},
+    "columns": [
+        {"key": "batch", "label": "batch/rank", "format": "g"},
+        {"key": "io_s", "label": "I/O per batch", "format": ".3f", "unit": " s"},
+        {"key": "epoch_minutes", "label": "train min/epoch", "format": ".2f"},
+    ],
+    "xy": [{"key": "roc", "x": "fpr", "y": "tpr", "xlabel": "false-positive rate (QCD)",
+            "ylabel": "true-positive rate (top)", "title": "ROC curve", "diagonal": True}],
+    "versus": [{"x": "batch", "y": "val_auc", "xlabel": "minibatch per rank",
+                "ylabel": "validation ROC-AUC", "title": "ROC-AUC vs batch size"}],
+}  # fmt: skip
+
+
+WORKLOAD = JetsWorkload
