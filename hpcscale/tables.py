@@ -43,7 +43,9 @@ def print_collect(study_dir: Path) -> None:
     head = next((quality(r)[0] for r in rows if r.get("status") == "completed"), "val acc")
     cols = ("job", "ranks", "status", "DLT", "TTL", "epochs/min", f"{unit}/s", "steady",
             head)  # fmt: skip
-    table.add_column(cols[0], overflow="fold")  # a job folder's name may be long: it folds
+    widest = max((len(str(r.get("label", ""))) for r in rows), default=3)
+    # a job folder's name may be long: it folds, but never below a short label's width
+    table.add_column(cols[0], overflow="fold", min_width=max(3, min(widest, 12)))
     for col in cols[1:]:
         table.add_column(col, no_wrap=True, min_width=len(col))
     for r in rows:
