@@ -728,6 +728,21 @@ def _interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _interrupt_again(hook: Any) -> Any:
+    """An unraisable-exception hook for Ctrl-C landing inside a callback Python cannot raise
+    from (a weakref callback of the import system, a ``__del__``): instead of "Exception
+    ignored in: ... KeyboardInterrupt" and a lost Ctrl-C, the signal is delivered again, to be
+    raised where the program can stop."""
+
+    def again(args: Any) -> None:
+        if isinstance(args.exc_value, KeyboardInterrupt) and _state["interrupted"]:
+            signal.raise_signal(_state["interrupted"])
+            return
+        hook(args)
+
+    return again
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point and the one error boundary of every command.
 
@@ -742,6 +757,8 @@ def main(argv: list[str] | None = None) -> None:
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, _interrupt)
+    unraisable = sys.unraisablehook
+    sys.unraisablehook = _interrupt_again(unraisable)
     try:
         code = app(args=argv, prog_name="hpcscale", standalone_mode=False)
     except UserError as exc:
@@ -777,6 +794,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        sys.unraisablehook = unraisable
     if _state["interrupted"]:  # typer returns 130 for a KeyboardInterrupt; say what happened
         signum = signal.Signals(_state["interrupted"])
         notes = "".join(f"; {note}" for note in _state["notes"])

@@ -12,13 +12,14 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from hpcscale.data import files
+from hpcscale.data.pool import worker_pool
 from hpcscale.data.simulate import CLASSES, event, labels_for
 from hpcscale.errors import DataError
 from hpcscale.fsutil import atomic_write
@@ -85,7 +86,7 @@ def generate(
     start = time.perf_counter()
     sizes: dict[str, int] = {}
     try:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with worker_pool(workers) as pool:
             futures = [pool.submit(_write, s, str(tmp), seed, resolution) for s in shards]
             for fut in as_completed(futures):
                 shard, size = fut.result()

@@ -26,13 +26,14 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hpcscale.data.pool import worker_pool
 from hpcscale.errors import DataError
 from hpcscale.fsutil import atomic_write
 
@@ -250,7 +251,7 @@ def generate(
     start = time.perf_counter()
     sizes: dict[str, int] = {}
     try:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with worker_pool(workers) as pool:
             futures = [
                 pool.submit(_write, name, first, n, str(tmp), kind, scalars, simulate, seed)
                 for name, _, first, n in shards
