@@ -382,19 +382,23 @@ def test_a_garbled_record_line_is_skipped_and_counted_not_the_rest(finished_job,
     assert "2 record line(s) were not valid JSON and were skipped" in report
 
 
-def test_a_truncated_summary_is_one_line_or_read_around(finished_job, tmp_path):
-    import shutil
-
-    job = tmp_path / "job"
-    shutil.copytree(finished_job, job)
-    text = (job / "summary.json").read_text()
-    (job / "summary.json").write_text(text[: len(text) // 2])
-    for command in ("status", "collect"):
-        res = cli(command, str(job))
-        assert "Traceback" not in res.stderr, res.stderr
-        assert res.returncode in (0, 2), res.stderr
-        if res.returncode == 2:
-            assert "summary.json" in one_line_error(res.stderr)
+def test_a_truncated_summary_is_one_line_or_read_around(tmp_path):
+    """A study whose job's summary.json was cut short (a full disk, a copy interrupted)."""
+    events = tiny_events(tmp_path / "events", 40, seed=3)
+    study = tmp_path / "study"
+    res = cli("submit", "--site", "local", "--ranks", "1", "--data", str(events), "--model",
+              "jishnet-small", "--epochs", "1", "--study", str(study), cwd=tmp_path)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    summary = study / "jobs" / "1r" / "summary.json"
+    text = summary.read_text()
+    for folder in (study, study / "jobs" / "1r"):
+        for command in ("status", "collect", "report"):
+            summary.write_text(text[: len(text) // 2])
+            res = cli(command, str(folder), cwd=tmp_path)
+            assert "Traceback" not in res.stderr, res.stderr
+            assert res.returncode in (0, 2), res.stderr
+            if res.returncode == 2:
+                assert "summary.json" in one_line_error(res.stderr)
 
 
 def test_a_report_of_a_folder_without_results_leaves_nothing(tmp_path):
