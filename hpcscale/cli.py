@@ -574,6 +574,7 @@ def status(
     if is_job_folder(study_dir):
         manifest = update()
     else:
+        load(study_dir)  # a missing or foreign folder is refused before a lock file is made in it
         with folder_lock(study_dir, "hpcscale status"):
             manifest = update()
     table = Table(box=box.SIMPLE_HEAD, title=f"{study_dir} ({manifest.site})", title_justify="left")

@@ -408,3 +408,7 @@ def test_a_report_of_a_folder_without_results_leaves_nothing(tmp_path):
     assert res.returncode == 2
     assert "no such file" in one_line_error(res.stderr)
     assert list(empty.iterdir()) == []
+    for command in ("status", "cancel", "collect", "report"):
+        res = cli(command, str(tmp_path / "nothere"))
+        assert res.returncode == 2 and "no such folder" in one_line_error(res.stderr)
+        assert not (tmp_path / "nothere").exists(), f"{command} made the folder"
