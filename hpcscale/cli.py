@@ -349,7 +349,7 @@ def run(
     import datetime
 
     from hpcscale.plan import Request, plan_job
-    from hpcscale.preflight import check_data, check_train_args, job_args
+    from hpcscale.preflight import check_data, check_engine, check_train_args, job_args
     from hpcscale.run import cache_root, default_data, run_local
     from hpcscale.sites import load_site
     from hpcscale.sites.detect import resolve
@@ -365,6 +365,7 @@ def run(
     _writable(folder, "--out")
     plan = plan_job(the_site, Request(ranks=ranks, walltime=walltime))
     core, _ = check_train_args(job_args(the_site, plan, list(ctx.args)))
+    check_engine(the_site)
     if data is None:
         _writable(cache_root(), "the event cache (HPCSCALE_CACHE)")
         err = Console(stderr=True)
@@ -452,6 +453,7 @@ def submit(
     from hpcscale.preflight import (
         check_container,
         check_data,
+        check_engine,
         check_scheduler,
         check_train_args,
         job_args,
@@ -491,6 +493,7 @@ def submit(
     if not dry_run:
         check_scheduler(the_site)
         check_container(the_site)
+        check_engine(the_site)
     if data is None and not dry_run:
         _writable(cache_root(), "the event cache (HPCSCALE_CACHE)")
         with Console(stderr=True).status("generating the site's default event set (cached)"):

@@ -73,6 +73,22 @@ def check_scheduler(site: Site) -> None:
         )
 
 
+def check_engine(site: Site) -> None:
+    """A job that trains on this machine (scheduler local, no container) with the Horovod
+    engine needs Horovod here; refuse it before any rank starts, naming the build script.
+    (Elsewhere the compute nodes' or the image's Python is what counts: not checked here.)"""
+    import importlib.util
+
+    if site.engine != "horovod" or site.scheduler.kind != "local" or site.container.enabled:
+        return
+    if importlib.util.find_spec("horovod") is None:
+        raise UserError(
+            f"site {site.name} trains with engine horovod, which is not installed in this "
+            "Python; build and install it with `bash scripts/build-horovod.sh` (the README's "
+            "'Horovod'), or use engine torch"
+        )
+
+
 def check_container(site: Site) -> None:
     """An enabled container needs its runtime's command on PATH (where jobs are submitted)."""
     runtime = site.container.runtime

@@ -412,3 +412,20 @@ def test_a_report_of_a_folder_without_results_leaves_nothing(tmp_path):
         res = cli(command, str(tmp_path / "nothere"))
         assert res.returncode == 2 and "no such folder" in one_line_error(res.stderr)
         assert not (tmp_path / "nothere").exists(), f"{command} made the folder"
+
+
+def test_the_horovod_engine_without_horovod_is_refused_naming_the_build_script(monkeypatch):
+    import importlib.util
+
+    from hpcscale.errors import UserError
+    from hpcscale.preflight import check_engine
+    from hpcscale.sites import load_site
+
+    site = load_site("local", []).model_copy(update={"engine": "horovod"})
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "horovod" else real(name, *a)
+    )
+    with pytest.raises(UserError, match=r"bash scripts/build-horovod.sh"):
+        check_engine(site)
+    check_engine(site.model_copy(update={"engine": "torch"}))  # torch needs nothing more

@@ -1,5 +1,6 @@
 """The Horovod engine (the paper's), through horovodrun with Gloo on CPU: 2 ranks train and the
-summary says which engine and version ran. .ci/run builds Horovod 0.28.1 for this test."""
+summary says which engine and version ran. scripts/build-horovod.sh builds Horovod 0.28.1 for this
+test (.ci/run runs it)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from hpcscale.train.records import read_records
 
 pytest.importorskip(
     "horovod.torch",
-    reason="Horovod is not installed; `bash .ci/run` builds and installs it (README, 'Horovod')",
+    reason="Horovod is not installed; `bash scripts/build-horovod.sh` builds and installs it "
+    "(README, 'Horovod')",
 )
 
 

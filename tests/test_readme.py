@@ -68,7 +68,9 @@ def test_parser_reads_directives_and_expected_lines():
 )
 def test_readme_block(block: Block, scratch: Path, env: dict[str, str]) -> None:
     if block.needs and importlib.util.find_spec(block.needs) is None:
-        pytest.skip(f"{block.needs} is not installed (README, 'Horovod': bash .ci/run builds it)")
+        pytest.skip(
+            f"{block.needs} is not installed (README, 'Horovod': bash scripts/build-horovod.sh)"
+        )
     for command in block.runnable():
         res = subprocess.run(
             ["bash", "-c", command.line],
