@@ -52,8 +52,7 @@ mkdir -p "$folder"
 
 if ! ls "$folder"/horovod-$VERSION-*.whl >/dev/null 2>&1; then
   if [ -n "$cuda_cc" ]; then
-    nccl=$("$python" -c 'import nvidia.nccl, os; print(os.path.dirname(nvidia.nccl.__file__))' \
-      2>/dev/null || true)
+    nccl=$("$python" -c 'import nvidia.nccl as n; print(list(n.__path__)[0])' 2>/dev/null || true)
     if [ -z "$nccl" ] || [ ! -e "$nccl/lib/libnccl.so.2" ]; then
       echo "error: --cuda-cc needs NCCL: pip install the nvidia-nccl-cu* package that matches" \
         "torch's CUDA (python -c 'import torch; print(torch.version.cuda)')" >&2
