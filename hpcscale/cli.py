@@ -243,22 +243,14 @@ def render(
 ) -> None:
     """Print the job script that `submit` would submit for one job of a study."""
     from hpcscale.plan import Request, plan_job
-    from hpcscale.sites import load_site
-    from hpcscale.sites.detect import resolve
-    from hpcscale.sites.registry import with_requests
     from hpcscale.study import load as load_study
     from hpcscale.study import study_job
 
-    the_site = _with_container(resolve(load_site(site, sites_dir or [])), container)
-    the_site = with_requests(
-        the_site, cpus_per_task=cpus_per_task, threads_per_core=threads_per_core,
-        memory_gb=mem, reservation=reservation, nodelist=nodelist, exclude=exclude,
-        constraint=constraint, qos=qos,
+    the_site = _study_site(
+        site, sites_dir, container, requeues, cpus_per_task=cpus_per_task,
+        threads_per_core=threads_per_core, memory_gb=mem, reservation=reservation,
+        nodelist=nodelist, exclude=exclude, constraint=constraint, qos=qos,
     )  # fmt: skip
-    if requeues is not None:
-        the_site = the_site.model_copy(
-            update={"limits": the_site.limits.model_copy(update={"requeues": requeues})}
-        )
     plan = plan_job(the_site, Request(gpus=gpus, nodes=nodes, ranks=ranks, walltime=walltime))
     folder = study_dir.absolute()
     study_id = load_study(folder).study if (folder / "manifest.json").exists() else "<new>"
@@ -459,9 +451,6 @@ def submit(
         job_args,
     )
     from hpcscale.run import cache_root, default_data
-    from hpcscale.sites import load_site
-    from hpcscale.sites.detect import resolve
-    from hpcscale.sites.registry import with_requests
     from hpcscale.study import job_state, save, submit_study
     from hpcscale.study import load as load_study
 
@@ -470,16 +459,11 @@ def submit(
         raise UserError("give exactly one of --gpus, --nodes or --ranks (comma-separated sizes)")
     key, text = given[0]
     requests = [Request(**{key: n}, walltime=walltime) for n in _sizes(text, f"--{key}")]
-    the_site = _with_container(resolve(load_site(site, sites_dir or [])), container)
-    the_site = with_requests(
-        the_site, cpus_per_task=cpus_per_task, threads_per_core=threads_per_core,
-        memory_gb=mem, reservation=reservation, nodelist=nodelist, exclude=exclude,
-        constraint=constraint, qos=qos,
+    the_site = _study_site(
+        site, sites_dir, container, requeues, cpus_per_task=cpus_per_task,
+        threads_per_core=threads_per_core, memory_gb=mem, reservation=reservation,
+        nodelist=nodelist, exclude=exclude, constraint=constraint, qos=qos,
     )  # fmt: skip
-    if requeues is not None:
-        the_site = the_site.model_copy(
-            update={"limits": the_site.limits.model_copy(update={"requeues": requeues})}
-        )
     extra = list(ctx.args)
     if model:
         extra += ["--model", model]
@@ -657,6 +641,27 @@ def _job_path(path: str | None) -> str | None:
     if path is None or "$" in path:
         return path
     return str(Path(path).absolute())
+
+
+def _study_site(
+    name: str,
+    sites_dir: list[Path] | None,
+    container: bool | None,
+    requeues: int | None,
+    **requests: object,
+) -> Site:
+    """The site a study's jobs run on, for `render` and `submit` alike (so that render shows
+    what submit submits): the descriptor, the container switch, the per-study scheduler requests
+    (validated again) and the requeue limit."""
+    from hpcscale.sites import load_site
+    from hpcscale.sites.detect import resolve
+    from hpcscale.sites.registry import with_requests
+
+    site = with_requests(_with_container(resolve(load_site(name, sites_dir or [])), container),
+                         **requests)  # fmt: skip
+    if requeues is None:
+        return site
+    return site.model_copy(update={"limits": site.limits.model_copy(update={"requeues": requeues})})
 
 
 def _with_container(site: Site, enabled: bool | None) -> Site:

@@ -135,3 +135,13 @@ def cli(*args: str, cwd: Path | None = None, timeout: int = 600):  # type: ignor
         timeout=timeout,
         cwd=cwd,
     )
+
+
+def rank_pids(job: Path) -> list[int]:
+    """The PIDs of a submitted job's rank processes on this machine (submitit's rank command
+    for the job's folder; not the launcher lines that carry the same words)."""
+    import subprocess
+
+    pattern = rf"^\S*python\S* -u -m submitit.core._submit {job}/submitit$"
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+    return [int(pid) for pid in out.split()]

@@ -64,7 +64,7 @@ def _one_line_exit_2(res: subprocess.CompletedProcess) -> str:
         (
             "none",
             ["--max-events", "10"],
-            "10 training events over 2 ranks give fewer than one minibatch of 7",
+            "10 training images over 2 ranks give fewer than one minibatch of 7",
         ),
         ("shard", [], "train-00000.h5: no such file (listed in manifest.json"),
         ("none", ["--model", "resnet"], "--model 'resnet' is unknown; choose one of jishnet"),

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cli, tiny_events, tiny_site
+from conftest import cli, rank_pids, tiny_events, tiny_site
 
 from hpcscale.cli import main
 
@@ -330,14 +330,10 @@ def test_the_requeue_limit_ends_the_job_at_its_walltime_instead(fake_scheduler, 
     while not log.exists() or log.read_text().count('"kind": "step"') < 4:
         assert time.time() < deadline, "the job never got to step 4"
         time.sleep(0.3)
-    pids = subprocess.run(
-        ["pgrep", "-f", rf"^\S+ -u -m submitit.core._submit {job}/submitit"],
-        capture_output=True,
-        text=True,
-    ).stdout.split()
+    pids = rank_pids(job)
     assert len(pids) == 2
     for pid in pids:
-        os.kill(int(pid), signal.SIGUSR2)
+        os.kill(pid, signal.SIGUSR2)
     wait_for(job / "summary.json", timeout=300)
     summary = json.loads((job / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["stop_reason"] == "requeues"

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cli, tiny_events
+from conftest import cli, rank_pids, tiny_events
 
 pytestmark = pytest.mark.slurm
 if os.environ.get("HPCSCALE_REAL_SLURM") != "1":
@@ -112,11 +112,7 @@ def test_fake_sbatch_refuses_what_the_real_one_refuses(header, tmp_path, monkeyp
 
 def _rank_pids(job: Path) -> dict[int, int]:
     """The PIDs of a job's ranks on this machine, by SLURM_PROCID."""
-    pids = subprocess.run(
-        ["pgrep", "-f", rf"^\S*python\S* -u -m submitit.core._submit {job}/submitit$"],
-        capture_output=True,
-        text=True,
-    ).stdout.split()
+    pids = rank_pids(job)
     found = {}
     for pid in pids:
         try:

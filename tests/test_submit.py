@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cli, tiny_events, tiny_site
+from conftest import cli, rank_pids, tiny_events, tiny_site
 
 from hpcscale.plan import Request, plan_job
 from hpcscale.render.script import JobSpec
@@ -165,14 +165,10 @@ def test_walltime_signal_checkpoints_requeues_and_resumes(fake_scheduler, tmp_pa
         time.sleep(0.3)
     else:
         pytest.fail("the job never got to step 8")
-    pids = subprocess.run(
-        ["pgrep", "-f", rf"^\S+ -u -m submitit.core._submit {job}/submitit"],
-        capture_output=True,
-        text=True,
-    ).stdout.split()
+    pids = rank_pids(job)
     assert len(pids) == 2
     for pid in pids:
-        os.kill(int(pid), signal.SIGUSR2)
+        os.kill(pid, signal.SIGUSR2)
     deadline = time.time() + 300
     while time.time() < deadline and not (job / "summary.json").exists():
         time.sleep(0.5)

@@ -119,6 +119,23 @@ class Workload(ABC):
         (for notes such as "TTL cannot be reached")."""
         return None
 
+    @classmethod
+    def training_samples(
+        cls, data: Path, available: int, world_size: int, batch: int, max_events: int | None
+    ) -> int:
+        """The training samples a job uses (``available``, at most ``max_events``); refuses a data
+        set that gives a rank less than one minibatch. For ``check``."""
+        from hpcscale.errors import DataError
+
+        train = available if max_events is None else min(available, max_events)
+        if (train // world_size) // batch < 1:
+            raise DataError(
+                f"{data}: {train} training {cls.sample_unit} over {world_size} ranks give fewer "
+                f"than one minibatch of {batch} per rank; need at least {world_size * batch} "
+                "(generate more or use fewer ranks)"
+            )
+        return train
+
     @abstractmethod
     def stage(self) -> Staged:
         """Load this rank's share of the training and validation data (the paper's DLT)."""

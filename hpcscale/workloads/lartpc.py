@@ -127,15 +127,7 @@ class LArTPCClassifier(Workload):
             )
         cls.check_resolution(config, manifest.resolution)
         files.check_shards(manifest)
-        train = manifest.count("train")
-        if max_events is not None:
-            train = min(train, max_events)
-        if (train // world_size) // batch < 1:
-            raise DataError(
-                f"{data}: {train} training events over {world_size} ranks give fewer than one "
-                f"minibatch of {batch} per rank; need at least {world_size * batch} (generate "
-                "more events or use fewer ranks)"
-            )
+        train = cls.training_samples(data, manifest.count("train"), world_size, batch, max_events)
         return train
 
     def build(self, steps_per_epoch: int) -> None:

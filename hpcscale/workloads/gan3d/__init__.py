@@ -121,14 +121,7 @@ class Gan3DWorkload(Workload):
     ) -> int:
         manifest = tensors.read_manifest(data, KIND)
         tensors.check_files(manifest)
-        train = manifest.count("train")
-        if max_events is not None:
-            train = min(train, max_events)
-        if (train // world_size) // batch < 1:
-            raise DataError(
-                f"{data}: {train} training showers over {world_size} ranks give fewer than one "
-                f"minibatch of {batch} per rank; need at least {world_size * batch}"
-            )
+        train = cls.training_samples(data, manifest.count("train"), world_size, batch, max_events)
         if manifest.count("val") < world_size:
             raise DataError(f"{data}: fewer validation showers than ranks ({world_size})")
         return train

@@ -71,14 +71,7 @@ class JetsWorkload(Workload):
     ) -> int:
         manifest = tensors.read_manifest(data, KIND)
         tensors.check_files(manifest)
-        train = manifest.count("train")
-        if max_events is not None:
-            train = min(train, max_events)
-        if (train // world_size) // batch < 1:
-            raise DataError(
-                f"{data}: {train} training jets over {world_size} ranks give fewer than one "
-                f"minibatch of {batch} per rank; need at least {world_size * batch}"
-            )
+        train = cls.training_samples(data, manifest.count("train"), world_size, batch, max_events)
         if manifest.count("val") < 2:
             raise DataError(f"{data}: the ROC needs at least 2 validation jets")
         return train
