@@ -13,7 +13,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hpcscale import workloads
 from hpcscale.errors import UserError
@@ -29,6 +29,10 @@ class CoreConfig(BaseModel):
     model: str = Field(workloads.DEFAULT, description="what to train (models: listed above)")
     site: str = "local"
     engine: Literal["torch", "horovod"] = "torch"
+    horovod_timeline: bool = Field(
+        False, description="write Horovod's timeline (HOROVOD_TIMELINE, Chrome trace format) to "
+        "horovod-timeline.json in the job folder; engine horovod only"
+    )  # fmt: skip
     batch: int | None = Field(None, ge=1, description="minibatch per rank; default: the model's")
     epochs: float = Field(10.0, gt=0, description="stop after this many epochs (fractions allowed)")
     target_loss: float | None = Field(
@@ -58,6 +62,12 @@ class CoreConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     study: str = ""
     job: str = ""
+
+    @model_validator(mode="after")
+    def _timeline_needs_horovod(self) -> CoreConfig:
+        if self.horovod_timeline and self.engine != "horovod":
+            raise ValueError(f"--horovod-timeline needs --engine horovod (not {self.engine})")
+        return self
 
 
 def add_options(ap: argparse.ArgumentParser, model: type[BaseModel], skip: set[str]) -> None:
@@ -100,7 +110,9 @@ def build(model: type[BaseModel], values: dict[str, Any]) -> Any:
         return model.model_validate(values)
     except ValidationError as exc:
         err = exc.errors()[0]
-        name = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else model.__name__
+        if not err["loc"]:  # a check across options: its message names them
+            raise UserError(str(err["msg"]).removeprefix("Value error, ")) from None
+        name = "--" + str(err["loc"][0]).replace("_", "-")
         raise UserError(f"{name} {err.get('input')!r}: {err['msg']}") from None
 
 

@@ -61,7 +61,10 @@ def run(core: CoreConfig, wconfig: WorkloadConfig, t0: float) -> int:
     engine: Engine | None = None
     status: dict[str, Any] = {"status": "failed", "host": socket.gethostname()}
     try:
-        engine = make_engine(core.engine, jobenv, core.collective_timeout, core.device)
+        timeline = folder / "horovod-timeline.json" if core.horovod_timeline else None
+        engine = make_engine(
+            core.engine, jobenv, core.collective_timeout, core.device, timeline=timeline
+        )
         if engine.device.type == "cuda":
             torch.zeros(1, device=engine.device)  # the CUDA context, counted as device start-up
         rec.write("phase", phase="device")  # device and communicator ready

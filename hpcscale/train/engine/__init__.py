@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hpcscale.train.engine.base import Engine, PeerFailure
 from hpcscale.train.jobenv import JobEnvironment
 
 
-def make_engine(name: str, jobenv: JobEnvironment, timeout_s: float, device: str) -> Engine:
+def make_engine(
+    name: str,
+    jobenv: JobEnvironment,
+    timeout_s: float,
+    device: str,
+    timeline: Path | None = None,
+) -> Engine:
+    """The engine ``name``; ``timeline``: where Horovod writes its timeline (Horovod only)."""
+    if timeline is not None and name != "horovod":
+        raise ValueError(f"engine {name!r} writes no timeline")
     if name == "torch":
         from hpcscale.train.engine.torch_dist import TorchEngine
 
@@ -14,7 +25,7 @@ def make_engine(name: str, jobenv: JobEnvironment, timeout_s: float, device: str
     if name == "horovod":
         from hpcscale.train.engine.horovod import HorovodEngine
 
-        return HorovodEngine(jobenv, timeout_s, device)
+        return HorovodEngine(jobenv, timeout_s, device, timeline)
     raise ValueError(f"unknown engine {name!r}")
 
 

@@ -7,6 +7,7 @@ MPI), so the JobEnvironment is only used for the device.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 
@@ -17,17 +18,21 @@ from hpcscale.train.jobenv import JobEnvironment
 class HorovodEngine(Engine):
     name = "horovod"
 
-    def __init__(self, jobenv: JobEnvironment, timeout_s: float, device: str) -> None:
+    def __init__(
+        self, jobenv: JobEnvironment, timeout_s: float, device: str, timeline: Path | None = None
+    ) -> None:
         try:
             import horovod.torch as hvd
         except ImportError as exc:
             raise RuntimeError(
                 "engine horovod needs Horovod built with PyTorch support "
-                "(pip install 'hpcscale[horovod]'; see the README's note on building it)"
+                "(`bash scripts/build-horovod.sh` builds and installs it; README, 'Horovod')"
             ) from exc
         self.hvd = hvd
         # A dead peer fails Gloo's collectives after this long instead of hanging.
         os.environ.setdefault("HOROVOD_GLOO_TIMEOUT_SECONDS", str(int(timeout_s)))
+        if timeline is not None:  # read by hvd.init(); the coordinator (rank 0) writes it
+            os.environ["HOROVOD_TIMELINE"] = str(timeline)
         hvd.init()
         self.rank, self.world_size, self.local_rank = hvd.rank(), hvd.size(), hvd.local_rank()
         self.device = pick_device(self.local_rank, device)
