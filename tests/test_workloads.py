@@ -161,7 +161,9 @@ def test_rank_options_come_from_the_workload_config():
         parse(["--data", "d", "--out", "o", "--model", "scnet", "--channels-last"])
     with pytest.raises(UserError, match=r"--lr -1\.0: Input should be greater than 0"):
         parse(["--data", "d", "--out", "o", "--lr", "-1"])
-    with pytest.raises(UserError, match=r"^--horovod-timeline needs --engine horovod \(not torch\)$"):
+    with pytest.raises(
+        UserError, match=r"^--horovod-timeline needs --engine horovod \(not torch\)$"
+    ):
         parse(["--data", "d", "--out", "o", "--horovod-timeline"])
     with pytest.raises(UserError, match="--codec 'nope'"):
         parse(["--data", "d", "--out", "o", "--codec", "nope"])

@@ -59,6 +59,7 @@ def run(core: CoreConfig, wconfig: WorkloadConfig, t0: float) -> int:
     _install_signal_handlers()
     checkpoint.install_usr2_handler()
     engine: Engine | None = None
+    code = 1  # a failure; 2 for bad input
     status: dict[str, Any] = {"status": "failed", "host": socket.gethostname()}
     try:
         timeline = folder / "horovod-timeline.json" if core.horovod_timeline else None
@@ -97,8 +98,9 @@ def run(core: CoreConfig, wconfig: WorkloadConfig, t0: float) -> int:
         status["reason"] = f"out of GPU memory on {engine.device if engine else 'cuda'}"
     except Terminated as exc:
         status.update(reason=str(exc), terminated=True)
-    except UserError as exc:
+    except UserError as exc:  # bad input found late (e.g. an option the device cannot honour)
         status["reason"] = str(exc)
+        code = 2
     except Exception as exc:
         status["reason"] = f"{type(exc).__name__}: {exc}"
         traceback.print_exc()  # the whole story goes to the rank's log
@@ -115,7 +117,7 @@ def run(core: CoreConfig, wconfig: WorkloadConfig, t0: float) -> int:
         rec.close()
         if engine is not None:
             engine.shutdown()
-    return 1
+    return code
 
 
 def _train(

@@ -7,6 +7,7 @@ buffer and copies it to the device on a side stream (``data.Prefetcher``).
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from typing import Any, ClassVar
@@ -16,6 +17,7 @@ import torch
 from pydantic import Field
 
 from hpcscale.data.store import Codec, load_shard
+from hpcscale.errors import UserError
 from hpcscale.train.workload import Staged
 from hpcscale.workloads.jishnet.data import DenseBatch, Prefetcher
 from hpcscale.workloads.jishnet.model import MIN_RESOLUTION, JishNet, feature_side
@@ -41,6 +43,11 @@ class JishNetConfig(ClassifierConfig):
     )
     cudnn_benchmark_limit: int = Field(
         10, ge=0, description="algorithms cuDNN times per convolution (0: all)"
+    )
+    fused_first_block: bool | None = Field(
+        None,
+        description="the first block (conv 5×5 → ELU → max-pool 5) as one Triton kernel (GPUs; "
+        "H100: steps 2.1× faster); default: on where the device is a GPU and Triton is installed",
     )
 
 
@@ -99,10 +106,30 @@ class JishNetWorkload(LArTPCClassifier):
             # slower on an H200 (0.94 s vs 0.09 s per step of 7 images).
             torch.backends.cudnn.benchmark = self.config.cudnn_benchmark
             torch.backends.cudnn.benchmark_limit = self.config.cudnn_benchmark_limit
-        model = JishNet(self.resolution, self.config.model, softmax=self.config.loss == "paper")
+        model = JishNet(
+            self.resolution,
+            self.config.model,
+            softmax=self.config.loss == "paper",
+            fused_first_block=self._fused(),
+        )
         if self.config.channels_last:
             model = model.to(memory_format=torch.channels_last)
         return model
+
+    def _fused(self) -> bool:
+        """Whether to fuse the first block: asked for, or by default on GPUs with Triton."""
+        asked = self.config.fused_first_block
+        gpu = self.ctx.device.type == "cuda"
+        has_triton = importlib.util.find_spec("triton") is not None
+        if asked and not gpu:
+            raise UserError("--fused-first-block needs a GPU (the device is the CPU)")
+        if asked and not has_triton:
+            raise UserError("--fused-first-block needs Triton (pip install triton)")
+        self.first_block = "fused" if (asked is not False and gpu and has_triton) else "unfused"
+        return self.first_block == "fused"
+
+    def evaluate(self) -> dict[str, Any]:
+        return {**super().evaluate(), "first_block": getattr(self, "first_block", "unfused")}
 
     def _prefetcher(self, store: Any) -> Prefetcher:
         return Prefetcher(

@@ -33,6 +33,7 @@ class JishNet(nn.Module):
         preset: str = "jishnet",
         classes: int = 5,
         softmax: bool = True,
+        fused_first_block: bool = False,
     ) -> None:
         super().__init__()
         side = feature_side(resolution)
@@ -46,12 +47,23 @@ class JishNet(nn.Module):
         self.fc1 = nn.Linear(c4 * side * side, hidden)
         self.fc2 = nn.Linear(hidden, classes)
         self.softmax = softmax
+        self.fused_first_block = fused_first_block
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.max_pool2d(F.elu(self.conv1(x)), 5)
+        if self.fused_first_block and x.is_cuda:
+            x = _fused_first_block(x, self.conv1)
+        else:
+            x = F.max_pool2d(F.elu(self.conv1(x)), 5)
         x = F.max_pool2d(F.elu(self.conv2(x)), 5)
         x = F.max_pool2d(F.elu(self.conv3(x)), 4)
         x = F.max_pool2d(F.elu(self.conv4(x)), 4)
         x = F.elu(self.fc1(torch.flatten(x, 1)))
         x = self.fc2(x)
         return F.softmax(x, dim=1) if self.softmax else x
+
+
+@torch.compiler.disable  # torch.compile takes the rest of the model; Triton runs this part
+def _fused_first_block(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    from hpcscale.workloads.jishnet.fused import first_block  # Triton: imported where used
+
+    return first_block(x, conv)

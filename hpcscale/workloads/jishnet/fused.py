@@ -1,0 +1,157 @@
+"""JishNet's first block — conv 5×5 (1 input channel, padding 2) → ELU → max-pool 5 — as one
+Triton kernel forward and one backward, for GPUs (``--fused-first-block``).
+
+Unfused, the block writes and reads the full-resolution activation several times (at 3600 × 3600
+and minibatch 7: 0.9 G values per tensor for the convolution's output, the ELU's, the pooling's
+gradient…), and cuDNN handles a single-channel 5 × 5 convolution of that size poorly. Fused, the
+forward reads the image and writes only the pooled output (25 times smaller) and, per pooled value,
+which of its 25 window positions won; the backward recomputes nothing large: the weight gradient
+is a sum, over pooled values, of the upstream gradient (times the ELU's slope) times the 5 × 5
+input patch under the winning position. ELU is increasing, so max-pool(ELU(z)) = ELU(max-pool(z))
+and the winner is found on the convolution's output.
+
+The input gets no gradient (it is the data). ``TRITON_INTERPRET=1`` runs the same kernels on the
+CPU (the tests compare them with the unfused block there).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+K = 5  # the kernel side and the pooling window
+PAD = 2
+TAPS = K * K
+# the same, as constants the kernels can read
+KC = tl.constexpr(K)
+PADC = tl.constexpr(PAD)
+TAPSC = tl.constexpr(TAPS)
+
+
+@triton.jit
+def _forward(
+    x_ptr, w_ptr, b_ptr, y_ptr, win_ptr,
+    H, W, HO, WO, C,
+    CP: tl.constexpr, BJ: tl.constexpr,
+):  # fmt: skip
+    row = tl.program_id(0)  # n * HO + i: one pooled row of one image
+    n = row // HO
+    i = row % HO
+    j = tl.program_id(1) * BJ + tl.arange(0, BJ)
+    c = tl.arange(0, CP)
+    jmask = j < WO
+    cmask = c < C
+    bias = tl.load(b_ptr + c, mask=cmask, other=0.0)
+    best = tl.full((BJ, CP), float("-inf"), tl.float32)
+    win = tl.zeros((BJ, CP), tl.int32)
+    x_img = x_ptr + n.to(tl.int64) * H * W
+    for dy in range(KC):
+        for dx in range(KC):
+            z = tl.zeros((BJ, CP), tl.float32) + bias[None, :]
+            for ky in range(KC):
+                r = i * KC + dy + ky - PADC
+                for kx in tl.static_range(KC):
+                    col = j * KC + dx + kx - PADC
+                    ok = jmask & (col >= 0) & (col < W) & (r >= 0) & (r < H)
+                    xv = tl.load(x_img + r * W + col, mask=ok, other=0.0).to(tl.float32)
+                    wv = tl.load(w_ptr + c * TAPSC + ky * KC + kx, mask=cmask, other=0.0)
+                    z += xv[:, None] * wv[None, :]
+            better = z > best
+            best = tl.where(better, z, best)
+            win = tl.where(better, dy * KC + dx, win)
+    y = tl.where(best > 0, best, tl.exp(best) - 1.0)  # ELU after the max: the same value
+    out = ((n * C + c[None, :]).to(tl.int64) * HO + i) * WO + j[:, None]
+    mask = jmask[:, None] & cmask[None, :]
+    tl.store(y_ptr + out, y.to(y_ptr.dtype.element_ty), mask=mask)
+    tl.store(win_ptr + out, win.to(tl.int8), mask=mask)
+
+
+@triton.jit
+def _backward(
+    x_ptr, y_ptr, gy_ptr, win_ptr, part_ptr,
+    H, W, HO, WO, C,
+    CP: tl.constexpr, BJ: tl.constexpr, SLOTS: tl.constexpr, NJB: tl.constexpr,
+):  # fmt: skip
+    row = tl.program_id(0)
+    n = row // HO
+    i = row % HO
+    c = tl.arange(0, CP)
+    cmask = c < C
+    slot = tl.arange(0, SLOTS)
+    acc = tl.zeros((SLOTS, CP), tl.float32)  # slots 0..24: the 5 × 5 taps; 25: the bias
+    x_img = x_ptr + n.to(tl.int64) * H * W
+    for jb in range(NJB):  # the row's blocks of BJ pooled columns
+        j = jb * BJ + tl.arange(0, BJ)
+        jmask = j < WO
+        mask = jmask[:, None] & cmask[None, :]
+        at = ((n * C + c[None, :]).to(tl.int64) * HO + i) * WO + j[:, None]
+        y = tl.load(y_ptr + at, mask=mask, other=0.0).to(tl.float32)
+        gy = tl.load(gy_ptr + at, mask=mask, other=0.0).to(tl.float32)
+        w = tl.load(win_ptr + at, mask=mask, other=0).to(tl.int32)
+        gz = gy * tl.where(y > 0, 1.0, y + 1.0)  # ELU's slope from its output
+        dy = w // KC
+        dx = w % KC
+        acc += tl.where(slot[:, None] == TAPSC, tl.sum(gz, axis=0)[None, :], 0.0)
+        for ky in range(KC):
+            r = i * KC + dy + ky - PADC
+            for kx in tl.static_range(KC):
+                col = j[:, None] * KC + dx + kx - PADC
+                ok = mask & (col >= 0) & (col < W) & (r >= 0) & (r < H)
+                xv = tl.load(x_img + r * W + col, mask=ok, other=0.0).to(tl.float32)
+                part = tl.sum(gz * xv, axis=0)
+                acc += tl.where(slot[:, None] == ky * KC + kx, part[None, :], 0.0)
+    tl.store(part_ptr + row * SLOTS * CP + slot[:, None] * CP + c[None, :], acc)
+
+
+def _channels_padded(c: int) -> int:
+    return max(16, triton.next_power_of_2(c))
+
+
+class FirstBlock(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, out_dtype):  # type: ignore[no-untyped-def, override]
+        n, _, h, w = x.shape
+        c = weight.shape[0]
+        ho, wo = h // K, w // K
+        x = x.contiguous()
+        wt = weight.detach().float().contiguous()
+        bt = bias.detach().float().contiguous()
+        y = torch.empty(n, c, ho, wo, device=x.device, dtype=out_dtype)
+        win = torch.empty(n, c, ho, wo, device=x.device, dtype=torch.int8)
+        bj = 64
+        grid = (n * ho, triton.cdiv(wo, bj))
+        _forward[grid](x, wt, bt, y, win, h, w, ho, wo, c, CP=_channels_padded(c), BJ=bj)
+        ctx.save_for_backward(x, y, win)
+        ctx.weight_dtype = weight.dtype
+        return y
+
+    @staticmethod
+    def backward(ctx, gy: torch.Tensor):  # type: ignore[no-untyped-def, override]
+        if ctx.needs_input_grad[0]:
+            raise RuntimeError("the fused first block gives no gradient for its input (the data)")
+        x, y, win = ctx.saved_tensors
+        n, c, ho, wo = y.shape
+        cp, slots = _channels_padded(c), 32
+        part = torch.empty(n * ho, slots, cp, device=x.device, dtype=torch.float32)
+        _backward[(n * ho,)](
+            x, y, gy.contiguous(), win, part, x.shape[2], x.shape[3], ho, wo, c,
+            CP=cp, BJ=64, SLOTS=slots, NJB=triton.cdiv(wo, 64),
+        )  # fmt: skip
+        total = part.sum(0)  # (slots, cp)
+        gw = total[:TAPS, :c].t().reshape(c, 1, K, K).to(ctx.weight_dtype)
+        gb = total[TAPS, :c].to(ctx.weight_dtype)
+        return None, gw, gb, None
+
+
+def first_block(x: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:
+    """``max_pool2d(elu(conv(x)), 5)`` for a 1-channel 5 × 5 convolution with padding 2, fused.
+    Under autocast its output has autocast's type (as the unfused block's would)."""
+    if x.shape[1] != 1 or conv.kernel_size != (K, K) or conv.padding != (PAD, PAD):
+        raise ValueError("the fused first block needs a 1-channel 5×5 convolution, padding 2")
+    out_dtype = (
+        torch.get_autocast_dtype(x.device.type)
+        if torch.is_autocast_enabled(x.device.type)
+        else x.dtype
+    )
+    return FirstBlock.apply(x, conv.weight, conv.bias, out_dtype)
