@@ -136,6 +136,8 @@ class LArTPCClassifier(Workload):
         self.model = self.make_model().to(ctx.device)
         if self.config.compile != "off" and ctx.compile_cache is not None:
             os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(ctx.compile_cache))
+        if self.config.compile != "off" and hasattr(self.model, "before_compile"):
+            self.model.before_compile()  # parts a model keeps out of the compiled graph
         self.net = (
             self.model
             if self.config.compile == "off"

@@ -8,6 +8,7 @@ buffer and copies it to the device on a side stream (``data.Prefetcher``).
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from typing import Any, ClassVar
@@ -126,6 +127,9 @@ class JishNetWorkload(LArTPCClassifier):
         if asked and not has_triton:
             raise UserError("--fused-first-block needs Triton (pip install triton)")
         self.first_block = "fused" if (asked is not False and gpu and has_triton) else "unfused"
+        if self.first_block == "fused" and self.ctx.compile_cache is not None:
+            # Triton's compiled kernels, shared by the jobs of a study (as torch.compile's are)
+            os.environ.setdefault("TRITON_CACHE_DIR", str(self.ctx.compile_cache / "triton"))
         return self.first_block == "fused"
 
     def evaluate(self) -> dict[str, Any]:

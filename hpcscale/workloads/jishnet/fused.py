@@ -68,6 +68,61 @@ def _forward(
 
 
 @triton.jit
+def _forward_dot(
+    x_ptr, w_ptr, b_ptr, y_ptr, win_ptr,
+    H, W, HO, WO, C,
+    CP: tl.constexpr, BJ: tl.constexpr,
+):  # fmt: skip
+    """The same as ``_forward``, the convolution as a matrix product on tensor cores: for each
+    window row dy, the 5 × 5 patches under the BJ × 5 conv outputs of the pooled row (rows: pooled
+    column × dx, padded to 8; columns: the 25 taps, padded to 32) times the (32, CP) weights."""
+    row = tl.program_id(0)
+    n = row // HO
+    i = row % HO
+    jj = tl.arange(0, BJ)
+    j = tl.program_id(1) * BJ + jj
+    dx = tl.arange(0, 8)
+    t = tl.arange(0, 32)
+    c = tl.arange(0, CP)
+    cmask = c < C
+    ky = t // KC
+    kx = t % KC
+    wt = tl.load(
+        w_ptr + c[None, :] * TAPSC + t[:, None],
+        mask=(t[:, None] < TAPSC) & cmask[None, :],
+        other=0.0,
+    )  # (32, CP)
+    bias = tl.load(b_ptr + c, mask=cmask, other=0.0)
+    # (BJ, 8) conv-output columns, then (BJ * 8, 32) input columns of their patches
+    col_out = j[:, None] * KC + dx[None, :]
+    ok_out = (j[:, None] < WO) & (dx[None, :] < KC)
+    col = tl.reshape(col_out, (BJ * 8,))[:, None] + kx[None, :] - PADC
+    ok_col = tl.reshape(ok_out, (BJ * 8,))[:, None] & (t[None, :] < TAPSC) & (col >= 0) & (col < W)
+    best = tl.full((BJ, CP), float("-inf"), tl.float32)
+    win = tl.zeros((BJ, CP), tl.int32)
+    x_img = x_ptr + n.to(tl.int64) * H * W
+    for dy in range(KC):
+        r = i * KC + dy + ky - PADC  # (32,)
+        ok = ok_col & (r[None, :] >= 0) & (r[None, :] < H)
+        a = tl.load(x_img + r[None, :] * W + col, mask=ok, other=0.0).to(tl.float32)
+        z = tl.dot(a, wt) + bias[None, :]  # (BJ * 8, CP)
+        z = tl.where(tl.reshape(ok_out, (BJ * 8,))[:, None], z, float("-inf"))
+        z3 = tl.reshape(z, (BJ, 8, CP))
+        zmax, at = tl.max(z3, axis=1, return_indices=True)
+        better = zmax > best
+        best = tl.where(better, zmax, best)
+        win = tl.where(better, dy * KC + at, win)
+    y = tl.where(best > 0, best, tl.exp(best) - 1.0)
+    out = ((n * C + c[None, :]).to(tl.int64) * HO + i) * WO + j[:, None]
+    mask = (j < WO)[:, None] & cmask[None, :]
+    tl.store(y_ptr + out, y.to(y_ptr.dtype.element_ty), mask=mask)
+    tl.store(win_ptr + out, win.to(tl.int8), mask=mask)
+
+
+USE_DOT = True  # the forward on tensor cores (bench/jishnet_kernels.py compares "nodot")
+
+
+@triton.jit
 def _backward(
     x_ptr, y_ptr, gy_ptr, win_ptr, part_ptr,
     H, W, HO, WO, C,
@@ -119,9 +174,9 @@ class FirstBlock(torch.autograd.Function):
         bt = bias.detach().float().contiguous()
         y = torch.empty(n, c, ho, wo, device=x.device, dtype=out_dtype)
         win = torch.empty(n, c, ho, wo, device=x.device, dtype=torch.int8)
-        bj = 64
+        kernel, bj = (_forward_dot, 32) if USE_DOT else (_forward, 64)
         grid = (n * ho, triton.cdiv(wo, bj))
-        _forward[grid](x, wt, bt, y, win, h, w, ho, wo, c, CP=_channels_padded(c), BJ=bj)
+        kernel[grid](x, wt, bt, y, win, h, w, ho, wo, c, CP=_channels_padded(c), BJ=bj)
         ctx.save_for_backward(x, y, win)
         ctx.weight_dtype = weight.dtype
         return y

@@ -48,10 +48,11 @@ class JishNet(nn.Module):
         self.fc2 = nn.Linear(hidden, classes)
         self.softmax = softmax
         self.fused_first_block = fused_first_block
+        self.first_block = fused_first_block_op  # replaced by before_compile()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fused_first_block and x.is_cuda:
-            x = _fused_first_block(x, self.conv1)
+            x = self.first_block(x, self.conv1)
         else:
             x = F.max_pool2d(F.elu(self.conv1(x)), 5)
         x = F.max_pool2d(F.elu(self.conv2(x)), 5)
@@ -61,9 +62,14 @@ class JishNet(nn.Module):
         x = self.fc2(x)
         return F.softmax(x, dim=1) if self.softmax else x
 
+    def before_compile(self) -> None:
+        """Keep the fused first block (Triton kernels of its own) out of torch.compile's graph:
+        called before compiling (not at import: torch.compiler.disable imports torch._dynamo,
+        seconds of a job's start-up that eager jobs need not pay)."""
+        self.first_block = torch.compiler.disable(fused_first_block_op)
 
-@torch.compiler.disable  # torch.compile takes the rest of the model; Triton runs this part
-def _fused_first_block(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+
+def fused_first_block_op(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     from hpcscale.workloads.jishnet.fused import first_block  # Triton: imported where used
 
     return first_block(x, conv)
