@@ -39,22 +39,6 @@ STATUS_GRACE_S = 10.0  # how long rank 0 waits for the other ranks' status files
 VOTES = ("stop_vote", "requeue_vote")  # the bucket's last slots
 
 
-def prefetch_module(name: str) -> None:
-    """Import ``name`` on a side thread, while the rank starts its device and stages its data.
-
-    For torch._dynamo: every torch.optim optimizer imports it in its first step (its
-    ``_disable_dynamo`` wrappers), seconds that otherwise sit inside DLT's first step. A step that
-    needs it before the thread is done waits on the import lock, as for any import."""
-    import importlib
-    import threading
-
-    def target() -> None:
-        with contextlib.suppress(Exception):  # the step's own import reports any error
-            importlib.import_module(name)
-
-    threading.Thread(target=target, name=f"import {name}", daemon=True).start()
-
-
 def run(core: CoreConfig, wconfig: WorkloadConfig, t0: float) -> int:
     """One rank, start to finish; returns the process exit code."""
     jobenv = detect()
@@ -70,7 +54,6 @@ def run(core: CoreConfig, wconfig: WorkloadConfig, t0: float) -> int:
         segment=checkpoint.next_segment(folder),
     )
     rec.write("phase", phase="imports")  # python, torch and hpcscale imported, options parsed
-    prefetch_module("torch._dynamo")
     mll = MLLog(folder / "mlperf.log" if jobenv.rank == 0 else None)
     mll.start("INIT_START", time_s=t0)
     _install_signal_handlers()
