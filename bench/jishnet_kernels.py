@@ -9,8 +9,7 @@ Usage: python bench/jishnet_kernels.py [--resolution 3600] [--batch 7] [--steps 
        [--variant bf16] [--variant fp32] [--variant "bf16 compile"] [--variant "bf16 fused"]
 
 A variant's words: fp32 or bf16 (autocast), compile (torch.compile, default mode), fused (the
-first block as one Triton kernel, ``hpcscale.workloads.jishnet.fused``; "nodot": its forward
-without tensor cores), channels_last.
+first block as one Triton kernel, ``hpcscale.workloads.jishnet.fused``), channels_last.
 """
 
 from __future__ import annotations
@@ -31,10 +30,6 @@ def run(variant: str, resolution: int, batch: int, steps: int, top: int) -> list
     torch.manual_seed(0)
     torch.backends.cudnn.benchmark = True
     kw = {"fused_first_block": True} if "fused" in words else {}
-    if "nodot" in words:  # the fused forward without tensor cores
-        from hpcscale.workloads.jishnet import fused
-
-        fused.USE_DOT = False
     model = JishNet(resolution, **kw).cuda()
     if "compile" in words:
         model.before_compile()

@@ -35,47 +35,11 @@ def _forward(
     H, W, HO, WO, C,
     CP: tl.constexpr, BJ: tl.constexpr,
 ):  # fmt: skip
-    row = tl.program_id(0)  # n * HO + i: one pooled row of one image
-    n = row // HO
-    i = row % HO
-    j = tl.program_id(1) * BJ + tl.arange(0, BJ)
-    c = tl.arange(0, CP)
-    jmask = j < WO
-    cmask = c < C
-    bias = tl.load(b_ptr + c, mask=cmask, other=0.0)
-    best = tl.full((BJ, CP), float("-inf"), tl.float32)
-    win = tl.zeros((BJ, CP), tl.int32)
-    x_img = x_ptr + n.to(tl.int64) * H * W
-    for dy in range(KC):
-        for dx in range(KC):
-            z = tl.zeros((BJ, CP), tl.float32) + bias[None, :]
-            for ky in range(KC):
-                r = i * KC + dy + ky - PADC
-                for kx in tl.static_range(KC):
-                    col = j * KC + dx + kx - PADC
-                    ok = jmask & (col >= 0) & (col < W) & (r >= 0) & (r < H)
-                    xv = tl.load(x_img + r * W + col, mask=ok, other=0.0).to(tl.float32)
-                    wv = tl.load(w_ptr + c * TAPSC + ky * KC + kx, mask=cmask, other=0.0)
-                    z += xv[:, None] * wv[None, :]
-            better = z > best
-            best = tl.where(better, z, best)
-            win = tl.where(better, dy * KC + dx, win)
-    y = tl.where(best > 0, best, tl.exp(best) - 1.0)  # ELU after the max: the same value
-    out = ((n * C + c[None, :]).to(tl.int64) * HO + i) * WO + j[:, None]
-    mask = jmask[:, None] & cmask[None, :]
-    tl.store(y_ptr + out, y.to(y_ptr.dtype.element_ty), mask=mask)
-    tl.store(win_ptr + out, win.to(tl.int8), mask=mask)
-
-
-@triton.jit
-def _forward_dot(
-    x_ptr, w_ptr, b_ptr, y_ptr, win_ptr,
-    H, W, HO, WO, C,
-    CP: tl.constexpr, BJ: tl.constexpr,
-):  # fmt: skip
-    """The same as ``_forward``, the convolution as a matrix product on tensor cores: for each
-    window row dy, the 5 × 5 patches under the BJ × 5 conv outputs of the pooled row (rows: pooled
-    column × dx, padded to 8; columns: the 25 taps, padded to 32) times the (32, CP) weights."""
+    """One pooled row ``i`` of image ``n``, BJ pooled columns, every channel. The convolution is a
+    matrix product on tensor cores: for each window row dy, the 5 × 5 input patches under the
+    BJ × 5 convolution outputs (rows: pooled column × dx, padded to 8; columns: the 25 taps,
+    padded to 32) times the (32, CP) weights (fp32 inputs: TF32, as cuDNN convolutions in torch
+    by default); then the maximum over dx, and over dy as it goes."""
     row = tl.program_id(0)
     n = row // HO
     i = row % HO
@@ -117,9 +81,6 @@ def _forward_dot(
     mask = (j < WO)[:, None] & cmask[None, :]
     tl.store(y_ptr + out, y.to(y_ptr.dtype.element_ty), mask=mask)
     tl.store(win_ptr + out, win.to(tl.int8), mask=mask)
-
-
-USE_DOT = True  # the forward on tensor cores (bench/jishnet_kernels.py compares "nodot")
 
 
 @triton.jit
@@ -174,9 +135,9 @@ class FirstBlock(torch.autograd.Function):
         bt = bias.detach().float().contiguous()
         y = torch.empty(n, c, ho, wo, device=x.device, dtype=out_dtype)
         win = torch.empty(n, c, ho, wo, device=x.device, dtype=torch.int8)
-        kernel, bj = (_forward_dot, 32) if USE_DOT else (_forward, 64)
+        bj = 32
         grid = (n * ho, triton.cdiv(wo, bj))
-        kernel[grid](x, wt, bt, y, win, h, w, ho, wo, c, CP=_channels_padded(c), BJ=bj)
+        _forward[grid](x, wt, bt, y, win, h, w, ho, wo, c, CP=_channels_padded(c), BJ=bj)
         ctx.save_for_backward(x, y, win)
         ctx.weight_dtype = weight.dtype
         return y
