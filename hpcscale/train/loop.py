@@ -52,6 +52,7 @@ def run(core: CoreConfig, wconfig: WorkloadConfig, t0: float) -> int:
         rank=jobenv.rank,
         world=jobenv.world_size,
         segment=checkpoint.next_segment(folder),
+        host=socket.gethostname(),  # where this rank ran (a requeued segment may move)
     )
     rec.write("phase", phase="imports")  # python, torch and hpcscale imported, options parsed
     mll = MLLog(folder / "mlperf.log" if jobenv.rank == 0 else None)
@@ -394,6 +395,7 @@ def _provenance(engine: Engine, jobenv: JobEnvironment) -> dict[str, Any]:
         "launcher": jobenv.launcher,
         "job_id": jobenv.job_id,
         "nodes": list(jobenv.nodes) or [socket.gethostname()],
+        "rendezvous": f"{jobenv.master_addr}:{jobenv.master_port}",
         "device": str(engine.device),
         "gpu": torch.cuda.get_device_name(engine.device) if engine.device.type == "cuda" else None,
         "site_digest": os.environ.get("HPCSCALE_SITE_DIGEST"),
