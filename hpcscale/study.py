@@ -390,7 +390,8 @@ def collect(study: Path) -> list[dict[str, Any]]:
             row.update(summary)
             if summary.get("status") != "completed" and summary.get("failure"):
                 f = summary["failure"]
-                row["reason"] = f"rank {f['rank']}: {f['reason']}"
+                where = f" on {f['host']}" if f.get("host") else ""
+                row["reason"] = f"rank {f['rank']}{where}: {f['reason']}"
             if summary.get("scheduler_state") and summary.get("status") != "completed":
                 row["reason"] = (
                     f"{row.get('reason') or ''} (scheduler: {summary['scheduler_state']})"

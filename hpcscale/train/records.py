@@ -135,6 +135,7 @@ def summarize(folder: Path, world_size: int, write: bool = True) -> dict[str, An
         if isinstance(status, dict) and "status" in status:
             statuses[rank] = status
     failures = []
+    hosts = rank_hosts(folder, world_size, statuses)
     for rank in range(world_size):
         st = statuses.get(rank)
         if st is None:
@@ -144,14 +145,19 @@ def summarize(folder: Path, world_size: int, write: bool = True) -> dict[str, An
                 if last
                 else ("no records")
             )
-            failures.append(
-                {"rank": rank, "reason": f"died without a status (killed or crashed; {where})"}
-            )
+            failure = {
+                "rank": rank,
+                "reason": f"died without a status (killed or crashed; {where})",
+            }
         elif st["status"] != "ok":
             failure = {"rank": rank, "reason": st.get("reason", "unknown")}
             if st.get("peer_failure"):
                 failure["peer"] = True  # it stopped because another rank failed
-            failures.append(failure)
+        else:
+            continue
+        if hosts.get(str(rank)):
+            failure["host"] = hosts[str(rank)]
+        failures.append(failure)
     # Global figures are identical on every rank; take them from the lowest rank that has them.
     source = next((statuses[r] for r in sorted(statuses) if "metrics" in statuses[r]), {})
     metrics = dict(source.get("metrics", {}))
@@ -177,6 +183,7 @@ def summarize(folder: Path, world_size: int, write: bool = True) -> dict[str, An
         "stop_reason": source.get("stop_reason") if not failures else "error",
         "failure": primary,
         "failures": failures,
+        "hosts": hosts,
         **metrics,
     }
     if skipped:
@@ -184,6 +191,21 @@ def summarize(folder: Path, world_size: int, write: bool = True) -> dict[str, An
     if write:
         atomic_write_json(folder / "summary.json", summary)
     return summary
+
+
+def rank_hosts(
+    folder: Path, world_size: int, statuses: dict[int, dict[str, Any]]
+) -> dict[str, str | None]:
+    """Where each rank ran (its status, else its last record; None if neither says): the
+    nodes of a multi-node job, and the node of a rank that died with it."""
+    hosts: dict[str, str | None] = {}
+    for rank in range(world_size):
+        host = statuses.get(rank, {}).get("host")
+        if host is None:
+            last = _last_record(folder / f"rank-{rank}.jsonl")
+            host = last.get("host") if last else None
+        hosts[str(rank)] = host
+    return hosts
 
 
 def dlt_parts(path: Path) -> dict[str, float]:

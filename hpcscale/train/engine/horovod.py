@@ -1,7 +1,8 @@
 """Horovod backend (the paper's): allreduce over MPI or Gloo, NCCL on GPUs when built with it.
 
 Horovod reads its own rank and size from the launcher (horovodrun, mpirun, jsrun, srun with
-MPI), so the JobEnvironment is only used for the device.
+MPI); ranks that srun started for a Horovod without MPI get Gloo's rendezvous from the job
+environment (``horovod_gloo``), as horovodrun would give it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from hpcscale.train.engine import horovod_gloo
 from hpcscale.train.engine.base import Engine, PeerFailure, pick_device
 from hpcscale.train.jobenv import JobEnvironment
 
@@ -33,6 +35,9 @@ class HorovodEngine(Engine):
         os.environ.setdefault("HOROVOD_GLOO_TIMEOUT_SECONDS", str(int(timeout_s)))
         if timeline is not None:  # read by hvd.init(); the coordinator (rank 0) writes it
             os.environ["HOROVOD_TIMELINE"] = str(timeline)
+        self._store = None  # rank 0's rendezvous store, when no horovodrun made one
+        if horovod_gloo.needed(jobenv, hvd.mpi_built()):
+            self._store = horovod_gloo.setup(jobenv, timeout_s)
         hvd.init()
         self.rank, self.world_size, self.local_rank = hvd.rank(), hvd.size(), hvd.local_rank()
         self.device = pick_device(self.local_rank, device)
@@ -51,6 +56,8 @@ class HorovodEngine(Engine):
 
     def shutdown(self) -> None:
         self.hvd.shutdown()
+        if self._store is not None:
+            self._store.shutdown()
 
     def versions(self) -> dict[str, str | None]:
         import horovod
