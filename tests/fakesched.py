@@ -109,7 +109,7 @@ SBATCH_OPTIONS = {
     "--job-name", "--nodes", "--ntasks", "--ntasks-per-node", "--cpus-per-task", "--gres",
     "--gpus-per-node", "--gpus-per-task", "--mem", "--time", "--partition", "--account",
     "--constraint", "--qos", "--reservation", "--nodelist", "--exclude", "--exclusive",
-    "--output", "--error", "--signal", "--threads-per-core", "--hint", "--mail-type",
+    "--output", "--error", "--signal", "--threads-per-core", "--hint", "--mail-type", "--no-kill",
 }  # fmt: skip
 BSUB_FLAGS = {"-J", "-nnodes", "-n", "-R", "-gpu", "-alloc_flags", "-W", "-q", "-P", "-U", "-m",
               "-x", "-o", "-e", "-wa", "-wt", "-sla", "-B", "-N"}  # fmt: skip

@@ -10,6 +10,7 @@
 #SBATCH --output=/scratch/study/jobs/2g/submitit/%j_0_log.out
 #SBATCH --error=/scratch/study/jobs/2g/submitit/%j_0_log.err
 #SBATCH --signal=USR2@120
+#SBATCH --no-kill
 #
 # Rendered by hpcscale 0.1.0 for site pizdaint: slurm + srun.
 # 2 rank(s) on 2 node(s), up to 1 per node; 2 GPU(s), 12 CPU core(s) per rank, walltime 02:00:00.

@@ -9,6 +9,7 @@
 #SBATCH --output=/scratch/study/jobs/4g/submitit/%j_0_log.out
 #SBATCH --error=/scratch/study/jobs/4g/submitit/%j_0_log.err
 #SBATCH --signal=USR2@120
+#SBATCH --no-kill
 #
 # Rendered by hpcscale 0.1.0 for site pnnl: slurm + srun.
 # 4 rank(s) on 2 node(s), up to 2 per node; 4 GPU(s), 8 CPU core(s) per rank, walltime 04:00:00.

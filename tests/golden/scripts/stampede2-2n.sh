@@ -9,6 +9,7 @@
 #SBATCH --output=/scratch/study/jobs/8r/submitit/%j_0_log.out
 #SBATCH --error=/scratch/study/jobs/8r/submitit/%j_0_log.err
 #SBATCH --signal=USR2@120
+#SBATCH --no-kill
 #
 # Rendered by hpcscale 0.1.0 for site stampede2: slurm + ibrun.
 # 8 rank(s) on 2 node(s), up to 4 per node; 0 GPU(s), 12 CPU core(s) per rank, walltime 02:00:00.
