@@ -123,3 +123,36 @@ def test_torch_distributed_and_horovod_give_the_same_loss_curve(tmp_path, model)
     timeline = json.loads((tmp_path / "hvd" / "horovod-timeline.json").read_text())
     names = {e.get("args", {}).get("name") for e in timeline if e.get("name") == "process_name"}
     assert "allreduce.hpcscale.flat" in names
+
+
+# -- srun without MPI: the Gloo rendezvous from the job environment -----------------------------
+def _jobenv(rank: int, world: int, local: int, nodes: tuple[str, ...], launcher: str = "srun"):  # type: ignore[no-untyped-def]
+    from hpcscale.train.jobenv import JobEnvironment
+
+    return JobEnvironment(launcher, rank, world, local, nodes[0], 31000, "7", nodes)
+
+
+def test_srun_ranks_get_horovodrun_s_slots_from_the_node_list():
+    """Under srun, a Horovod without MPI gets what horovodrun would give each rank: block
+    slots over the allocation's nodes and the rendezvous store on the first node."""
+    from hpcscale.train.engine import horovod_gloo
+
+    nodes = ("n1", "n2")
+    assert horovod_gloo.needed(_jobenv(0, 4, 0, nodes), mpi_built=False)
+    assert not horovod_gloo.needed(_jobenv(0, 4, 0, nodes, "horovodrun"), mpi_built=False)
+    assert not horovod_gloo.needed(_jobenv(0, 4, 0, nodes, "openmpi"), mpi_built=True)
+    assert not horovod_gloo.needed(_jobenv(0, 1, 0, nodes[:1]), mpi_built=False)
+    plan = horovod_gloo.slots(_jobenv(0, 4, 0, nodes))
+    env = horovod_gloo.environment(_jobenv(3, 4, 1, nodes), plan[3], "10.0.0.1")
+    want = {
+        "HOROVOD_HOSTNAME": "n2", "HOROVOD_RANK": "3", "HOROVOD_LOCAL_RANK": "1",
+        "HOROVOD_LOCAL_SIZE": "2", "HOROVOD_CROSS_RANK": "1", "HOROVOD_CROSS_SIZE": "2",
+        "HOROVOD_GLOO_RENDEZVOUS_ADDR": "10.0.0.1", "HOROVOD_GLOO_RENDEZVOUS_PORT": "31000",
+        "HOROVOD_CONTROLLER": "gloo", "HOROVOD_CPU_OPERATIONS": "gloo",
+    }  # fmt: skip
+    assert {k: env[k] for k in want} == want
+    # 3 ranks on 2 nodes: the last node short, as srun's block distribution places them
+    three = horovod_gloo.slots(_jobenv(0, 3, 0, nodes))
+    assert [(s.hostname, s.size) for s in three] == [("n1", 3), ("n1", 3), ("n2", 3)]
+    with pytest.raises(RuntimeError, match="block distribution"):  # a cyclic placement
+        horovod_gloo.environment(_jobenv(1, 4, 0, nodes), plan[1], "10.0.0.1")

@@ -194,7 +194,7 @@ def test_a_lost_node_fails_the_job_and_a_resubmit_completes_it(nodes, events, tm
     node gone (SlurmdTimeout), the summary names the lost rank and node; with n2 back, a
     re-submit of the study completes it."""
     study, timeout_s = tmp_path / "study", 60
-    train = ("--model", "jishnet-small", "--epochs", "10", "--no-stop-at-target",
+    train = ("--model", "jishnet-small", "--epochs", "5", "--no-stop-at-target",
              "--collective-timeout", str(timeout_s))  # fmt: skip
     try:
         _submit(study, events, *train, wait=False)

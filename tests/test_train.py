@@ -229,6 +229,8 @@ def test_killed_rank_stops_the_other_within_timeout(events, tmp_path):
     assert summary["failure"]["rank"] == 1
     assert "died without a status" in summary["failure"]["reason"]
     assert any(f["rank"] == 0 and "collective" in f["reason"] for f in summary["failures"])
+    host = socket.gethostname()  # every record line says where it ran; so does the summary
+    assert summary["hosts"] == {"0": host, "1": host} and summary["failure"]["host"] == host
     for p in procs:
         p.stdout.close()
         p.stderr.close()

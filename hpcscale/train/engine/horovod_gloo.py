@@ -43,7 +43,7 @@ def slots(jobenv: JobEnvironment) -> list[Any]:
         )
     per_node = math.ceil(jobenv.world_size / len(jobenv.nodes))
     hosts = ",".join(f"{node}:{per_node}" for node in jobenv.nodes)
-    return get_host_assignments(parse_hosts(hosts), jobenv.world_size)
+    return get_host_assignments(parse_hosts(hosts), jobenv.world_size, jobenv.world_size)
 
 
 def environment(jobenv: JobEnvironment, slot: Any, addr: str) -> dict[str, str]:
