@@ -265,3 +265,31 @@ def test_walltime_requeue_resumes_on_both_nodes(nodes, events, tmp_path):
         (start,) = [r for r in rows if r["kind"] == "segment_start"]
         assert start["step"] == end["step"] and start["segment"] == 1
         assert {(r["segment"], r["host"]) for r in rows} == {(0, host), (1, host)}
+
+
+def test_the_nodes_stop_cleanly_and_start_again(nodes):
+    """`.ci/slurm-nodes down` leaves no slurmd, namespace, veth or bridge of theirs behind and
+    the one-node cluster as it was; `up` brings both nodes back (idempotent)."""
+
+    def links() -> str:
+        return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+
+    def states(partition: str) -> set[str]:
+        out = subprocess.run(
+            ["sinfo", "-h", "-N", "-p", partition, "-o", "%N %T"], capture_output=True, text=True
+        ).stdout
+        return {line.rstrip("*~#") for line in out.splitlines()}  # not responding, powered…
+
+    try:
+        _nodes("down")
+        assert "hpcscale0" not in links() and "veth-n" not in links()
+        assert not Path("/run/netns/n1").exists() and not Path("/run/netns/n2").exists()
+        slurmds = subprocess.run(["pgrep", "-a", "-x", "slurmd"], capture_output=True, text=True)
+        assert " -N n" not in slurmds.stdout
+        assert states("nodes") == {"n1 down", "n2 down"}
+        up = ("idle", "mixed", "allocated", "completing")  # vm: as the other tests left it
+        assert {s.split()[1] for s in states("debug")} <= set(up), states("debug")
+    finally:
+        _nodes("up")
+    _nodes("up")
+    assert states("nodes") == {"n1 idle", "n2 idle"}
