@@ -205,7 +205,10 @@ def test_a_lost_node_fails_the_job_and_a_resubmit_completes_it(nodes, events, tm
         while not (job / "rank-0.status.json").exists():
             assert time.monotonic() - lost < timeout_s, "the rank on n1 did not stop"
             time.sleep(0.2)
+        stopped = time.monotonic() - lost
         assert _ended(job_id) == "FAILED"
+        print(f"\nn2 lost: the rank on n1 stopped after {stopped:.1f} s, Slurm failed the job "
+              f"after {time.monotonic() - lost:.1f} s")  # fmt: skip
     finally:
         _nodes("up")  # n2 back (ReturnToService=2: idle once its slurmd registers)
     res = cli("collect", str(study), timeout=120)
@@ -250,6 +253,7 @@ def test_walltime_requeue_resumes_on_both_nodes(nodes, events, tmp_path):
         assert _ended(job_id, timeout_s=420) == "COMPLETED"
     finally:
         subprocess.run(["scancel", job_id], check=False)
+    print(f"\nrequeue: {_sacct(job_id, '--duplicates')}")
     runs = _sacct(job_id, "--duplicates")
     assert runs == [("REQUEUED", "n[1-2]"), ("COMPLETED", "n[1-2]")], runs
     summary = json.loads((job / "summary.json").read_text())
