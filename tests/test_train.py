@@ -251,7 +251,7 @@ def test_bad_data_fails_with_one_line(tmp_path):
         text=True,
         timeout=120,
     )
-    assert res.returncode == 1
+    assert res.returncode == 2  # bad input, found by the rank
     assert "manifest.json: no such file" in res.stderr
     summary = json.loads((tmp_path / "job" / "summary.json").read_text())
     assert (
