@@ -519,6 +519,112 @@ def submit(
         raise
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def optimize(
+    ctx: typer.Context,
+    site: Annotated[str | None, typer.Option("--site", "-s", help="Site name.")] = None,
+    gpus: Annotated[str | None, typer.Option(help="GPUs of every trial.")] = None,
+    nodes: Annotated[str | None, typer.Option(help="Nodes of every trial.")] = None,
+    ranks: Annotated[str | None, typer.Option(help="Ranks of every trial.")] = None,
+    space: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="Search space (YAML): option: {low, high, log} or "
+                     "{choices: [...]}."),
+    ] = None,
+    method: Annotated[
+        str | None, typer.Option(help="gp (Bayesian, Gaussian process; default) or evolution.")
+    ] = None,
+    objective: Annotated[
+        str | None, typer.Option(help="Figure of merit in the summaries (default val_accuracy).")
+    ] = None,
+    direction: Annotated[
+        str | None, typer.Option(help="maximize (default) or minimize.")
+    ] = None,
+    trials: Annotated[int | None, typer.Option(help="Trials in all (default 12).", min=1)] = None,
+    parallel: Annotated[
+        int | None, typer.Option(help="Trials running at once (default 2).", min=1)
+    ] = None,
+    population: Annotated[
+        int | None, typer.Option(help="Evolution: trials per generation.", min=2)
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="The search's seed.")] = None,
+    walltime: Annotated[str | None, typer.Option(help="HH:MM[:SS] per trial.")] = None,
+    data: Annotated[Path | None, typer.Option(help="Event folder; default: generated.")] = None,
+    model: Annotated[str | None, typer.Option(help="What to train.")] = None,
+    target_loss: Annotated[float | None, typer.Option(help="TTL target loss.")] = None,
+    like: Annotated[
+        Path | None, typer.Option(metavar="STUDY", help="Repeat that study's search.")
+    ] = None,
+    study_dir: Annotated[Path | None, typer.Option("--study", help="Study folder.")] = None,
+    container: WithContainer = None,
+    cpus_per_task: CpusPerTask = None,
+    mem: Memory = None,
+    qos: Qos = None,
+    requeues: Requeues = None,
+    sites_dir: SitesDir = None,
+) -> None:
+    """Search training options: each trial is a job of the study; one line per finished trial.
+    Run it again (or `hpcscale optimize --study STUDY`) to resume a stopped search."""
+    from hpcscale.fsutil import folder_lock
+    from hpcscale.launch import job_path, keep_spec, preflight, prepare, prepare_data
+    from hpcscale.optimize import driver
+    from hpcscale.optimize.space import describe
+    from hpcscale.spec import SPEC_NAME, load_space, read_base, with_flags
+    from hpcscale.study import create_study
+
+    base, where, options = _spec_arg(list(ctx.args), like)
+    resume = base is None and site is None and study_dir is not None
+    if resume and (study_dir / SPEC_NAME).exists():  # type: ignore[operator]
+        base, where = read_base(study_dir)  # type: ignore[arg-type]  # the study folder alone
+    if base is None and site is None:
+        raise UserError("give --site and --space (or a spec file, or --study STUDY to resume)")
+    flags: dict[str, Any] = {
+        **_size_flags(gpus, nodes, ranks), "site": site, "walltime": walltime,
+        "data": job_path(str(data)) if data is not None else None, "model": model,
+        "target_loss": target_loss, "options": options,
+        "optimize": {"space": load_space(space) if space else None, "method": method,
+                     "objective": objective, "direction": direction, "trials": trials,
+                     "parallel": parallel, "population": population, "seed": seed},
+        "requests": {"container": container, "cpus_per_task": cpus_per_task, "memory_gb": mem,
+                     "qos": qos, "requeues": requeues},
+    }  # fmt: skip
+    if flags["optimize"]["space"] is not None:
+        flags["optimize"]["space"] = {k: v.model_dump(exclude_defaults=True)
+                                      for k, v in flags["optimize"]["space"].items()}  # fmt: skip
+    spec = with_flags(base, flags, where)
+    if spec.optimize is None:
+        raise UserError(f"{where}: no search space; give --space FILE (or an optimize block)")
+    folder = _study_folder(study_dir, spec.site)
+    launch = prepare(spec, folder, sites_dir, where)
+    _writable(folder, "--study")
+    preflight(launch, False)
+    data_path = prepare_data(launch, False)
+    with folder_lock(folder, "hpcscale optimize"):
+        keep_spec(spec, folder)
+    request = {"sizes": [launch.plans[0].label], "data": data_path, "extra": launch.extra}
+    create_study(folder, launch.site, request, "optimize")
+    opt = spec.optimize
+    out.print(f"study {folder} on {launch.site.name}: {opt.method} search of "
+              f"{', '.join(opt.space)} for the {opt.direction[:3]}imum of {opt.objective}, "
+              f"{opt.trials} trials, {opt.parallel} at a time", soft_wrap=True)  # fmt: skip
+    try:
+        done = driver.run(spec, launch.site, folder, data_path, launch.extra,
+                          lambda line: out.print(line, soft_wrap=True))  # fmt: skip
+    except KeyboardInterrupt:
+        _state["notes"].append(
+            f"the trials submitted keep running; run the same command again to resume the "
+            f"search (`hpcscale cancel {folder}` stops them)"
+        )
+        raise
+    top = driver.best(done, opt.direction == "maximize")
+    if top is None:
+        out.print(f"no trial gave a figure ({opt.objective}); see hpcscale collect {folder}")
+        raise typer.Exit(1)
+    out.print(f"best: trial {top.label} {describe(top.params)}: {opt.objective} "
+              f"{top.value:.4g} ({folder / top.folder})", soft_wrap=True)  # fmt: skip
+    out.print(f"report with: hpcscale report {folder}")
+
+
 def _study_folder(study_dir: Path | None, site: str) -> Path:
     import datetime
 

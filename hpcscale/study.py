@@ -278,6 +278,14 @@ def submit_study(
         return load(study)
 
 
+def create_study(study: Path, site: Site, request: dict[str, Any], kind: str) -> Manifest:
+    """The study's manifest, written now if new (a study whose jobs come later: a search)."""
+    with folder_lock(study, f"hpcscale {kind}"):
+        manifest = open_study(Path(study).resolve(), site, request, kind)
+        save(study, manifest)
+        return manifest
+
+
 def submit_point(
     site: Site, point: Point, study: Path, data: Path, extra: list[str], command: str
 ) -> tuple[JobRecord, Any]:
@@ -449,6 +457,13 @@ def job_state(study: Path, manifest: Manifest, record: JobRecord) -> str:
     return scheduler_state(manifest.scheduler, folder, record.job_id)
 
 
+def point_fields(record: JobRecord) -> dict[str, Any]:
+    """What sets a job apart in a study beyond its size (empty for a scaling study's)."""
+    fields = {"params": record.params, "fold": record.fold, "trial": record.trial,
+              "generation": record.generation, "value": record.value}  # fmt: skip
+    return {k: v for k, v in fields.items() if v not in (None, {})}
+
+
 def collect(study: Path) -> list[dict[str, Any]]:
     """Every job's summary; a job without one says why. Keeps going past broken jobs."""
     manifest = load(study)
@@ -461,6 +476,7 @@ def collect(study: Path) -> list[dict[str, Any]]:
             "nodes": record.nodes,
             "job_id": record.job_id,
             "folder": record.folder,
+            **point_fields(record),
         }
         summary = settled_summary(study, manifest, record)
         if summary is None:

@@ -56,9 +56,7 @@ def propose(opt: Optimize, trials: list[JobRecord], finished: set[str], count: i
         elif t.value is not None:
             study.add_trial(create_trial(params=params, distributions=dists, value=t.value))
         else:
-            study.add_trial(
-                create_trial(params=params, distributions=dists, state=TrialState.FAIL)
-            )
+            study.add_trial(create_trial(params=params, distributions=dists, state=TrialState.FAIL))
     out: list[tuple[dict[str, Value], int | None]] = []
     for _ in range(count):
         trial = study.ask(dists)
