@@ -654,13 +654,26 @@ def status(
         with folder_lock(study_dir, "hpcscale status"):
             manifest = update()
     table = Table(box=box.SIMPLE_HEAD, title=f"{study_dir} ({manifest.site})", title_justify="left")
-    for col in ("job", "id", "ranks", "nodes", "state"):
+    point = manifest.kind not in ("scaling", "job")  # a sweep's values, a fold, a trial's
+    for col in ("job", "id", "ranks", "nodes", "state", *(["point"] if point else [])):
         table.add_column(col)
     for record in manifest.jobs:
         table.add_row(
-            record.label, record.job_id or "-", str(record.ranks), str(record.nodes), record.state
-        )
+            record.label, record.job_id or "-", str(record.ranks), str(record.nodes), record.state,
+            *([_point_text(record)] if point else []),
+        )  # fmt: skip
     out.print(table)
+
+
+def _point_text(record: Any) -> str:
+    from hpcscale.optimize.space import describe
+
+    parts = [describe(record.params)] if record.params else []
+    if record.fold is not None:
+        parts.append(f"fold {record.fold}")
+    if record.value is not None:
+        parts.append(f"→ {record.value:.4g}")
+    return " ".join(parts) or "-"
 
 
 @app.command()
