@@ -595,7 +595,7 @@ def optimize(
     if spec.optimize is None:
         raise UserError(f"{where}: no search space; give --space FILE (or an optimize block)")
     folder = _study_folder(study_dir, spec.site)
-    launch = prepare(spec, folder, sites_dir, where)
+    launch = prepare(spec, folder, sites_dir, str(space) if space else where)
     _writable(folder, "--study")
     preflight(launch, False)
     data_path = prepare_data(launch, False)
