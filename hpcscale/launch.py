@@ -6,6 +6,7 @@ start here; ``cli.py`` only turns flags into a ``StudySpec``.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +114,11 @@ def prepare(spec: StudySpec, folder: Path, sites_dir: list[Path] | None, where: 
                 raise UserError(f"{where}: job {point.label}: {exc}") from None
     if spec.optimize is not None:
         _check_space(spec, site, first, extra, where)
+        if spec.optimize.method == "gp" and importlib.util.find_spec("optuna") is None:
+            raise UserError(
+                "optimize.method gp needs Optuna, which is not installed in this Python; "
+                "pip install 'hpcscale[optimize]' (or use --method evolution)"
+            )
     data = Path(spec.data) if spec.data else None
     return Launch(spec, site, folder, pts, plans or [first], data, extra)
 
