@@ -528,8 +528,10 @@ def optimize(
     ranks: Annotated[str | None, typer.Option(help="Ranks of every trial.")] = None,
     space: Annotated[
         Path | None,
-        typer.Option(metavar="FILE", help="Search space (YAML): option: {low, high, log} or "
-                     "{choices: [...]}."),
+        typer.Option(
+            metavar="FILE",
+            help="Search space (YAML): option: {low, high, log} or {choices: [...]}.",
+        ),
     ] = None,
     method: Annotated[
         str | None, typer.Option(help="gp (Bayesian, Gaussian process; default) or evolution.")
@@ -537,9 +539,7 @@ def optimize(
     objective: Annotated[
         str | None, typer.Option(help="Figure of merit in the summaries (default val_accuracy).")
     ] = None,
-    direction: Annotated[
-        str | None, typer.Option(help="maximize (default) or minimize.")
-    ] = None,
+    direction: Annotated[str | None, typer.Option(help="maximize (default) or minimize.")] = None,
     trials: Annotated[int | None, typer.Option(help="Trials in all (default 12).", min=1)] = None,
     parallel: Annotated[
         int | None, typer.Option(help="Trials running at once (default 2).", min=1)

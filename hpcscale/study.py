@@ -137,9 +137,7 @@ def save(study: Path, manifest: Manifest) -> None:
     atomic_write(Path(study) / "manifest.json", manifest.model_dump_json(indent=2) + "\n")
 
 
-def open_study(
-    study: Path, site: Site, request: dict[str, Any], kind: str = "scaling"
-) -> Manifest:
+def open_study(study: Path, site: Site, request: dict[str, Any], kind: str = "scaling") -> Manifest:
     """The study's manifest, new or existing (which must be for the same site)."""
     if (Path(study) / "manifest.json").exists():
         manifest = load(study)
