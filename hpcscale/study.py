@@ -247,8 +247,8 @@ def submit_study(
     points = [r if isinstance(r, Point) else Point(r) for r in requests]
     # refuse the whole study before submitting any of it
     plans = [(plan_job(site, p.request), p) for p in points]
-    request = {"sizes": sorted({plan.label for plan, _ in plans}), "data": str(data),
-               "extra": extra}  # fmt: skip
+    sizes = list(dict.fromkeys(plan.label for plan, _ in plans))  # in order, each once
+    request = {"sizes": sizes, "data": str(data), "extra": extra}
     with folder_lock(study, "hpcscale submit"):
         manifest = open_study(study, site, request, kind)
         before = {j.label: (j.state, j.job_id) for j in manifest.jobs}
