@@ -24,8 +24,7 @@ from rich.table import Table
 from hpcscale import __version__
 from hpcscale.errors import UserError
 from hpcscale.messages import cut, escaped, one_line
-from hpcscale.sites.models import Site
-from hpcscale.tables import duration_text, gpu_text, plural, print_collect, print_summary
+from hpcscale.tables import gpu_text, plural, print_collect, print_summary
 
 app = typer.Typer(
     name="hpcscale",
@@ -242,11 +241,12 @@ def render(
     sites_dir: SitesDir = None,
 ) -> None:
     """Print the job script that `submit` would submit for one job of a study."""
+    from hpcscale.launch import job_path, study_site
     from hpcscale.plan import Request, plan_job
     from hpcscale.study import load as load_study
     from hpcscale.study import study_job
 
-    the_site = _study_site(
+    the_site = study_site(
         site, sites_dir, container, requeues, cpus_per_task=cpus_per_task,
         threads_per_core=threads_per_core, memory_gb=mem, reservation=reservation,
         nodelist=nodelist, exclude=exclude, constraint=constraint, qos=qos,
@@ -254,7 +254,7 @@ def render(
     plan = plan_job(the_site, Request(gpus=gpus, nodes=nodes, ranks=ranks, walltime=walltime))
     folder = study_dir.absolute()
     study_id = load_study(folder).study if (folder / "manifest.json").exists() else "<new>"
-    data_path = _job_path(data) or the_site.data_dir
+    data_path = job_path(data) or the_site.data_dir
     _, _, text = study_job(the_site, plan, folder, study_id, data_path, [])
     if out_file is None:
         sys.stdout.write(text)
@@ -404,10 +404,45 @@ def _sizes(text: str | None, flag: str) -> list[int]:
     return sizes
 
 
+Sweep = Annotated[
+    list[str] | None,
+    typer.Option(
+        metavar="OPTION=V1,V2",
+        help="Run every value of a training option, e.g. batch=64,512,1024 (repeat: a grid).",
+    ),
+]
+Kfold = Annotated[
+    int | None,
+    typer.Option(help="K-fold cross-validation: K folds of the events, one job each.", min=2),
+]
+
+
+def _spec_arg(args: list[str], like: Path | None) -> tuple[dict[str, Any] | None, str, list[str]]:
+    """The study spec a command starts from: a file given as its first argument, or a study
+    folder's (``--like``); (mapping, its name, the training options that follow)."""
+    from hpcscale.spec import read_base
+
+    path = Path(args[0]) if args and not args[0].startswith("-") else None
+    if path is not None and like is not None:
+        raise UserError(f"give a spec file ({path}) or --like STUDY, not both")
+    if path is None and like is None:
+        return None, "the command line", args
+    raw, where = read_base(path or like)  # type: ignore[arg-type]
+    return raw, where, args[1:] if path is not None else args
+
+
+def _size_flags(gpus: str | None, nodes: str | None, ranks: str | None) -> dict[str, Any]:
+    given = {k: _sizes(v, f"--{k}") for k, v in (("gpus", gpus), ("nodes", nodes),
+             ("ranks", ranks)) if v}  # fmt: skip
+    if len(given) > 1:
+        raise UserError("give exactly one of --gpus, --nodes or --ranks (comma-separated sizes)")
+    return given
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def submit(
     ctx: typer.Context,
-    site: Annotated[str, typer.Option("--site", "-s", help="Site name.")],
+    site: Annotated[str | None, typer.Option("--site", "-s", help="Site name.")] = None,
     gpus: Annotated[str | None, typer.Option(help="GPU counts, e.g. 1,2,4,8.")] = None,
     nodes: Annotated[str | None, typer.Option(help="Node counts.")] = None,
     ranks: Annotated[str | None, typer.Option(help="Rank counts (CPU sites, local).")] = None,
@@ -418,6 +453,12 @@ def submit(
         typer.Option(help="What to train, e.g. 3dgan-small (default: the site's workload.model)."),
     ] = None,
     target_loss: Annotated[float | None, typer.Option(help="TTL target loss.")] = None,
+    sweep: Sweep = None,
+    kfold: Kfold = None,
+    like: Annotated[
+        Path | None,
+        typer.Option(metavar="STUDY", help="Repeat that study (its study.yaml); flags change it."),
+    ] = None,
     study_dir: Annotated[Path | None, typer.Option("--study", help="Study folder.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Write the scripts, submit nothing.")] = False,
     resubmit: Annotated[bool, typer.Option(help="Submit jobs of the study again.")] = False,
@@ -436,111 +477,159 @@ def submit(
     requeues: Requeues = None,
     sites_dir: SitesDir = None,
 ) -> None:
-    """Plan, render and submit one job per size: a scaling study in one folder."""
-    import datetime
-    import time
-
+    """Run a study: one job per size (and per swept value, per fold). `hpcscale submit SPEC`
+    runs a study spec file; the flags write the same spec (STUDY/study.yaml keeps it)."""
     from hpcscale.fsutil import folder_lock
-    from hpcscale.plan import Request, plan_job
-    from hpcscale.preflight import (
-        check_container,
-        check_data,
-        check_engine,
-        check_scheduler,
-        check_train_args,
-        job_args,
-    )
-    from hpcscale.run import cache_root, default_data
-    from hpcscale.study import job_state, save, submit_study
-    from hpcscale.study import load as load_study
+    from hpcscale.launch import job_path, keep_spec, preflight, prepare, prepare_data
+    from hpcscale.launch import submit as submit_launch
+    from hpcscale.spec import parse_sweep, with_flags
 
-    given = [(k, v) for k, v in (("gpus", gpus), ("nodes", nodes), ("ranks", ranks)) if v]
-    if len(given) != 1:
+    base, where, options = _spec_arg(list(ctx.args), like)
+    if base is None and site is None:
+        raise UserError("give --site (or a study spec file, or --like STUDY)")
+    if base is None and not (gpus or nodes or ranks):
         raise UserError("give exactly one of --gpus, --nodes or --ranks (comma-separated sizes)")
-    key, text = given[0]
-    requests = [Request(**{key: n}, walltime=walltime) for n in _sizes(text, f"--{key}")]
-    the_site = _study_site(
-        site, sites_dir, container, requeues, cpus_per_task=cpus_per_task,
-        threads_per_core=threads_per_core, memory_gb=mem, reservation=reservation,
-        nodelist=nodelist, exclude=exclude, constraint=constraint, qos=qos,
-    )  # fmt: skip
-    extra = list(ctx.args)
-    if model:
-        extra += ["--model", model]
-    if target_loss is not None:
-        extra += ["--target-loss", str(target_loss)]
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    folder = study_dir or Path("studies") / f"{the_site.name}-{stamp}"
-    plans = [plan_job(the_site, r) for r in requests]  # refuse a bad size before anything slow
+    flags: dict[str, Any] = {
+        **_size_flags(gpus, nodes, ranks), "site": site, "walltime": walltime,
+        "data": job_path(str(data)) if data is not None else None, "model": model,
+        "target_loss": target_loss, "options": options, "kfold": kfold,
+        "sweep": parse_sweep(sweep) if sweep else None,
+        "requests": {"container": container, "cpus_per_task": cpus_per_task,
+                     "threads_per_core": threads_per_core, "memory_gb": mem,
+                     "reservation": reservation, "nodelist": nodelist, "exclude": exclude,
+                     "constraint": constraint, "qos": qos, "requeues": requeues},
+    }  # fmt: skip
+    spec = with_flags(base, flags, where)
+    if spec.optimize is not None:
+        raise UserError(f"{where}: has an optimize block; run it with `hpcscale optimize`")
+    folder = _study_folder(study_dir, spec.site)
+    launch = prepare(spec, folder, sites_dir, "--sweep" if sweep else where)
     _writable(folder, "--study")
-    core, _ = check_train_args(job_args(the_site, plans[0], extra))
-    if not dry_run:
-        check_scheduler(the_site)
-        check_container(the_site)
-        check_engine(the_site)
-    if data is None and not dry_run:
-        _writable(cache_root(), "the event cache (HPCSCALE_CACHE)")
-        with Console(stderr=True).status("generating the site's default event set (cached)"):
-            data = default_data(the_site, model=core.model)
-    if data is not None and not dry_run:
-        if the_site.scheduler.kind != "local" and not data.exists():
-            print(f"note: --data {data} is not on this machine; the jobs read it there")
-        else:
-            biggest = max(plans, key=lambda p: p.ranks)
-            for note in check_data(data, biggest.ranks, job_args(the_site, biggest, extra)):
-                print(note, file=sys.stderr)
-    # as render writes it, so that render shows what submit submits
-    data_path = Path(_job_path(str(data)) if data is not None else the_site.data_dir)
-    wait = the_site.scheduler.kind == "local" if wait is None else wait
-
-    def on_job(record, job) -> None:  # type: ignore[no-untyped-def]
-        size = (
-            f"{plural(record.ranks, 'rank')} on {plural(record.nodes, 'node')}, "
-            f"walltime {duration_text(record.walltime_s)}"
-        )
-        if job is None:
-            state = (
-                f"dry-run: {folder / record.script} ({size})"
-                if record.state == "dry-run"
-                else (f"already {record.state} as job {record.job_id} (use --resubmit)")
-            )
-            out.print(f"  {record.label}: {state}", soft_wrap=True)
-            return
-        out.print(f"  {record.label}: submitted as job {job.job_id} ({size})", soft_wrap=True)
-        if wait:
-            with Console(stderr=True).status(f"job {record.label} running"):
-                while not job.done():
-                    time.sleep(2)
-
-    out.print(f"study {folder} on {the_site.name}:")
+    preflight(launch, dry_run)
+    data_path = prepare_data(launch, dry_run)
+    with folder_lock(folder, "hpcscale submit"):
+        keep_spec(spec, folder)
     try:
-        manifest = submit_study(
-            the_site,
-            requests,
-            folder,
-            data_path,
-            extra,
-            dry_run=dry_run,
-            resubmit=resubmit,
-            on_job=on_job,
-        )
+        submit_launch(launch, data_path, dry_run=dry_run, resubmit=resubmit, wait=wait)
     except KeyboardInterrupt:
         _state["notes"].append(
             f"{folder}/manifest.json lists the jobs submitted so far; they keep running "
             f"(`hpcscale cancel {folder}` stops them)"
         )
         raise
-    if wait:
-        with folder_lock(folder, "hpcscale submit"):
-            manifest = load_study(folder)
-            for record in manifest.jobs:
-                record.state = job_state(folder, manifest, record)
-            save(folder, manifest)
-        print_collect(folder)
-    elif dry_run:
-        out.print(f"scripts only; submit without --dry-run to run them (study folder {folder})")
-    else:
-        out.print(f"follow with: hpcscale status {folder}; then hpcscale collect {folder}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def optimize(
+    ctx: typer.Context,
+    site: Annotated[str | None, typer.Option("--site", "-s", help="Site name.")] = None,
+    gpus: Annotated[str | None, typer.Option(help="GPUs of every trial.")] = None,
+    nodes: Annotated[str | None, typer.Option(help="Nodes of every trial.")] = None,
+    ranks: Annotated[str | None, typer.Option(help="Ranks of every trial.")] = None,
+    space: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Search space (YAML): option: {low, high, log} or {choices: [...]}.",
+        ),
+    ] = None,
+    method: Annotated[
+        str | None, typer.Option(help="gp (Bayesian, Gaussian process; default) or evolution.")
+    ] = None,
+    objective: Annotated[
+        str | None, typer.Option(help="Figure of merit in the summaries (default val_accuracy).")
+    ] = None,
+    direction: Annotated[str | None, typer.Option(help="maximize (default) or minimize.")] = None,
+    trials: Annotated[int | None, typer.Option(help="Trials in all (default 12).", min=1)] = None,
+    parallel: Annotated[
+        int | None, typer.Option(help="Trials running at once (default 2).", min=1)
+    ] = None,
+    population: Annotated[
+        int | None, typer.Option(help="Evolution: trials per generation.", min=2)
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="The search's seed.")] = None,
+    walltime: Annotated[str | None, typer.Option(help="HH:MM[:SS] per trial.")] = None,
+    data: Annotated[Path | None, typer.Option(help="Event folder; default: generated.")] = None,
+    model: Annotated[str | None, typer.Option(help="What to train.")] = None,
+    target_loss: Annotated[float | None, typer.Option(help="TTL target loss.")] = None,
+    like: Annotated[
+        Path | None, typer.Option(metavar="STUDY", help="Repeat that study's search.")
+    ] = None,
+    study_dir: Annotated[Path | None, typer.Option("--study", help="Study folder.")] = None,
+    container: WithContainer = None,
+    cpus_per_task: CpusPerTask = None,
+    mem: Memory = None,
+    qos: Qos = None,
+    requeues: Requeues = None,
+    sites_dir: SitesDir = None,
+) -> None:
+    """Search training options: each trial is a job of the study; one line per finished trial.
+    Run it again (or `hpcscale optimize --study STUDY`) to resume a stopped search."""
+    from hpcscale.fsutil import folder_lock
+    from hpcscale.launch import job_path, keep_spec, preflight, prepare, prepare_data
+    from hpcscale.optimize import driver
+    from hpcscale.optimize.space import describe
+    from hpcscale.spec import SPEC_NAME, load_space, read_base, with_flags
+    from hpcscale.study import create_study
+
+    base, where, options = _spec_arg(list(ctx.args), like)
+    resume = base is None and site is None and study_dir is not None
+    if resume and (study_dir / SPEC_NAME).exists():  # type: ignore[operator]
+        base, where = read_base(study_dir)  # type: ignore[arg-type]  # the study folder alone
+    if base is None and site is None:
+        raise UserError("give --site and --space (or a spec file, or --study STUDY to resume)")
+    flags: dict[str, Any] = {
+        **_size_flags(gpus, nodes, ranks), "site": site, "walltime": walltime,
+        "data": job_path(str(data)) if data is not None else None, "model": model,
+        "target_loss": target_loss, "options": options,
+        "optimize": {"space": load_space(space) if space else None, "method": method,
+                     "objective": objective, "direction": direction, "trials": trials,
+                     "parallel": parallel, "population": population, "seed": seed},
+        "requests": {"container": container, "cpus_per_task": cpus_per_task, "memory_gb": mem,
+                     "qos": qos, "requeues": requeues},
+    }  # fmt: skip
+    if flags["optimize"]["space"] is not None:
+        flags["optimize"]["space"] = {k: v.model_dump(exclude_defaults=True)
+                                      for k, v in flags["optimize"]["space"].items()}  # fmt: skip
+    spec = with_flags(base, flags, where)
+    if spec.optimize is None:
+        raise UserError(f"{where}: no search space; give --space FILE (or an optimize block)")
+    folder = _study_folder(study_dir, spec.site)
+    launch = prepare(spec, folder, sites_dir, str(space) if space else where)
+    _writable(folder, "--study")
+    preflight(launch, False)
+    data_path = prepare_data(launch, False)
+    with folder_lock(folder, "hpcscale optimize"):
+        keep_spec(spec, folder)
+    request = {"sizes": [launch.plans[0].label], "data": data_path, "extra": launch.extra}
+    create_study(folder, launch.site, request, "optimize")
+    opt = spec.optimize
+    out.print(f"study {folder} on {launch.site.name}: {opt.method} search of "
+              f"{', '.join(opt.space)} for the {opt.direction[:3]}imum of {opt.objective}, "
+              f"{opt.trials} trials, {opt.parallel} at a time", soft_wrap=True)  # fmt: skip
+    try:
+        done = driver.run(spec, launch.site, folder, data_path, launch.extra,
+                          lambda line: out.print(line, soft_wrap=True))  # fmt: skip
+    except KeyboardInterrupt:
+        _state["notes"].append(
+            f"the trials submitted keep running; run the same command again to resume the "
+            f"search (`hpcscale cancel {folder}` stops them)"
+        )
+        raise
+    top = driver.best(done, opt.direction == "maximize")
+    if top is None:
+        out.print(f"no trial gave a figure ({opt.objective}); see hpcscale collect {folder}")
+        raise typer.Exit(1)
+    out.print(f"best: trial {top.label} {describe(top.params)}: {opt.objective} "
+              f"{top.value:.4g} ({folder / top.folder})", soft_wrap=True)  # fmt: skip
+    out.print(f"report with: hpcscale report {folder}")
+
+
+def _study_folder(study_dir: Path | None, site: str) -> Path:
+    import datetime
+
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return study_dir or Path("studies") / f"{site}-{stamp}"
 
 
 @app.command()
@@ -565,13 +654,26 @@ def status(
         with folder_lock(study_dir, "hpcscale status"):
             manifest = update()
     table = Table(box=box.SIMPLE_HEAD, title=f"{study_dir} ({manifest.site})", title_justify="left")
-    for col in ("job", "id", "ranks", "nodes", "state"):
+    point = manifest.kind not in ("scaling", "job")  # a sweep's values, a fold, a trial's
+    for col in ("job", "id", "ranks", "nodes", "state", *(["point"] if point else [])):
         table.add_column(col)
     for record in manifest.jobs:
         table.add_row(
-            record.label, record.job_id or "-", str(record.ranks), str(record.nodes), record.state
-        )
+            record.label, record.job_id or "-", str(record.ranks), str(record.nodes), record.state,
+            *([_point_text(record)] if point else []),
+        )  # fmt: skip
     out.print(table)
+
+
+def _point_text(record: Any) -> str:
+    from hpcscale.optimize.space import describe
+
+    parts = [describe(record.params)] if record.params else []
+    if record.fold is not None:
+        parts.append(f"fold {record.fold}")
+    if record.value is not None:
+        parts.append(f"→ {record.value:.4g}")
+    return " ".join(parts) or "-"
 
 
 @app.command()
@@ -633,48 +735,6 @@ def report(
     _writable(folder, "--out")
     path = build_report(studies, folder, fmt)
     print(f"wrote {path} (and results.json, PNG figures beside it)")
-
-
-def _job_path(path: str | None) -> str | None:
-    """A path the user typed, made absolute for a job script (which runs elsewhere); a path
-    with a variable (``${SCRATCH}/events``) is left to the job's shell."""
-    if path is None or "$" in path:
-        return path
-    return str(Path(path).absolute())
-
-
-def _study_site(
-    name: str,
-    sites_dir: list[Path] | None,
-    container: bool | None,
-    requeues: int | None,
-    **requests: object,
-) -> Site:
-    """The site a study's jobs run on, for `render` and `submit` alike (so that render shows
-    what submit submits): the descriptor, the container switch, the per-study scheduler requests
-    (validated again) and the requeue limit."""
-    from hpcscale.sites import load_site
-    from hpcscale.sites.detect import resolve
-    from hpcscale.sites.registry import with_requests
-
-    site = with_requests(_with_container(resolve(load_site(name, sites_dir or [])), container),
-                         **requests)  # fmt: skip
-    if requeues is None:
-        return site
-    return site.model_copy(update={"limits": site.limits.model_copy(update={"requeues": requeues})})
-
-
-def _with_container(site: Site, enabled: bool | None) -> Site:
-    if enabled is None:
-        return site
-    if enabled and site.container.runtime == "none":
-        raise UserError(
-            f"site {site.name} has no container runtime; set container.runtime and "
-            "container.image in its descriptor"
-        )
-    return site.model_copy(
-        update={"container": site.container.model_copy(update={"enabled": enabled})}
-    )
 
 
 @container_app.command("render")

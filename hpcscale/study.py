@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,14 @@ class JobRecord(BaseModel):
     state: str = "planned"  # planned, dry-run, submitted, submit-failed, completed, failed, ...
     submitted_at: float | None = None
     error: str | None = None
+    # What this job is within a study that varies more than the size (see ``Point``).
+    params: dict[str, Any] = Field(default_factory=dict)
+    args: list[str] = Field(default_factory=list)
+    data: str | None = None
+    fold: int | None = None
+    trial: int | None = None
+    generation: int | None = None
+    value: float | None = None  # an optimisation's figure of merit for this trial
 
 
 class Manifest(BaseModel):
@@ -53,6 +62,7 @@ class Manifest(BaseModel):
     created: float
     hpcscale: str = __version__
     request: dict[str, Any] = Field(default_factory=dict)
+    kind: str = "scaling"  # scaling, sweep, kfold, optimize (the study spec's kind)
     jobs: list[JobRecord] = Field(default_factory=list)
 
     def job(self, label: str) -> JobRecord | None:
@@ -127,7 +137,7 @@ def save(study: Path, manifest: Manifest) -> None:
     atomic_write(Path(study) / "manifest.json", manifest.model_dump_json(indent=2) + "\n")
 
 
-def open_study(study: Path, site: Site, request: dict[str, Any]) -> Manifest:
+def open_study(study: Path, site: Site, request: dict[str, Any], kind: str = "scaling") -> Manifest:
     """The study's manifest, new or existing (which must be for the same site)."""
     if (Path(study) / "manifest.json").exists():
         manifest = load(study)
@@ -144,11 +154,18 @@ def open_study(study: Path, site: Site, request: dict[str, Any]) -> Manifest:
         scheduler=site.scheduler.backend,
         created=time.time(),
         request=request,
+        kind=kind,
     )
 
 
 def rank_argv(
-    site: Site, plan: JobPlan, study_id: str, data: Path | str, job_dir: Path, extra: list[str]
+    site: Site,
+    plan: JobPlan,
+    study_id: str,
+    data: Path | str,
+    job_dir: Path,
+    extra: list[str],
+    label: str | None = None,
 ) -> list[str]:
     """Arguments of the training core for one job of the study."""
     argv = train_command(
@@ -156,23 +173,31 @@ def rank_argv(
         plan,
         data=str(data),
         out=str(job_dir),
-        extra=["--study", study_id, "--job", plan.label, *extra],
+        extra=["--study", study_id, "--job", label or plan.label, *extra],
     )
     return argv[4:]  # drop "python -u -m hpcscale.train": submitit calls the core directly
 
 
 def study_job(
-    site: Site, plan: JobPlan, study: Path, study_id: str, data: Path | str, extra: list[str]
+    site: Site,
+    plan: JobPlan,
+    study: Path,
+    study_id: str,
+    data: Path | str,
+    extra: list[str],
+    label: str | None = None,
 ) -> tuple[JobSpec, Path, str]:
     """One job of a study: its spec, its submitit folder and the script it submits (the one
-    script ``render``, ``submit --dry-run`` and ``submit`` all show and submit)."""
+    script ``render``, ``submit --dry-run`` and ``submit`` all show and submit). ``label``: the
+    job's name in the study (default: its size's, ``plan.label``)."""
     from hpcscale.schedulers import job_script
 
-    job_dir = Path(study) / "jobs" / plan.label
+    label = label or plan.label
+    job_dir = Path(study) / "jobs" / label
     spec = JobSpec(
-        name=f"hpcscale-{site.name}-{plan.label}",
+        name=f"hpcscale-{site.name}-{label}",
         command=["true"],  # replaced by submitit's rank command
-        rank_args=rank_argv(site, plan, study_id, data, job_dir, extra),
+        rank_args=rank_argv(site, plan, study_id, data, job_dir, extra, label),
     )
     folder = job_dir / "submitit"
     return spec, folder, job_script(site, plan, spec, folder)
@@ -181,44 +206,68 @@ def study_job(
 RESUBMITTABLE = {"planned", "dry-run", "submit-failed"}  # states a plain re-submit submits
 
 
+@dataclass(frozen=True)
+class Point:
+    """One job of a study: its size, and what else sets it apart (a sweep's values, a fold, an
+    optimisation's trial). ``label`` names its folder (default: the size's label); ``args`` are
+    its own training options (after the study's); ``data`` its own data set (a fold's)."""
+
+    request: Request
+    label: str | None = None
+    args: tuple[str, ...] = ()
+    data: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    fold: int | None = None
+    trial: int | None = None
+    generation: int | None = None
+
+
 def submit_study(
     site: Site,
-    requests: list[Request],
+    requests: Sequence[Request | Point],
     study: Path,
     data: Path,
     extra: list[str],
     dry_run: bool = False,
     resubmit: bool = False,
     on_job: Callable[[JobRecord, Any], None] | None = None,
+    kind: str = "scaling",
 ) -> Manifest:
-    """Plan, render and submit one job per request; ``on_job(record, submitit_job)`` after each
-    (``submitit_job`` None: the job was not submitted now). ``resubmit``: submit every job again,
-    also those submitted, finished or cancelled before (their folders are kept, renamed).
+    """Plan, render and submit one job per request (or ``Point``); ``on_job(record,
+    submitit_job)`` after each (``submitit_job`` None: the job was not submitted now).
+    ``resubmit``: submit every job again, also those submitted, finished or cancelled before
+    (their folders are kept, renamed).
 
     Every change to the manifest is one transaction under the study's lock (read, change,
     write atomically), so a second ``submit`` into the same study, or a ``cancel``, can run at the
-    same time: each size is submitted once, and a job that ``cancel`` marked before it was
+    same time: each job is submitted once, and a job that ``cancel`` marked before it was
     submitted is not submitted. The lock is not held while ``on_job`` waits for a job.
     """
     study = Path(study).resolve()
-    plans = [plan_job(site, r) for r in requests]  # refuse the whole sweep before submitting any
-    request = {"sizes": [p.label for p in plans], "data": str(data), "extra": extra}
+    points = [r if isinstance(r, Point) else Point(r) for r in requests]
+    # refuse the whole study before submitting any of it
+    plans = [(plan_job(site, p.request), p) for p in points]
+    sizes = list(dict.fromkeys(plan.label for plan, _ in plans))  # in order, each once
+    request = {"sizes": sizes, "data": str(data), "extra": extra}
     with folder_lock(study, "hpcscale submit"):
-        manifest = open_study(study, site, request)
+        manifest = open_study(study, site, request, kind)
         before = {j.label: (j.state, j.job_id) for j in manifest.jobs}
-        # The whole sweep is listed from the start: `cancel` can stop what is not submitted yet.
-        manifest.jobs += [_record(p, "planned") for p in plans if manifest.job(p.label) is None]
+        # The whole study is listed from the start: `cancel` can stop what is not submitted yet.
+        for plan, point in plans:
+            if manifest.job(point.label or plan.label) is None:
+                manifest.jobs.append(_record(plan, "planned", point))
         save(study, manifest)
-    for plan in plans:
+    for plan, point in plans:
+        label = point.label or plan.label
         with folder_lock(study, "hpcscale submit"):
             manifest = load(study)
-            record = manifest.job(plan.label)
+            record = manifest.job(label)
             assert record is not None  # listed above; jobs are never removed
             # --resubmit: the jobs as they were when this submit began (not one that another
             # submit has just submitted, nor one that `cancel` has just stopped)
-            again = resubmit and before.get(plan.label) == (record.state, record.job_id)
+            again = resubmit and before.get(label) == (record.state, record.job_id)
             if record.state in RESUBMITTABLE or again:
-                record, job = _submit_one(site, plan, study, manifest, data, extra, dry_run)
+                record, job = _submit_one(site, plan, point, study, manifest, data, extra, dry_run)
             else:
                 job = None
         if on_job:
@@ -227,22 +276,58 @@ def submit_study(
         return load(study)
 
 
-def _record(plan: JobPlan, state: str) -> JobRecord:
+def create_study(study: Path, site: Site, request: dict[str, Any], kind: str) -> Manifest:
+    """The study's manifest, written now if new (a study whose jobs come later: a search)."""
+    with folder_lock(study, f"hpcscale {kind}"):
+        manifest = open_study(Path(study).resolve(), site, request, kind)
+        save(study, manifest)
+        return manifest
+
+
+def submit_point(
+    site: Site, point: Point, study: Path, data: Path, extra: list[str], command: str
+) -> tuple[JobRecord, Any]:
+    """List and submit one more job in an existing study, in one transaction (an optimiser's
+    next trial). A job already listed under its label is left as it is: (its record, None)."""
+    study = Path(study).resolve()
+    plan = plan_job(site, point.request)
+    label = point.label or plan.label
+    with folder_lock(study, command):
+        manifest = load(study)
+        record = manifest.job(label)
+        if record is not None and record.state not in RESUBMITTABLE:
+            return record, None
+        if record is None:
+            manifest.jobs.append(_record(plan, "planned", point))
+            save(study, manifest)
+        return _submit_one(site, plan, point, study, manifest, data, extra, False)
+
+
+def _record(plan: JobPlan, state: str, point: Point | None = None) -> JobRecord:
+    point = point or Point(Request(ranks=plan.ranks))
+    label = point.label or plan.label
     return JobRecord(
-        label=plan.label,
+        label=label,
         gpus=plan.gpus,
         ranks=plan.ranks,
         nodes=plan.nodes,
         walltime_s=plan.walltime_s,
-        folder=f"jobs/{plan.label}",
-        script=f"jobs/{plan.label}/job.sh",
+        folder=f"jobs/{label}",
+        script=f"jobs/{label}/job.sh",
         state=state,
+        params=dict(point.params),
+        args=list(point.args),
+        data=point.data,
+        fold=point.fold,
+        trial=point.trial,
+        generation=point.generation,
     )
 
 
 def _submit_one(
     site: Site,
     plan: JobPlan,
+    point: Point,
     study: Path,
     manifest: Manifest,
     data: Path,
@@ -253,15 +338,19 @@ def _submit_one(
     from hpcscale.schedulers import make_executor
     from hpcscale.train.entry import TrainTask
 
-    job_dir = study / "jobs" / plan.label
-    old = manifest.job(plan.label)
+    label = point.label or plan.label
+    job_dir = study / "jobs" / label
+    old = manifest.job(label)
     if old is not None and old.job_id is not None and job_dir.exists():
         _archive(job_dir)  # a re-submit keeps the earlier attempt's records beside the new ones
     job_dir.mkdir(parents=True, exist_ok=True)
-    spec, submitit_dir, script = study_job(site, plan, study, manifest.study, data, extra)
+    args = [*extra, *point.args]
+    spec, submitit_dir, script = study_job(
+        site, plan, study, manifest.study, point.data or data, args, label
+    )
     atomic_write(job_dir / "job.sh", script)
-    record = _record(plan, "dry-run" if dry_run else "planned")
-    manifest.jobs = [record if j.label == plan.label else j for j in manifest.jobs]
+    record = _record(plan, "dry-run" if dry_run else "planned", point)
+    manifest.jobs = [record if j.label == label else j for j in manifest.jobs]
     save(study, manifest)
     if dry_run:
         return record, None
@@ -271,7 +360,7 @@ def _submit_one(
         record.state, record.error = "submit-failed", _one_line(exc)
         save(study, manifest)
         raise UserError(
-            f"submitting job {plan.label} failed: {record.error}; "
+            f"submitting job {label} failed: {record.error}; "
             f"{study}/manifest.json lists what was submitted"
         ) from exc
     record.job_id, record.state, record.submitted_at = str(job.job_id), "submitted", time.time()
@@ -366,6 +455,13 @@ def job_state(study: Path, manifest: Manifest, record: JobRecord) -> str:
     return scheduler_state(manifest.scheduler, folder, record.job_id)
 
 
+def point_fields(record: JobRecord) -> dict[str, Any]:
+    """What sets a job apart in a study beyond its size (empty for a scaling study's)."""
+    fields = {"params": record.params, "fold": record.fold, "trial": record.trial,
+              "generation": record.generation, "value": record.value}  # fmt: skip
+    return {k: v for k, v in fields.items() if v not in (None, {})}
+
+
 def collect(study: Path) -> list[dict[str, Any]]:
     """Every job's summary; a job without one says why. Keeps going past broken jobs."""
     manifest = load(study)
@@ -378,6 +474,7 @@ def collect(study: Path) -> list[dict[str, Any]]:
             "nodes": record.nodes,
             "job_id": record.job_id,
             "folder": record.folder,
+            **point_fields(record),
         }
         summary = settled_summary(study, manifest, record)
         if summary is None:

@@ -70,6 +70,42 @@ def print_collect(study_dir: Path) -> None:
             out.print(f"  {r['label']}: {r['reason']}")
         for line in timing_lines(r):
             out.print(f"  {r['label']} {line}")
+    for line in study_lines(study_dir, rows):
+        out.print(line, soft_wrap=True)
+
+
+def study_lines(study_dir: Path, rows: list[dict]) -> list[str]:
+    """What a study of more than sizes adds below its table: K-fold's mean ± standard deviation
+    of the validation figure, an optimisation's best trial."""
+    from hpcscale.analysis.kinds import mean_std
+    from hpcscale.spec import SPEC_NAME, load
+
+    path = Path(study_dir) / SPEC_NAME
+    if not path.exists():
+        return []
+    spec = load(path)
+    done = [r for r in rows if r.get("status") == "completed"]
+    if spec.kind == "kfold" and done:
+        head = quality(done[0])[0]
+        q = (done[0].get("report") or {}).get("quality") or {"key": "val_accuracy"}
+        stats = mean_std([r.get(q["key"]) for r in done])
+        if stats is None:
+            return []
+        pct = q.get("format", "pct") == "pct"
+        text = (f"{100 * stats[0]:.1f} ± {100 * stats[1]:.1f} %" if pct
+                else f"{stats[0]:.4g} ± {stats[1]:.2g}")  # fmt: skip
+        return [f"{head} over {len(done)} of {len(rows)} folds: {text} (mean ± std)"]
+    if spec.optimize is not None:
+        from hpcscale.optimize.space import describe
+
+        scored = [r for r in rows if r.get("value") is not None]
+        if not scored:
+            return []
+        sign = 1 if spec.optimize.direction == "maximize" else -1
+        top = max(scored, key=lambda r: sign * r["value"])
+        return [f"best of {len(scored)} trials: {top['label']} {describe(top.get('params', {}))}: "
+                f"{spec.optimize.objective} {top['value']:.4g}"]  # fmt: skip
+    return []
 
 
 def print_summary(s: dict, folder: Path) -> None:

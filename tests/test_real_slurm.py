@@ -200,3 +200,23 @@ def test_a_cancelled_job_is_reported_cancelled(tmp_path):
     assert res.returncode == 0 and "cancelled" in res.stdout, res.stdout
     summary = json.loads((job / "summary.json").read_text())
     assert summary["status"] == "cancelled", summary
+
+
+def test_optimize_on_real_slurm_resumes_without_new_jobs(tmp_path):
+    """Two GP trials side by side through the real sbatch; run again, nothing is submitted."""
+    data = tiny_events(tmp_path / "events", 120, seed=6)
+    (tmp_path / "lr.yaml").write_text("lr: {low: 1.0e-4, high: 1.0e-1, log: true}\n")
+    args = ["optimize", "--site", "local-slurm", "--ranks", "1", "--space", "lr.yaml",
+            "--trials", "2", "--parallel", "2", "--data", str(data), "--study", "opt",
+            "--model", "jishnet-small", "--epochs", "1", "--ttl-window", "3"]  # fmt: skip
+    res = cli(*args, cwd=tmp_path, timeout=900)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "best: trial t00" in res.stdout and "[2/2]" in res.stdout
+    manifest = json.loads((tmp_path / "opt" / "manifest.json").read_text())
+    assert manifest["kind"] == "optimize" and len(manifest["jobs"]) == 2
+    assert all(j["state"] == "completed" and j["value"] is not None for j in manifest["jobs"])
+    ids = [j["job_id"] for j in manifest["jobs"]]
+    res = cli("optimize", "--study", "opt", cwd=tmp_path, timeout=300)
+    assert res.returncode == 0 and "resuming: 2 of 2 trials finished" in res.stdout, res.stderr
+    again = json.loads((tmp_path / "opt" / "manifest.json").read_text())
+    assert [j["job_id"] for j in again["jobs"]] == ids  # no trial ran again

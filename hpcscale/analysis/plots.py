@@ -36,6 +36,22 @@ def _figure():  # type: ignore[no-untyped-def]
     return plt, fig, ax
 
 
+def two_panels():  # type: ignore[no-untyped-def]
+    """(pyplot, figure, (left, right)): two plots side by side, the report's figure size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=SIZE_IN, dpi=DPI)
+    return plt, fig, axes
+
+
+def save(plt, fig, path: Path) -> Path:  # type: ignore[no-untyped-def]
+    """Write ``fig`` to ``path`` as PNG and close it."""
+    return _save(plt, fig, path)
+
+
 def _save(plt, fig, path: Path) -> Path:  # type: ignore[no-untyped-def]
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)

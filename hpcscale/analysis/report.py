@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hpcscale.analysis import plots
+from hpcscale.analysis import kinds, plots
 from hpcscale.analysis.fit import PowerLaw
 from hpcscale.analysis.results import PAPER, study_label, study_results, write_results
 from hpcscale.fsutil import atomic_write
@@ -42,7 +42,8 @@ def build_report(studies: list[Path], out: Path, fmt: str = "md") -> Path:
             ("link", ("results.json", "results.json: every figure of this report, as data")),
         ]
         blocks += _overview(results)
-        blocks += _scaling_section(results, scratch)
+        if any((r.get("kind") or "scaling") == "scaling" for r in results):
+            blocks += _scaling_section(results, scratch)
         blocks += _versus_section(results, scratch)
         for result in results:
             blocks += _study_section(result, scratch)
@@ -236,9 +237,11 @@ def _study_section(r: dict[str, Any], out: Path) -> list[Block]:
     quality = decl.get("quality") or {"key": "val_accuracy", "label": "val acc", "format": "pct"}
     columns = decl.get("columns", [])
     rows = []
+    named = (r.get("kind") or "scaling") != "scaling"  # jobs of one size: name each
     for j in r["jobs"]:
         rows.append(
             [
+                *([j["label"]] if named else []),
                 str(j["n"]),
                 str(j.get("nodes") or "–"),
                 j["status"],
@@ -267,6 +270,7 @@ def _study_section(r: dict[str, Any], out: Path) -> list[Block]:
             "table",
             (
                 [
+                    *(["job"] if named else []),
                     "N",
                     "nodes",
                     "status",
@@ -290,8 +294,9 @@ def _study_section(r: dict[str, Any], out: Path) -> list[Block]:
         blocks.append(
             ("p", f"Job {label}: {n} record line(s) were not valid JSON and were skipped.")
         )
-    blocks += _timing_blocks(r)
     tag = f"{r['site']}-{r['study']}"
+    blocks += kinds.sections(r, out, tag)
+    blocks += _timing_blocks(r)
     for name, maker in (
         (f"loss_{tag}.png", plots.loss_curves),
         (f"confusion_{tag}.png", plots.confusion),

@@ -84,6 +84,8 @@ def study_results(study: Path) -> dict[str, Any]:
             },
         }
         job["samples_per_s"] = r.get("samples_per_s", r.get("images_per_s"))  # older summaries
+        job.update({k: r.get(k) for k in ("params", "fold", "trial", "generation", "value",
+                                          "classes") if r.get(k) is not None})  # fmt: skip
         job.update(declared_values(r))
         if base and r in done and base.get("epoch_rate_per_min"):
             speedup = r["epoch_rate_per_min"] / base["epoch_rate_per_min"]
@@ -109,6 +111,8 @@ def study_results(study: Path) -> dict[str, Any]:
     first = done[0] if done else (rows[0] if rows else {})
     return {
         "study": manifest.study,
+        "kind": manifest.kind,
+        "spec": study_spec(study),
         "folder": str(study),
         "site": manifest.site,
         "site_digest": manifest.site_digest,
@@ -136,6 +140,14 @@ def study_results(study: Path) -> dict[str, Any]:
             if (n := sum(map(skipped_lines, (Path(study) / r["folder"]).glob("rank-*.jsonl"))))
         },
     }
+
+
+def study_spec(study: Path) -> dict[str, Any] | None:
+    """The study's kept spec (``study.yaml``) as data; None for a study without one."""
+    from hpcscale.spec import SPEC_NAME, load
+
+    path = Path(study) / SPEC_NAME
+    return load(path).model_dump(mode="json") if path.exists() else None
 
 
 def declared_values(summary: dict[str, Any]) -> dict[str, Any]:
