@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -22,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hpcscale import __version__
+from hpcscale.containers.runtime import with_binds
 from hpcscale.errors import UserError
 from hpcscale.messages import cut, escaped, one_line
 from hpcscale.sites.models import Site
@@ -57,6 +59,14 @@ WithContainer = Annotated[
     typer.Option(
         "--container/--no-container",
         help="Wrap every rank in the site's container (default: the descriptor's).",
+    ),
+]
+Image = Annotated[
+    str | None,
+    typer.Option(
+        "--image",
+        help="Run the ranks in this image (implies --container; default: the descriptor's "
+        "container.image), e.g. one `hpcscale container build --out` made.",
     ),
 ]
 SitesDir = Annotated[
@@ -230,6 +240,7 @@ def render(
         Path, typer.Option("--study", help="Study folder the job would belong to.")
     ] = Path("study"),
     container: WithContainer = None,
+    image: Image = None,
     cpus_per_task: CpusPerTask = None,
     threads_per_core: ThreadsPerCore = None,
     mem: Memory = None,
@@ -247,7 +258,7 @@ def render(
     from hpcscale.study import study_job
 
     the_site = _study_site(
-        site, sites_dir, container, requeues, cpus_per_task=cpus_per_task,
+        site, sites_dir, container, requeues, image=image, cpus_per_task=cpus_per_task,
         threads_per_core=threads_per_core, memory_gb=mem, reservation=reservation,
         nodelist=nodelist, exclude=exclude, constraint=constraint, qos=qos,
     )  # fmt: skip
@@ -255,6 +266,7 @@ def render(
     folder = study_dir.absolute()
     study_id = load_study(folder).study if (folder / "manifest.json").exists() else "<new>"
     data_path = _job_path(data) or the_site.data_dir
+    the_site = with_binds(the_site, [str(folder), data_path])
     _, _, text = study_job(the_site, plan, folder, study_id, data_path, [])
     if out_file is None:
         sys.stdout.write(text)
@@ -425,6 +437,7 @@ def submit(
         bool | None, typer.Option(help="Wait for each job (default: on local sites).")
     ] = None,
     container: WithContainer = None,
+    image: Image = None,
     cpus_per_task: CpusPerTask = None,
     threads_per_core: ThreadsPerCore = None,
     mem: Memory = None,
@@ -460,7 +473,7 @@ def submit(
     key, text = given[0]
     requests = [Request(**{key: n}, walltime=walltime) for n in _sizes(text, f"--{key}")]
     the_site = _study_site(
-        site, sites_dir, container, requeues, cpus_per_task=cpus_per_task,
+        site, sites_dir, container, requeues, image=image, cpus_per_task=cpus_per_task,
         threads_per_core=threads_per_core, memory_gb=mem, reservation=reservation,
         nodelist=nodelist, exclude=exclude, constraint=constraint, qos=qos,
     )  # fmt: skip
@@ -492,6 +505,7 @@ def submit(
     # as render writes it, so that render shows what submit submits
     data_path = Path(_job_path(str(data)) if data is not None else the_site.data_dir)
     wait = the_site.scheduler.kind == "local" if wait is None else wait
+    the_site = with_binds(the_site, [str(folder.absolute()), str(data_path)])
 
     def on_job(record, job) -> None:  # type: ignore[no-untyped-def]
         size = (
@@ -648,6 +662,7 @@ def _study_site(
     sites_dir: list[Path] | None,
     container: bool | None,
     requeues: int | None,
+    image: str | None = None,
     **requests: object,
 ) -> Site:
     """The site a study's jobs run on, for `render` and `submit` alike (so that render shows
@@ -657,24 +672,51 @@ def _study_site(
     from hpcscale.sites.detect import resolve
     from hpcscale.sites.registry import with_requests
 
-    site = with_requests(_with_container(resolve(load_site(name, sites_dir or [])), container),
-                         **requests)  # fmt: skip
+    site = resolve(load_site(name, sites_dir or []))
+    site = with_requests(_with_container(site, container, image), **requests)
     if requeues is None:
         return site
     return site.model_copy(update={"limits": site.limits.model_copy(update={"requeues": requeues})})
 
 
-def _with_container(site: Site, enabled: bool | None) -> Site:
-    if enabled is None:
-        return site
+def _with_container(site: Site, enabled: bool | None, image: str | None = None) -> Site:
+    """The descriptor's container switched on or off (``--container``), with ``--image`` for
+    its image; an image path without ``$`` is made absolute (ranks start elsewhere)."""
+    if image is not None:
+        if enabled is False:
+            raise UserError("--image runs the ranks in a container; drop --no-container")
+        enabled = True
     if enabled and site.container.runtime == "none":
         raise UserError(
             f"site {site.name} has no container runtime; set container.runtime and "
             "container.image in its descriptor"
         )
-    return site.model_copy(
-        update={"container": site.container.model_copy(update={"enabled": enabled})}
-    )
+    container = site.container
+    if enabled is not None:
+        container = container.model_copy(update={"enabled": enabled})
+    if container.enabled:
+        path = image if image is not None else container.image
+        container = _container_with_image(container, path, image is not None)
+    if container == site.container:
+        return site
+    return site.model_copy(update={"container": container})
+
+
+def _container_with_image(container: Any, path: str | None, given: bool) -> Any:
+    from pydantic import ValidationError
+
+    from hpcscale.messages import describe
+    from hpcscale.sites.models import Container
+
+    try:
+        checked = Container.model_validate({**container.model_dump(), "image": path})
+    except ValidationError as exc:
+        what = "--image" if given else "container.image"
+        raise UserError(f"{what}: {describe(exc, Container)}") from None
+    local_file = checked.runtime in ("apptainer", "singularity", "charliecloud")
+    if local_file and path and "://" not in path:  # a file or folder here, not a reference
+        return checked.model_copy(update={"image": _job_path(path)})
+    return checked
 
 
 @container_app.command("render")
@@ -697,20 +739,44 @@ def container_render(
 def container_build(
     site: Annotated[str, typer.Option("--site", "-s", help="Site name.")],
     out_path: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Image file; default hpcscale-SITE.sif.")
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Image (a folder for ch-image); default: the descriptor's image."
+        ),
     ] = None,
     builder: Annotated[
-        str | None, typer.Option(help="apptainer, singularity or docker; default: first found.")
+        str | None,
+        typer.Option(
+            help="ch-image, apptainer, singularity, docker or podman; default: the first "
+            "installed for the site's runtime."
+        ),
+    ] = None,
+    base: Annotated[
+        str | None,
+        typer.Option(
+            help="Base for the recipe's FROM: a root file system tarball or a ch-image name "
+            "(default: the recipe's, or a Debian base made with mmdebstrap when no registry "
+            "is reachable)."
+        ),
     ] = None,
     sites_dir: SitesDir = None,
 ) -> None:
-    """Build the site's image with apptainer, singularity or docker and record its digest."""
-    from hpcscale.containers.build import build
+    """Build the site's image from its recipe with the installed builder; record its digest."""
+    from hpcscale.containers.build import BUILDERS, build
     from hpcscale.sites import load_site
     from hpcscale.sites.detect import resolve
 
-    record = build(resolve(load_site(site, sites_dir or [])), out_path, builder)
-    print(f"built {record['image']} with {record['builder']}: {record['digest']}")
+    if builder is not None and builder not in BUILDERS:
+        raise UserError(f"--builder {builder!r}: choose one of {', '.join(BUILDERS)}")
+    started = time.monotonic()
+
+    def say(line: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f}s] {line}", file=sys.stderr, flush=True)
+
+    record = build(resolve(load_site(site, sites_dir or [])), out_path, builder, base, say)
+    size = record.get("size_bytes")
+    shown = f", {size / 2**30:.2f} GiB" if size else ""
+    print(f"built {record['image']} with {record['builder']}{shown}: {record['digest']}")
 
 
 USER_ERRNOS = {
