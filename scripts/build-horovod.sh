@@ -25,7 +25,7 @@ set -euo pipefail
 VERSION=0.28.1
 cuda_cc=""
 sdist=""
-cache="${HPCSCALE_CI_CACHE:-$HOME/.cache/hpcscale-ci}"
+cache="${HPCSCALE_CI_CACHE:-${HOME:-/tmp}/.cache/hpcscale-ci}"
 install=1
 mpi=0
 python=python3

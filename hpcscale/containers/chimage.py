@@ -68,9 +68,8 @@ def import_base(tarball: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             sha.update(chunk)
     name = f"hpcscale-base:{sha.hexdigest()[:16]}"
-    env = _environment()
-    listed = subprocess.run(["ch-image", "list", name], capture_output=True, env=env)
-    if listed.returncode != 0:
+    # `ch-image list NAME` would ask a registry about NAME too: list all
+    if name not in run(["ch-image", "list"], "ch-image list").split():
         run(["ch-image", "import", str(tarball), name], f"ch-image import {tarball}")
     return name
 
@@ -78,9 +77,11 @@ def import_base(tarball: Path) -> str:
 def build(context: Path, recipe_name: str, tag: str, say: Callable[[str], None]) -> list[str]:
     """``ch-image build`` of ``context``; progress lines through ``say``. Returns the command."""
     env = _environment()
-    command = ["ch-image", "build", "--force", "-t", tag, "-f", str(context / recipe_name),
-               str(context)]  # fmt: skip
+    # Files over 32 MiB (the torch wheel, its libraries) stay out of the build cache's git.
+    command = ["ch-image", "build", "--force", "--cache-large", "32", "-t", tag,
+               "-f", str(context / recipe_name), str(context)]  # fmt: skip
     tail: list[str] = []
+    step = ""
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     ) as proc:
@@ -88,10 +89,10 @@ def build(context: Path, recipe_name: str, tag: str, say: Callable[[str], None])
         for line in proc.stdout:
             tail = [*tail[-19:], line.rstrip()]
             if _STEP.match(line):
-                say(line.strip()[:160])
+                step = line.strip()
+                say(step[:160])
     if proc.returncode != 0:
         lines = [t for t in tail if t.strip()]
-        step = next((t.strip() for t in reversed(tail) if _STEP.match(t)), "")
         raise UserError(
             f"ch-image build failed (exit {proc.returncode}) at {step[:120]!r}: "
             + " / ".join(lines[-3:])
@@ -101,6 +102,7 @@ def build(context: Path, recipe_name: str, tag: str, say: Callable[[str], None])
 
 def export(tag: str, out: Path) -> None:
     """The image as the directory ``out``: exported beside it, then moved in place."""
+    out.parent.mkdir(parents=True, exist_ok=True)
     scratch = out.parent / f".{out.name}.exporting"
     old = out.parent / f".{out.name}.old"
     for leftover in (scratch, old):

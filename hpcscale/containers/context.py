@@ -20,8 +20,9 @@ from pathlib import Path
 from hpcscale.containers.recipe import HOROVOD, LOCAL_PYTHON, PY_PACKAGES
 from hpcscale.errors import UserError
 
-# Pinned too: submitit pickles the rank function with cloudpickle on the submitting side.
-PINNED = [*PY_PACKAGES, "cloudpickle"]
+# Pinned too: submitit pickles the rank function with cloudpickle on the submitting side;
+# hatchling builds hpcscale in the image without a network (--no-build-isolation).
+PINNED = [*PY_PACKAGES, "cloudpickle", "hatchling"]
 _SKIP = {".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache", "studies", "runs"}
 
 

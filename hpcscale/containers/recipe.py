@@ -181,7 +181,9 @@ def _local_recipe(site: Site, hpccm, bb, pr) -> str:  # type: ignore[no-untyped-
         ]
     )
     stage += pr.copy(src="src", dest="/opt/hpcscale")
-    stage += pr.shell(commands=[f"{VENV}/bin/python -m pip install --no-deps /opt/hpcscale"])
+    stage += pr.shell(
+        commands=[f"{VENV}/bin/python -m pip install --no-deps --no-build-isolation /opt/hpcscale"]
+    )
     stage += _labels(pr, site)  # last: a descriptor change rebuilds only what follows
     stage += pr.environment(
         variables={
