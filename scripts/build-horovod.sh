@@ -5,6 +5,7 @@
 #   bash scripts/build-horovod.sh --cuda-cc 90         # GPU: NCCL operations, Hopper
 #   bash scripts/build-horovod.sh --sdist horovod-0.28.1.tar.gz   # offline, from a download
 #   bash scripts/build-horovod.sh --mpi ...            # also MPI operations (mpicxx on PATH)
+#   bash scripts/build-horovod.sh --cuda-cc 60 --nccl-home DIR   # NCCL from DIR (conda), not pip
 #
 # Horovod 0.28.1 (June 2023) is the last release and does not build on today's toolchains as
 # published; the sdist is patched here:
@@ -25,12 +26,13 @@ set -euo pipefail
 VERSION=0.28.1
 cuda_cc=""
 sdist=""
+nccl_home=""
 cache="${HPCSCALE_CI_CACHE:-${HOME:-/tmp}/.cache/hpcscale-ci}"
 install=1
 mpi=0
 python=python3
 
-usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --cuda-cc) cuda_cc="${2:?--cuda-cc needs a list, e.g. 90 or 70,80}"; shift 2 ;;
@@ -39,6 +41,7 @@ while [ $# -gt 0 ]; do
     --python) python="${2:?--python needs an interpreter}"; shift 2 ;;
     --no-install) install=0; shift ;;
     --mpi) mpi=1; shift ;;
+    --nccl-home) nccl_home="${2:?--nccl-home needs a folder with lib/libnccl.so.2}"; shift 2 ;;
     -h|--help) usage ;;
     *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -61,7 +64,9 @@ pattern="$folder/horovod-$VERSION-$pytag-*.whl"
 
 if ! compgen -G "$pattern" >/dev/null; then
   if [ -n "$cuda_cc" ]; then
-    nccl=$("$python" -c 'import nvidia.nccl as n; print(list(n.__path__)[0])' 2>/dev/null || true)
+    nccl="$nccl_home"
+    [ -n "$nccl" ] ||
+      nccl=$("$python" -c 'import nvidia.nccl as n; print(list(n.__path__)[0])' 2>/dev/null || true)
     if [ -z "$nccl" ] || [ ! -e "$nccl/lib/libnccl.so.2" ]; then
       echo "error: --cuda-cc needs NCCL: pip install the nvidia-nccl-cu* package that matches" \
         "torch's CUDA (python -c 'import torch; print(torch.version.cuda)')" >&2

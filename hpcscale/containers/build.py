@@ -151,10 +151,22 @@ def _with_base(
     if base is None:
         if wanted != LOCAL_BASE or debbase.registry_reachable():
             return text, None
+        say(f"no container registry reachable: a local Debian base replaces {wanted}")
+        if builder != "ch-image":
+            raise UserError(
+                f"no registry reachable for {wanted}; give --base (with --builder ch-image)"
+            )
+        from hpcscale.containers import chimage
         from hpcscale.run import cache_root
 
-        say(f"no container registry reachable: a local base replaces {wanted}")
-        base = str(debbase.base_tarball(cache_root() / "containers", say))
+        name = debbase.IMAGE_NAME
+        if chimage.has(name):
+            say(f"base: {name} (in ch-image's storage)")
+        else:
+            tarball = debbase.base_tarball(cache_root() / "containers", say)
+            chimage.import_base(tarball, name)
+            say(f"base: {tarball} imported as {name}")
+        return _from(text, name), f"{name} (mmdebstrap {debbase.SUITE})"
     if builder != "ch-image":
         raise UserError(f"--base {base}: only the ch-image builder takes a local base here")
     if Path(base).is_file():
@@ -166,9 +178,14 @@ def _with_base(
         raise UserError(f"--base {base!r}: give a root file system tarball or an image name")
     else:
         name = base
-    if not first.startswith("FROM "):
-        raise UserError("--base works with Dockerfile recipes (the ch-image builder's)")
-    return "\n".join([f"FROM {name}", *text.splitlines()[1:]]) + "\n", base
+    return _from(text, name), base
+
+
+def _from(text: str, name: str) -> str:
+    lines = text.splitlines()
+    if not lines or not lines[0].startswith("FROM "):
+        raise UserError("a local base works with Dockerfile recipes (the ch-image builder's)")
+    return "\n".join([f"FROM {name}", *lines[1:]]) + "\n"
 
 
 def _previous(out: Path) -> dict:

@@ -61,15 +61,21 @@ def run(args: list[str], what: str) -> str:
     return res.stdout
 
 
-def import_base(tarball: Path) -> str:
-    """``tarball`` in ch-image's storage under a name from its content; returns the name."""
-    sha = hashlib.sha256()
-    with open(tarball, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            sha.update(chunk)
-    name = f"hpcscale-base:{sha.hexdigest()[:16]}"
-    # `ch-image list NAME` would ask a registry about NAME too: list all
-    if name not in run(["ch-image", "list"], "ch-image list").split():
+def has(name: str) -> bool:
+    """Whether ch-image's storage holds ``name`` (``ch-image list NAME`` would ask a registry
+    too, so the whole list is read)."""
+    return name in run(["ch-image", "list"], "ch-image list").split()
+
+
+def import_base(tarball: Path, name: str | None = None) -> str:
+    """``tarball`` in ch-image's storage as ``name`` (default: from its content); returns it."""
+    if name is None:
+        sha = hashlib.sha256()
+        with open(tarball, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                sha.update(chunk)
+        name = f"hpcscale-base:{sha.hexdigest()[:16]}"
+    if not has(name):
         run(["ch-image", "import", str(tarball), name], f"ch-image import {tarball}")
     return name
 

@@ -16,6 +16,8 @@ from hpcscale.errors import UserError
 SUITE = "bookworm"
 PACKAGES = ["ca-certificates", "python3", "python3-venv"]
 REGISTRY = "https://registry-1.docker.io/v2/"
+# The base's name in a builder's storage: made once per storage (`ch-image delete` renews it).
+IMAGE_NAME = f"hpcscale-base:{SUITE}-minbase-python3"
 
 
 def registry_reachable(url: str = REGISTRY, timeout_s: float = 5.0) -> bool:

@@ -49,6 +49,7 @@ HOROVOD = "0.28.1"
 HOROVOD_SCRIPT = "src/scripts/build-horovod.sh"  # in the build context
 BUILD = "/var/tmp/hpcscale-build"  # the context's build/ inside the image, removed after use
 VENV = "/opt/venv"
+CONDA_PREFIX = "/usr/local/anaconda"  # hpccm's conda building block installs there
 PY_PACKAGES = [
     "numpy",
     "blosc",
@@ -115,7 +116,13 @@ def recipe(site: Site, fmt: Format = "singularity") -> str:
     stage += _mpi(bb, mpi_flavour(site), gpus is not None, infiniband)
     stage += _python_stack(bb, pr, arch, gpus is not None)
     stage += pr.copy(src=HOROVOD_SCRIPT, dest=f"{BUILD}/build-horovod.sh")
-    stage += pr.shell(commands=[horovod_command("python3", cuda_cc, mpi=True), f"rm -rf {BUILD}"])
+    # ppc64le has NCCL from conda-forge (PyPI has no nvidia-nccl wheels for it)
+    # and its torch is conda's
+    nccl = CONDA_PREFIX if ppc else None
+    python = f"{CONDA_PREFIX}/bin/python" if ppc else "python3"
+    stage += pr.shell(
+        commands=[horovod_command(python, cuda_cc, mpi=True, nccl_home=nccl), f"rm -rf {BUILD}"]
+    )
     stage += pr.copy(src="src", dest="/opt/hpcscale")
     stage += pr.shell(commands=["python3 -m pip install --no-deps /opt/hpcscale"])
     stage += pr.environment(variables={"HPCSCALE_SITE": site.name, "PYTHONUNBUFFERED": "1"})
@@ -129,11 +136,15 @@ def is_local(site: Site) -> bool:
     return site.container.recipe == "local"
 
 
-def horovod_command(python: str, cuda_cc: str | None, mpi: bool) -> str:
+def horovod_command(
+    python: str, cuda_cc: str | None, mpi: bool, nccl_home: str | None = None
+) -> str:
     """The one Horovod build, as every recipe runs it (the script's own cache under BUILD)."""
     flags = [f"--python {python}", f"--cache {BUILD}/wheels"]
     if cuda_cc:
         flags.append(f"--cuda-cc {cuda_cc}")
+    if cuda_cc and nccl_home:
+        flags.append(f"--nccl-home {nccl_home}")
     if mpi:
         flags.append("--mpi")
     return f"bash {BUILD}/build-horovod.sh {' '.join(flags)}"
