@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hpcscale import __version__
-from hpcscale.containers.runtime import with_binds
+from hpcscale.containers.runtime import switched, with_binds
 from hpcscale.errors import UserError
 from hpcscale.messages import cut, escaped, one_line
 from hpcscale.sites.models import Site
@@ -673,50 +673,10 @@ def _study_site(
     from hpcscale.sites.registry import with_requests
 
     site = resolve(load_site(name, sites_dir or []))
-    site = with_requests(_with_container(site, container, image), **requests)
+    site = with_requests(switched(site, container, image, _job_path), **requests)
     if requeues is None:
         return site
     return site.model_copy(update={"limits": site.limits.model_copy(update={"requeues": requeues})})
-
-
-def _with_container(site: Site, enabled: bool | None, image: str | None = None) -> Site:
-    """The descriptor's container switched on or off (``--container``), with ``--image`` for
-    its image; an image path without ``$`` is made absolute (ranks start elsewhere)."""
-    if image is not None:
-        if enabled is False:
-            raise UserError("--image runs the ranks in a container; drop --no-container")
-        enabled = True
-    if enabled and site.container.runtime == "none":
-        raise UserError(
-            f"site {site.name} has no container runtime; set container.runtime and "
-            "container.image in its descriptor"
-        )
-    container = site.container
-    if enabled is not None:
-        container = container.model_copy(update={"enabled": enabled})
-    if container.enabled:
-        path = image if image is not None else container.image
-        container = _container_with_image(container, path, image is not None)
-    if container == site.container:
-        return site
-    return site.model_copy(update={"container": container})
-
-
-def _container_with_image(container: Any, path: str | None, given: bool) -> Any:
-    from pydantic import ValidationError
-
-    from hpcscale.messages import describe
-    from hpcscale.sites.models import Container
-
-    try:
-        checked = Container.model_validate({**container.model_dump(), "image": path})
-    except ValidationError as exc:
-        what = "--image" if given else "container.image"
-        raise UserError(f"{what}: {describe(exc, Container)}") from None
-    local_file = checked.runtime in ("apptainer", "singularity", "charliecloud")
-    if local_file and path and "://" not in path:  # a file or folder here, not a reference
-        return checked.model_copy(update={"image": _job_path(path)})
-    return checked
 
 
 @container_app.command("render")

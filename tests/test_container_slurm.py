@@ -79,9 +79,10 @@ def test_study_runs_inside_a_built_image_under_real_slurm(tmp_path):
         assert res.returncode == 0, res.stdout + res.stderr
 
     job = studies["image"] / "jobs" / "2r"
-    assert f"ch-run --set-env -b {studies['image']} -b {data} {image} -- python3 -u -m " in (
-        job / "job.sh"
-    ).read_text()
+    assert (
+        f"ch-run --set-env -b {studies['image']} -b {data} {image} -- python3 -u -m "
+        in (job / "job.sh").read_text()
+    )
     summary = json.loads((job / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["world_size"] == 2
     provenance = summary["provenance"]

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from hpcscale.sites.models import Site
+    from hpcscale.sites.models import Container, Site
 
 # The executable that wraps a rank, by ``container.runtime``.
 COMMANDS = {
@@ -94,3 +95,56 @@ def recorded_digest(image: str) -> str | None:
     except OSError:
         return None
     return text if re.fullmatch(r"sha256:[0-9a-f]{64}|[A-Za-z0-9:._-]{1,200}", text) else None
+
+
+def switched(
+    site: Site,
+    enabled: bool | None,
+    image: str | None,
+    absolute: Callable[[str | None], str | None],
+) -> Site:
+    """``site`` with its container switched on or off (``--container``/``--no-container``) and
+    ``--image`` for its image (which switches it on), validated again; an image path here (not
+    a registry reference) goes through ``absolute``: ranks start elsewhere."""
+    from hpcscale.errors import UserError
+
+    if image is not None:
+        if enabled is False:
+            raise UserError("--image runs the ranks in a container; drop --no-container")
+        enabled = True
+    if enabled and site.container.runtime == "none":
+        raise UserError(
+            f"site {site.name} has no container runtime; set container.runtime and "
+            "container.image in its descriptor"
+        )
+    container = site.container
+    if enabled is not None:
+        container = container.model_copy(update={"enabled": enabled})
+    if container.enabled:
+        path = image if image is not None else container.image
+        container = _checked(container, path, "--image" if image is not None else None, absolute)
+    if container == site.container:
+        return site
+    return site.model_copy(update={"container": container})
+
+
+def _checked(
+    container: Container,
+    path: str | None,
+    option: str | None,
+    absolute: Callable[[str | None], str | None],
+) -> Container:
+    from pydantic import ValidationError
+
+    from hpcscale.errors import UserError
+    from hpcscale.messages import describe
+    from hpcscale.sites.models import Container
+
+    try:
+        checked = Container.model_validate({**container.model_dump(), "image": path})
+    except ValidationError as exc:
+        raise UserError(f"{option or 'container.image'}: {describe(exc, Container)}") from None
+    local_file = checked.runtime in ("apptainer", "singularity", "charliecloud")
+    if local_file and path and "://" not in path:  # a file or folder here, not a reference
+        return checked.model_copy(update={"image": absolute(path)})
+    return checked
