@@ -86,20 +86,7 @@ def build(
     """Build ``site``'s image into ``out``; returns the record written to ``OUT.json``."""
     found = [b for b in candidates(site, builder) if _usable(b)]
     if not found:
-        wanted = candidates(site, builder)
-        first = wanted[0]
-        hint = INSTALL.get(first, f"install {first}")
-        out = Path(out or default_out(site, first))
-        recipe_path = Path(
-            f"{out}.{'def' if first in ('apptainer', 'singularity') else 'Dockerfile'}"
-        )
-        command = shlex.join(build_command(first, site, recipe_path, out))
-        if first == "ch-image":
-            command = f"ch-image build --force -t hpcscale-{site.name} -f Dockerfile CONTEXT"
-        raise UserError(
-            f"no {' or '.join(wanted)} on PATH to build site {site.name}'s image; {hint}, or "
-            f"build where one is, after `hpcscale container render --site {site.name}`: {command}"
-        )
+        raise _no_builder(site, builder, out)
     chosen = found[0]
     out = Path(out or default_out(site, chosen)).absolute()
     fmt = "singularity" if chosen in ("apptainer", "singularity") else "docker"
@@ -138,6 +125,23 @@ def build(
     atomic_write(Path(f"{out}.json"), json.dumps(record, indent=2) + "\n")
     atomic_write(Path(f"{out}.{'def' if fmt == 'singularity' else 'Dockerfile'}"), text)
     return record
+
+
+def _no_builder(site: Site, builder: str | None, out: Path | None) -> UserError:
+    wanted = candidates(site, builder)
+    first = wanted[0]
+    hint = INSTALL.get(first, f"install {first}")
+    out = Path(out or default_out(site, first))
+    suffix = "def" if first in ("apptainer", "singularity") else "Dockerfile"
+    command = shlex.join(build_command(first, site, Path(f"{out}.{suffix}"), out))
+    if first == "ch-image":
+        command = f"ch-image build --force -t hpcscale-{site.name} -f Dockerfile CONTEXT"
+    return UserError(
+        f"no {' or '.join(wanted)} that works here (on PATH, and a docker or podman that "
+        f"answers) to build site {site.name}'s image; {hint}, or build where one is, after "
+        f"`hpcscale container render --site {site.name}`, in a folder holding the hpcscale "
+        f"source as src/: {command}"
+    )
 
 
 def _with_base(
