@@ -92,6 +92,8 @@ def test_study_runs_inside_a_built_image_under_real_slurm(tmp_path):
     assert plain["provenance"]["container"] is None and plain["provenance"]["image"] is None
     # the same seed, data, torch wheel and thread count: the same losses, step by step
     inside, outside = losses(job), losses(studies["plain"] / "jobs" / "2r")
+    print(f"losses over {len(inside)} steps, in the image: {inside[-1]!r} (final), "
+          f"without: {outside[-1]!r}")  # fmt: skip
     assert len(inside) >= 10 and len(inside) == len(outside)
     assert inside == pytest.approx(outside, rel=1e-6, abs=1e-7)
     assert summary["final_global_loss"] == pytest.approx(plain["final_global_loss"], rel=1e-6)
