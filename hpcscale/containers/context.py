@@ -23,6 +23,7 @@ from hpcscale.errors import UserError
 # Pinned too: submitit pickles the rank function with cloudpickle on the submitting side;
 # hatchling builds hpcscale in the image without a network (--no-build-isolation).
 PINNED = [*PY_PACKAGES, "cloudpickle", "hatchling"]
+FIXED_MTIME = 946684800  # 2000-01-01
 _SKIP = {".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache", "studies", "runs"}
 
 
@@ -83,6 +84,11 @@ def assemble(
             if path.is_file():
                 sha.update(f"{path.relative_to(context)}:{path.stat().st_size}".encode())
         sha.update((build / "requirements.txt").read_bytes())
+    # One modification time for every file: builders' caches (ch-image's among them) key a COPY
+    # on metadata too, and a fresh download or copy would otherwise miss the cache every time.
+    for path in [context, *context.rglob("*")]:
+        if not path.is_symlink():
+            os.utime(path, (FIXED_MTIME, FIXED_MTIME))
     return sha.hexdigest()
 
 
