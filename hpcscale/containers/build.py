@@ -14,6 +14,8 @@ tarball or builder image given with ``--base``.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -22,7 +24,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from hpcscale.containers.recipe import LOCAL_BASE, is_local, recipe
@@ -93,8 +95,7 @@ def build(
     recipe_name = "hpcscale.def" if fmt == "singularity" else "Dockerfile"
     text = recipe(site, fmt)  # type: ignore[arg-type]
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="hpcscale-context-") as tmp:
-        context = Path(tmp)
+    with _context_folder(site) as context:
         base_note = None
         if chosen == "ch-image" or base is not None:
             text, base_note = _with_base(text, chosen, base, say)
@@ -125,6 +126,22 @@ def build(
     atomic_write(Path(f"{out}.json"), json.dumps(record, indent=2) + "\n")
     atomic_write(Path(f"{out}.{'def' if fmt == 'singularity' else 'Dockerfile'}"), text)
     return record
+
+
+@contextlib.contextmanager
+def _context_folder(site: Site) -> Iterator[Path]:
+    """The build context's folder: the same path for every build of a site on this machine
+    (ch-image's cache keys a COPY on its sources' paths and metadata), emptied before and after,
+    one build of the site at a time (an flock waits for another)."""
+    base = Path(tempfile.gettempdir()) / f"hpcscale-context-{site.name}-{os.geteuid()}"
+    with open(f"{base}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        shutil.rmtree(base, ignore_errors=True)
+        base.mkdir(mode=0o700)
+        try:
+            yield base
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 def _no_builder(site: Site, builder: str | None, out: Path | None) -> UserError:

@@ -84,12 +84,22 @@ def assemble(
             if path.is_file():
                 sha.update(f"{path.relative_to(context)}:{path.stat().st_size}".encode())
         sha.update((build / "requirements.txt").read_bytes())
-    # One modification time for every file: builders' caches (ch-image's among them) key a COPY
-    # on metadata too, and a fresh download or copy would otherwise miss the cache every time.
-    for path in [context, *context.rglob("*")]:
-        if not path.is_symlink():
-            os.utime(path, (FIXED_MTIME, FIXED_MTIME))
+    stable_mtimes(context)
     return sha.hexdigest()
+
+
+def stable_mtimes(context: Path) -> None:
+    """Modification times from content: ch-image's cache keys a COPY on its sources' paths,
+    modes, sizes and mtimes (not their content), so a fresh download or a fresh clone would miss
+    it every time, and an edit of the same size with a kept mtime would wrongly hit it. Folders
+    get one fixed time (their entries carry their own)."""
+    for path in [*sorted(context.rglob("*"), reverse=True), context]:
+        if path.is_symlink():
+            continue
+        stamp = FIXED_MTIME
+        if path.is_file():
+            stamp += int(hashlib.sha256(path.read_bytes()).hexdigest()[:7], 16)
+        os.utime(path, (stamp, stamp))
 
 
 def pins() -> list[str]:
