@@ -6,7 +6,7 @@ same study without the container.
 
 The image, ch-image's storage (its build cache) and the base are cached outside the repository
 (``$HPCSCALE_CI_CACHE`` or ``~/.cache/hpcscale-ci``, like the Horovod wheel): a first build
-takes a few minutes, a rebuild after a source change under a minute, an unchanged one seconds.
+takes a few minutes, a rebuild after a source change about a minute, an unchanged one seconds.
 CI runs it (.ci/run installs Charliecloud and mmdebstrap, starts Slurm and sets
 HPCSCALE_REAL_SLURM=1)."""
 
