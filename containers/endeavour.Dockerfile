@@ -35,7 +35,7 @@ RUN wget -qO - https://apt.repos.intel.com/intel-gpg-keys/GPG-PUB-KEY-INTEL-SW-P
     rm -rf /var/lib/apt/lists/*
 RUN echo "source /opt/intel/compilers_and_libraries/linux/mpi/intel64/bin/mpivars.sh intel64" >> /etc/bash.bashrc
 
-RUN python3 -m pip install --no-cache-dir torch
+RUN python3 -m pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 
 # pip
 RUN apt-get update -y && \
@@ -46,13 +46,12 @@ RUN apt-get update -y && \
     rm -rf /var/lib/apt/lists/*
 RUN pip3 --no-cache-dir install numpy blosc h5py 'pydantic>=2' jinja2 pyyaml typer rich submitit mlperf-logging
 
-RUN python3 -m pip download --no-deps --no-binary=:all: -d /var/tmp horovod==0.28.1 && \
-    tar -xzf /var/tmp/horovod-0.28.1.tar.gz -C /var/tmp && \
-    sed -i 's/CMAKE_CXX_STANDARD 14/CMAKE_CXX_STANDARD 17/' /var/tmp/horovod-0.28.1/CMakeLists.txt /var/tmp/horovod-0.28.1/horovod/torch/CMakeLists.txt && \
-    CMAKE_POLICY_VERSION_MINIMUM=3.5 HOROVOD_CPU_OPERATIONS=MPI HOROVOD_WITH_PYTORCH=1 HOROVOD_WITH_MPI=1 HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_MXNET=1 python3 -m pip install --no-build-isolation --no-cache-dir /var/tmp/horovod-0.28.1 && \
-    rm -rf /var/tmp/horovod-0.28.1 /var/tmp/horovod-0.28.1.tar.gz
+COPY src/scripts/build-horovod.sh /var/tmp/hpcscale-build/build-horovod.sh
 
-COPY . /opt/hpcscale
+RUN bash /var/tmp/hpcscale-build/build-horovod.sh --python python3 --cache /var/tmp/hpcscale-build/wheels --mpi && \
+    rm -rf /var/tmp/hpcscale-build
+
+COPY src /opt/hpcscale
 
 RUN python3 -m pip install --no-deps /opt/hpcscale
 

@@ -1,4 +1,4 @@
-FROM nvcr.io/nvidia/cuda:11.8.0-cudnn8-devel-ubuntu20.04
+FROM nvcr.io/nvidia/cuda:11.8.0-cudnn8-devel-ubuntu22.04
 
 LABEL org.hpcscale.arch=x86_64 \
     org.hpcscale.descriptor-sha256=2ac4f60d0533e56fdb4ab8f3a76650870949d6f27a92ade640f64634b1b6265e \
@@ -37,7 +37,7 @@ RUN mkdir -p /var/tmp && wget -q -nc -P /var/tmp https://www.mpich.org/static/do
 ENV LD_LIBRARY_PATH=/usr/local/mpich/lib:$LD_LIBRARY_PATH \
     PATH=/usr/local/mpich/bin:$PATH
 
-RUN python3 -m pip install --no-cache-dir torch
+RUN python3 -m pip install --no-cache-dir torch==2.7.1 --index-url https://download.pytorch.org/whl/cu118
 
 # pip
 RUN apt-get update -y && \
@@ -48,13 +48,12 @@ RUN apt-get update -y && \
     rm -rf /var/lib/apt/lists/*
 RUN pip3 --no-cache-dir install numpy blosc h5py 'pydantic>=2' jinja2 pyyaml typer rich submitit mlperf-logging
 
-RUN python3 -m pip download --no-deps --no-binary=:all: -d /var/tmp horovod==0.28.1 && \
-    tar -xzf /var/tmp/horovod-0.28.1.tar.gz -C /var/tmp && \
-    sed -i 's/CMAKE_CXX_STANDARD 14/CMAKE_CXX_STANDARD 17/' /var/tmp/horovod-0.28.1/CMakeLists.txt /var/tmp/horovod-0.28.1/horovod/torch/CMakeLists.txt && \
-    CMAKE_POLICY_VERSION_MINIMUM=3.5 HOROVOD_GPU_OPERATIONS=NCCL HOROVOD_WITH_PYTORCH=1 HOROVOD_WITH_MPI=1 HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_MXNET=1 python3 -m pip install --no-build-isolation --no-cache-dir /var/tmp/horovod-0.28.1 && \
-    rm -rf /var/tmp/horovod-0.28.1 /var/tmp/horovod-0.28.1.tar.gz
+COPY src/scripts/build-horovod.sh /var/tmp/hpcscale-build/build-horovod.sh
 
-COPY . /opt/hpcscale
+RUN bash /var/tmp/hpcscale-build/build-horovod.sh --python python3 --cache /var/tmp/hpcscale-build/wheels --cuda-cc 60 --mpi && \
+    rm -rf /var/tmp/hpcscale-build
+
+COPY src /opt/hpcscale
 
 RUN python3 -m pip install --no-deps /opt/hpcscale
 

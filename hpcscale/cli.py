@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -22,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hpcscale import __version__
+from hpcscale.containers.runtime import with_binds
 from hpcscale.errors import UserError
 from hpcscale.messages import cut, escaped, one_line
 from hpcscale.tables import gpu_text, plural, print_collect, print_summary
@@ -56,6 +58,14 @@ WithContainer = Annotated[
     typer.Option(
         "--container/--no-container",
         help="Wrap every rank in the site's container (default: the descriptor's).",
+    ),
+]
+Image = Annotated[
+    str | None,
+    typer.Option(
+        "--image",
+        help="Run the ranks in this image (implies --container; default: the descriptor's "
+        "container.image), e.g. one `hpcscale container build --out` made.",
     ),
 ]
 SitesDir = Annotated[
@@ -229,6 +239,7 @@ def render(
         Path, typer.Option("--study", help="Study folder the job would belong to.")
     ] = Path("study"),
     container: WithContainer = None,
+    image: Image = None,
     cpus_per_task: CpusPerTask = None,
     threads_per_core: ThreadsPerCore = None,
     mem: Memory = None,
@@ -247,7 +258,7 @@ def render(
     from hpcscale.study import study_job
 
     the_site = study_site(
-        site, sites_dir, container, requeues, cpus_per_task=cpus_per_task,
+        site, sites_dir, container, requeues, image=image, cpus_per_task=cpus_per_task,
         threads_per_core=threads_per_core, memory_gb=mem, reservation=reservation,
         nodelist=nodelist, exclude=exclude, constraint=constraint, qos=qos,
     )  # fmt: skip
@@ -255,6 +266,7 @@ def render(
     folder = study_dir.absolute()
     study_id = load_study(folder).study if (folder / "manifest.json").exists() else "<new>"
     data_path = job_path(data) or the_site.data_dir
+    the_site = with_binds(the_site, [str(folder), data_path])
     _, _, text = study_job(the_site, plan, folder, study_id, data_path, [])
     if out_file is None:
         sys.stdout.write(text)
@@ -466,6 +478,7 @@ def submit(
         bool | None, typer.Option(help="Wait for each job (default: on local sites).")
     ] = None,
     container: WithContainer = None,
+    image: Image = None,
     cpus_per_task: CpusPerTask = None,
     threads_per_core: ThreadsPerCore = None,
     mem: Memory = None,
@@ -494,7 +507,7 @@ def submit(
         "data": job_path(str(data)) if data is not None else None, "model": model,
         "target_loss": target_loss, "options": options, "kfold": kfold,
         "sweep": parse_sweep(sweep) if sweep else None,
-        "requests": {"container": container, "cpus_per_task": cpus_per_task,
+        "requests": {"container": container, "image": image, "cpus_per_task": cpus_per_task,
                      "threads_per_core": threads_per_core, "memory_gb": mem,
                      "reservation": reservation, "nodelist": nodelist, "exclude": exclude,
                      "constraint": constraint, "qos": qos, "requeues": requeues},
@@ -757,20 +770,44 @@ def container_render(
 def container_build(
     site: Annotated[str, typer.Option("--site", "-s", help="Site name.")],
     out_path: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Image file; default hpcscale-SITE.sif.")
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Image (a folder for ch-image); default: the descriptor's image."
+        ),
     ] = None,
     builder: Annotated[
-        str | None, typer.Option(help="apptainer, singularity or docker; default: first found.")
+        str | None,
+        typer.Option(
+            help="ch-image, apptainer, singularity, docker or podman; default: the first "
+            "installed for the site's runtime."
+        ),
+    ] = None,
+    base: Annotated[
+        str | None,
+        typer.Option(
+            help="Base for the recipe's FROM: a root file system tarball or a ch-image name "
+            "(default: the recipe's, or a Debian base made with mmdebstrap when no registry "
+            "is reachable)."
+        ),
     ] = None,
     sites_dir: SitesDir = None,
 ) -> None:
-    """Build the site's image with apptainer, singularity or docker and record its digest."""
-    from hpcscale.containers.build import build
+    """Build the site's image from its recipe with the installed builder; record its digest."""
+    from hpcscale.containers.build import BUILDERS, build
     from hpcscale.sites import load_site
     from hpcscale.sites.detect import resolve
 
-    record = build(resolve(load_site(site, sites_dir or [])), out_path, builder)
-    print(f"built {record['image']} with {record['builder']}: {record['digest']}")
+    if builder is not None and builder not in BUILDERS:
+        raise UserError(f"--builder {builder!r}: choose one of {', '.join(BUILDERS)}")
+    started = time.monotonic()
+
+    def say(line: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f}s] {line}", file=sys.stderr, flush=True)
+
+    record = build(resolve(load_site(site, sites_dir or [])), out_path, builder, base, say)
+    size = record.get("size_bytes")
+    shown = f", {size / 2**30:.2f} GiB" if size else ""
+    print(f"built {record['image']} with {record['builder']}{shown}: {record['digest']}")
 
 
 USER_ERRNOS = {

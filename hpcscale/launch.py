@@ -37,33 +37,22 @@ def study_site(
     sites_dir: list[Path] | None,
     container: bool | None,
     requeues: int | None,
+    image: str | None = None,
     **requests: object,
 ) -> Site:
     """The site a study's jobs run on, for `render` and `submit` alike (so that render shows
-    what submit submits): the descriptor, the container switch, the per-study scheduler requests
-    (validated again) and the requeue limit."""
+    what submit submits): the descriptor, the container switch and image, the per-study
+    scheduler requests (validated again) and the requeue limit."""
+    from hpcscale.containers.runtime import switched
     from hpcscale.sites import load_site
     from hpcscale.sites.detect import resolve
     from hpcscale.sites.registry import with_requests
 
-    site = with_requests(with_container(resolve(load_site(name, sites_dir or [])), container),
-                         **requests)  # fmt: skip
+    site = resolve(load_site(name, sites_dir or []))
+    site = with_requests(switched(site, container, image, job_path), **requests)
     if requeues is None:
         return site
     return site.model_copy(update={"limits": site.limits.model_copy(update={"requeues": requeues})})
-
-
-def with_container(site: Site, enabled: bool | None) -> Site:
-    if enabled is None:
-        return site
-    if enabled and site.container.runtime == "none":
-        raise UserError(
-            f"site {site.name} has no container runtime; set container.runtime and "
-            "container.image in its descriptor"
-        )
-    return site.model_copy(
-        update={"container": site.container.model_copy(update={"enabled": enabled})}
-    )
 
 
 def job_path(path: str | None) -> str | None:
@@ -100,7 +89,7 @@ def prepare(spec: StudySpec, folder: Path, sites_dir: list[Path] | None, where: 
     from hpcscale.preflight import check_train_args, job_args
 
     r = spec.requests
-    site = study_site(spec.site, sites_dir, r.container, r.requeues, **r.scheduler())
+    site = study_site(spec.site, sites_dir, r.container, r.requeues, image=r.image, **r.scheduler())
     pts = points(spec, folder) if spec.optimize is None else []
     plans = [plan_job(site, p.request) for p in pts]
     extra = spec.train_args()
@@ -228,6 +217,7 @@ def submit(launch: Launch, data: str, *, dry_run: bool, resubmit: bool, wait: bo
 
     from rich.console import Console
 
+    from hpcscale.containers.runtime import with_binds
     from hpcscale.fsutil import folder_lock
     from hpcscale.study import job_state, load, save, submit_study
     from hpcscale.tables import duration_text, plural, print_collect
@@ -257,8 +247,10 @@ def submit(launch: Launch, data: str, *, dry_run: bool, resubmit: bool, wait: bo
             _wait([job], f"job {record.label} running")
 
     out.print(f"study {folder} on {launch.site.name}:")
+    # the study folder (K folds' data sets included) and the data, bound into the container
+    site = with_binds(launch.site, [str(Path(folder).absolute()), data])
     submit_study(
-        launch.site, launch.points, folder, Path(data), launch.extra, dry_run=dry_run,
+        site, launch.points, folder, Path(data), launch.extra, dry_run=dry_run,
         resubmit=resubmit, on_job=on_job, kind=launch.spec.kind,
     )  # fmt: skip
     if wait and together and jobs:

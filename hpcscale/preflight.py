@@ -90,12 +90,30 @@ def check_engine(site: Site) -> None:
 
 
 def check_container(site: Site) -> None:
-    """An enabled container needs its runtime's command on PATH (where jobs are submitted)."""
-    runtime = site.container.runtime
-    if site.container.enabled and runtime != "none" and shutil.which(runtime) is None:
+    """An enabled container needs its runtime's command on PATH (where jobs are submitted), a
+    scheduler whose job script wraps the ranks, and, where the image is a local path, the image."""
+    from hpcscale.containers.runtime import command
+
+    container = site.container
+    if not container.enabled or container.runtime == "none":
+        return
+    exe = command(container.runtime) or container.runtime
+    if shutil.which(exe) is None:
         raise UserError(
-            f"site {site.name} runs its ranks in {runtime}, which is not on PATH on this machine; "
-            "use --no-container, or --dry-run to write the job scripts only"
+            f"site {site.name} runs its ranks in {container.runtime}, whose {exe} is not on PATH "
+            "on this machine; use --no-container, or --dry-run to write the job scripts only"
+        )
+    if site.scheduler.kind == "local":
+        raise UserError(
+            f"site {site.name}: the local scheduler starts ranks through submitit's local "
+            "executor, outside any container; use --no-container, or a Slurm site such as "
+            "local-slurm for containerised ranks"
+        )
+    image = container.image or ""
+    if container.runtime == "charliecloud" and "$" not in image and not Path(image).is_dir():
+        raise UserError(
+            f"container.image {image}: no image directory there; build it with `hpcscale "
+            f"container build --site {site.name} --out {image}`"
         )
 
 

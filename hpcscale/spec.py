@@ -62,6 +62,7 @@ class Requests(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     container: bool | None = None
+    image: str | None = None  # --image: run the ranks in this image (implies the container)
     cpus_per_task: int | None = Field(None, ge=1)
     threads_per_core: int | None = Field(None, ge=1)
     memory_gb: float | None = Field(None, gt=0)
@@ -74,7 +75,7 @@ class Requests(BaseModel):
 
     def scheduler(self) -> dict[str, Any]:
         """The fields that go into the site's scheduler block (``with_requests``)."""
-        return self.model_dump(exclude={"container", "requeues"})
+        return self.model_dump(exclude={"container", "image", "requeues"})
 
 
 class Param(BaseModel):

@@ -6,6 +6,7 @@ by lines it must print; a fenced ``bash``/``sh`` block holds one command per lin
 
 - ``skip: REASON`` — not run (only the set-up lines; the test counts them);
 - ``needs MODULE`` — skipped, with that reason, when this Python cannot import MODULE;
+- ``needs slurm`` — skipped unless HPCSCALE_REAL_SLURM=1 (.ci/run: Slurm and Charliecloud);
 - ``A => B; C => D`` — run with the smaller input B in place of A (A must occur in the block).
 """
 

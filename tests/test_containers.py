@@ -37,14 +37,22 @@ def test_definition_parses_with_spython(name, fixed_local):
     parsed = SingularityParser(str(ROOT / "containers" / f"{name}.def")).recipe
     (stage,) = parsed.values()
     gpu = site.node.gpus is not None
-    assert ("cuda" in stage.fromHeader) == gpu and ("oneapi" in stage.fromHeader) == (not gpu)
+    local = site.container.recipe == "local"
+    if local:
+        assert stage.fromHeader == "debian:bookworm-slim"
+    else:
+        assert ("cuda" in stage.fromHeader) == gpu and ("oneapi" in stage.fromHeader) == (not gpu)
     assert f"org.hpcscale.site {name}" in stage.labels
     assert f"org.hpcscale.arch {site.node.arch}" in stage.labels
-    assert stage.files == [". /opt/hpcscale"]
+    script = "src/scripts/build-horovod.sh /var/tmp/hpcscale-build/build-horovod.sh"
+    wanted = ["build /var/tmp/hpcscale-build"] if local else []
+    assert stage.files == [*wanted, script, "src /opt/hpcscale"]
     assert "hpcscale.train" in stage.cmd
     install = "\n".join(stage.install)
-    assert "horovod" in install and "CMAKE_CXX_STANDARD 17" in install
-    assert ("HOROVOD_GPU_OPERATIONS=NCCL" in install) == gpu
+    # Horovod through the one build script (it patches the sdist), with the site's GPUs
+    assert "bash /var/tmp/hpcscale-build/build-horovod.sh" in install
+    assert "CMAKE_CXX_STANDARD" not in install and "pip download" not in install
+    assert ("--cuda-cc" in install) == gpu
 
 
 def test_site_specific_mpi_and_arch():
@@ -100,47 +108,53 @@ def fake_apptainer(tmp_path, monkeypatch):
     return log
 
 
-def test_build_without_runtime_prints_the_command(tmp_path):
+def _without_builders() -> dict[str, str]:
     env = {**os.environ, "PATH": "/usr/bin:/bin"}
     env["PATH"] = os.pathsep.join(
         p
         for p in env["PATH"].split(os.pathsep)
-        if not any(Path(p, b).exists() for b in ("apptainer", "singularity", "docker"))
+        if not any(Path(p, b).exists() for b in ("apptainer", "singularity", "docker", "ch-image"))
     )
+    return env
+
+
+@pytest.mark.parametrize(
+    ("site", "words"),
+    [("pnnl", "install Apptainer"), ("local", "install Charliecloud")],
+)
+def test_build_without_builder_is_refused_in_one_line(tmp_path, site, words):
+    out = tmp_path / "img"
     res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hpcscale",
-            "container",
-            "build",
-            "--site",
-            "local",
-            "--out",
-            str(tmp_path / "img.sif"),
-        ],
+        [sys.executable, "-m", "hpcscale", "container", "build", "--site", site, "--out", str(out)],
         capture_output=True,
         text=True,
-        cwd=ROOT,
-        env=env,
+        cwd=tmp_path,
+        env=_without_builders(),
         timeout=120,
     )
     assert res.returncode == 2
     (line,) = res.stderr.strip().splitlines()
-    assert "install Apptainer" in line and f"build {tmp_path / 'img.sif'}" in line
+    assert words in line and f"hpcscale container render --site {site}" in line
+    assert not list(tmp_path.iterdir())  # nothing half-written
 
 
 def test_build_with_fake_apptainer_records_digest(fake_apptainer, tmp_path):
     image = tmp_path / "img.sif"
-    res = cli("container", "build", "--site", "local", "--out", str(image), cwd=ROOT, timeout=120)
+    res = cli("container", "build", "--site", "pnnl", "--out", str(image), cwd=tmp_path,
+              timeout=120)  # fmt: skip
     assert res.returncode == 0, res.stderr
     (call,) = [json.loads(line) for line in fake_apptainer.read_text().splitlines()]
     fakeroot = [] if os.geteuid() == 0 else ["--fakeroot"]
-    assert call == ["build", *fakeroot, str(image), f"{image}.def"]
+    # built beside the image, then moved in place; the recipe in the assembled context
+    assert call[: 1 + len(fakeroot)] == ["build", *fakeroot]
+    assert call[-2] == str(tmp_path / ".img.sif.building") and call[-1].endswith("/hpcscale.def")
     digest = "sha256:" + hashlib.sha256(image.read_bytes()).hexdigest()
     assert Path(f"{image}.sha256").read_text().strip() == digest
-    assert json.loads(Path(f"{image}.json").read_text())["digest"] == digest
+    record = json.loads(Path(f"{image}.json").read_text())
+    assert record["digest"] == digest and record["builder"] == "apptainer"
+    assert Path(f"{image}.def").read_text().startswith("BootStrap: docker")
     assert digest in res.stdout
+    assert "building with apptainer" in res.stderr  # progress lines
 
 
 def test_containerised_job_under_fake_slurm(fake_scheduler, fake_apptainer, tmp_path):

@@ -4,13 +4,22 @@ What the descriptor decides (the hybrid model: the host's launcher and MPI start
 container's MPI must be ABI-compatible with the host's):
 
 - architecture: ``node.arch`` (ppc64le for SummitDev);
-- base image: CUDA + cuDNN on GPU sites, Intel oneAPI (MKL, compilers) on CPU sites;
+- base image: CUDA + cuDNN on GPU sites, Intel oneAPI (MKL, compilers) on CPU sites, Debian
+  bookworm on this machine (``detect: true`` without GPUs: `local`, `local-slurm`);
 - MPI: ``launcher.mpi`` when set, else by launcher: jsrun → OpenMPI (Spectrum MPI is OpenMPI
   based), ibrun → Intel MPI, srun/aprun on a Cray (network "Cray ...") → MPICH (ABI-compatible
-  with Cray MPICH), other srun/mpirun → OpenMPI with UCX; OFED for InfiniBand networks;
-- torch (pip on x86_64; conda-forge on ppc64le, where PyPI has no wheels), blosc, h5py, Horovod
-  0.28.1 built with NCCL on GPU sites (its CMake C++ standard raised to 17 for torch ≥ 2.1),
-  and hpcscale itself from the build context.
+  with Cray MPICH), other srun/mpirun → OpenMPI with UCX; OFED for InfiniBand networks; none on
+  this machine (Gloo);
+- torch (pip on x86_64: CUDA 11.8 builds on GPU sites, CPU builds elsewhere; conda-forge on
+  ppc64le, where PyPI has no wheels), blosc, h5py, and Horovod 0.28.1 built by the project's one
+  build script, ``scripts/build-horovod.sh``, with the flags it takes everywhere: ``--cuda-cc``
+  from the site's GPUs (``node.gpus.cuda_cc``, or the model's), ``--mpi`` where the image has MPI;
+- hpcscale itself.
+
+Every recipe builds in the context ``hpcscale container build`` assembles: ``src/`` (the
+hpcscale source) and, for this machine's recipe, ``build/`` (the CPU torch wheel the host
+installed, the host's Horovod wheel cache, pinned requirements and the host's CA bundle, so that
+pip reaches PyPI through this machine's proxy and nothing multi-GB is downloaded).
 
 hpccm keeps its output format and architecture in module-level configuration; ``recipe`` sets
 both on every call.
@@ -21,12 +30,26 @@ from __future__ import annotations
 from typing import Literal
 
 from hpcscale import __version__
+from hpcscale.errors import UserError
 from hpcscale.sites.models import Site
 
 Format = Literal["singularity", "docker"]
-CUDA_BASE = "nvcr.io/nvidia/cuda:11.8.0-cudnn8-devel-ubuntu20.04"  # multi-arch, sm_35–sm_90
+# CUDA 11.8 still builds for sm_35 (K20X) to sm_90. Ubuntu 22.04 has Python 3.10, which hpcscale
+# needs; the ppc64le image stays on 20.04 (its Python comes from conda-forge).
+CUDA_BASE = "nvcr.io/nvidia/cuda:11.8.0-cudnn8-devel-ubuntu22.04"
+CUDA_BASE_PPC64LE = "nvcr.io/nvidia/cuda:11.8.0-cudnn8-devel-ubuntu20.04"
 ONEAPI_BASE = "intel/oneapi-hpckit:2023.2.1-devel-ubuntu22.04"
+# This machine's image: `hpcscale container build` puts a locally built Debian root file system
+# in its place when no registry is reachable.
+LOCAL_BASE = "debian:bookworm-slim"
+LOCAL_PYTHON = "3.11"  # bookworm's python3: the torch and Horovod wheels are for it
+TORCH_GPU = "torch==2.7.1 --index-url https://download.pytorch.org/whl/cu118"  # + NCCL (cu11)
+TORCH_CPU = "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
 HOROVOD = "0.28.1"
+HOROVOD_SCRIPT = "src/scripts/build-horovod.sh"  # in the build context
+BUILD = "/var/tmp/hpcscale-build"  # the context's build/ inside the image, removed after use
+VENV = "/opt/venv"
+CONDA_PREFIX = "/usr/local/anaconda"  # hpccm's conda building block installs there
 PY_PACKAGES = [
     "numpy",
     "blosc",
@@ -64,19 +87,17 @@ def recipe(site: Site, fmt: Format = "singularity") -> str:
     if site.node is None:
         raise ValueError("resolve the site (detect its node) before making its recipe")
     hpccm.config.set_container_format(fmt)
-    gpu = site.node.gpus is not None
+    if is_local(site):
+        return _local_recipe(site, hpccm, bb, pr)
+    gpus = site.node.gpus
     arch = site.node.arch
-    distro = "ubuntu20" if gpu else "ubuntu22"
+    cuda_cc = _cuda_cc(site)
+    ppc = arch == "ppc64le"
+    distro = "ubuntu20" if gpus is not None and ppc else "ubuntu22"
+    base = (CUDA_BASE_PPC64LE if ppc else CUDA_BASE) if gpus is not None else ONEAPI_BASE
     stage = hpccm.Stage()
-    stage += pr.baseimage(image=CUDA_BASE if gpu else ONEAPI_BASE, _arch=arch, _distro=distro)
-    stage += pr.label(
-        metadata={
-            "org.hpcscale.site": site.name,
-            "org.hpcscale.arch": arch,
-            "org.hpcscale.version": __version__,
-            "org.hpcscale.descriptor-sha256": site.digest(),
-        }
-    )
+    stage += pr.baseimage(image=base, _arch=arch, _distro=distro)
+    stage += _labels(pr, site)
     stage += bb.packages(
         ospackages=[
             "python3",
@@ -92,11 +113,96 @@ def recipe(site: Site, fmt: Format = "singularity") -> str:
     infiniband = "infiniband" in site.network.lower() or "edr" in site.network.lower()
     if infiniband:
         stage += bb.mlnx_ofed()
-    stage += _mpi(bb, mpi_flavour(site), gpu, infiniband)
-    stage += _python_stack(bb, pr, arch, gpu)
-    stage += pr.copy(src=".", dest="/opt/hpcscale")
+    stage += _mpi(bb, mpi_flavour(site), gpus is not None, infiniband)
+    stage += _python_stack(bb, pr, arch, gpus is not None)
+    stage += pr.copy(src=HOROVOD_SCRIPT, dest=f"{BUILD}/build-horovod.sh")
+    # ppc64le has NCCL from conda-forge (PyPI has no nvidia-nccl wheels for it)
+    # and its torch is conda's
+    nccl = CONDA_PREFIX if ppc else None
+    python = f"{CONDA_PREFIX}/bin/python" if ppc else "python3"
+    stage += pr.shell(
+        commands=[horovod_command(python, cuda_cc, mpi=True, nccl_home=nccl), f"rm -rf {BUILD}"]
+    )
+    stage += pr.copy(src="src", dest="/opt/hpcscale")
     stage += pr.shell(commands=["python3 -m pip install --no-deps /opt/hpcscale"])
     stage += pr.environment(variables={"HPCSCALE_SITE": site.name, "PYTHONUNBUFFERED": "1"})
+    stage += pr.runscript(commands=["python3 -m hpcscale.train"])
+    return str(stage) + "\n"
+
+
+def is_local(site: Site) -> bool:
+    """This machine's CPU image (a Debian base, the host's own torch wheel): ``container.recipe:
+    local`` (`local`, `local-slurm`)."""
+    return site.container.recipe == "local"
+
+
+def horovod_command(
+    python: str, cuda_cc: str | None, mpi: bool, nccl_home: str | None = None
+) -> str:
+    """The one Horovod build, as every recipe runs it (the script's own cache under BUILD)."""
+    flags = [f"--python {python}", f"--cache {BUILD}/wheels"]
+    if cuda_cc:
+        flags.append(f"--cuda-cc {cuda_cc}")
+    if cuda_cc and nccl_home:
+        flags.append(f"--nccl-home {nccl_home}")
+    if mpi:
+        flags.append("--mpi")
+    return f"bash {BUILD}/build-horovod.sh {' '.join(flags)}"
+
+
+def _cuda_cc(site: Site) -> str | None:
+    gpus = site.node.gpus if site.node else None
+    if gpus is None:
+        return None
+    if gpus.cuda_archs is None:
+        raise UserError(
+            f"site {site.name}: node.gpus.model {gpus.model!r} has no known CUDA compute "
+            "capability; set node.gpus.cuda_cc (e.g. '70' for V100, '80' for A100)"
+        )
+    return gpus.cuda_archs
+
+
+def _labels(pr, site: Site):  # type: ignore[no-untyped-def]
+    return pr.label(
+        metadata={
+            "org.hpcscale.site": site.name,
+            "org.hpcscale.arch": site.node.arch if site.node else "",
+            "org.hpcscale.version": __version__,
+            "org.hpcscale.descriptor-sha256": site.digest(),
+        }
+    )
+
+
+def _local_recipe(site: Site, hpccm, bb, pr) -> str:  # type: ignore[no-untyped-def]
+    """Debian bookworm, a venv with the host's CPU torch wheel and pinned requirements, Horovod
+    (CPU/Gloo) from the same script and its cached wheel, hpcscale; no MPI (srun starts the
+    ranks, Gloo connects them)."""
+    pip = f"PIP_CERT={BUILD}/ca.crt {VENV}/bin/python -m pip"
+    stage = hpccm.Stage()
+    stage += pr.baseimage(image=LOCAL_BASE, _arch=site.node.arch, _distro="ubuntu22")
+    stage += bb.packages(ospackages=["ca-certificates", "python3", "python3-venv"])
+    stage += pr.copy(src="build", dest=BUILD)
+    stage += pr.copy(src=HOROVOD_SCRIPT, dest=f"{BUILD}/build-horovod.sh")
+    stage += pr.shell(
+        commands=[
+            f"python3 -m venv {VENV}",
+            f"{pip} install --no-cache-dir {BUILD}/wheels/torch-*.whl -r {BUILD}/requirements.txt",
+            f"PIP_CERT={BUILD}/ca.crt {horovod_command(f'{VENV}/bin/python', None, mpi=False)}",
+            f"rm -rf {BUILD}",
+        ]
+    )
+    stage += pr.copy(src="src", dest="/opt/hpcscale")
+    stage += pr.shell(
+        commands=[f"{VENV}/bin/python -m pip install --no-deps --no-build-isolation /opt/hpcscale"]
+    )
+    stage += _labels(pr, site)  # last: a descriptor change rebuilds only what follows
+    stage += pr.environment(
+        variables={
+            "PATH": f"{VENV}/bin:$PATH",
+            "HPCSCALE_SITE": site.name,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     stage += pr.runscript(commands=["python3 -m hpcscale.train"])
     return str(stage) + "\n"
 
@@ -123,24 +229,7 @@ def _python_stack(bb, pr, arch: str, gpu: bool):  # type: ignore[no-untyped-def]
             )
         )
     else:
-        parts.append(pr.shell(commands=["python3 -m pip install --no-cache-dir torch"]))
+        torch = TORCH_GPU if gpu else TORCH_CPU
+        parts.append(pr.shell(commands=[f"python3 -m pip install --no-cache-dir {torch}"]))
     parts.append(bb.pip(pip="pip3", packages=PY_PACKAGES))
-    ops = "HOROVOD_GPU_OPERATIONS=NCCL" if gpu else "HOROVOD_CPU_OPERATIONS=MPI"
-    src = f"/var/tmp/horovod-{HOROVOD}"
-    parts.append(
-        pr.shell(
-            commands=[
-                # Horovod 0.28.1 asks for C++14; torch >= 2.1 headers need C++17.
-                f"python3 -m pip download --no-deps --no-binary=:all: -d /var/tmp "
-                f"horovod=={HOROVOD}",
-                f"tar -xzf {src}.tar.gz -C /var/tmp",
-                f"sed -i 's/CMAKE_CXX_STANDARD 14/CMAKE_CXX_STANDARD 17/' {src}/CMakeLists.txt "
-                f"{src}/horovod/torch/CMakeLists.txt",
-                f"CMAKE_POLICY_VERSION_MINIMUM=3.5 {ops} HOROVOD_WITH_PYTORCH=1 HOROVOD_WITH_MPI=1 "
-                "HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_MXNET=1 "
-                f"python3 -m pip install --no-build-isolation --no-cache-dir {src}",
-                f"rm -rf {src} {src}.tar.gz",
-            ]
-        )
-    )
     return parts

@@ -20,6 +20,7 @@ from typing import Any
 import jinja2
 
 from hpcscale import __version__
+from hpcscale.containers.runtime import recorded_digest
 from hpcscale.errors import RenderError
 from hpcscale.plan import CHECKPOINT_LEAD_S, JobPlan
 from hpcscale.resources import resource_dir
@@ -177,6 +178,10 @@ def job_environment(site: Site, plan: JobPlan, extra: Mapping[str, str]) -> dict
     }
     if site.container.enabled and site.container.image:
         env["HPCSCALE_IMAGE"] = site.container.image  # the core records its digest
+        # read here, where the image was built: a rank inside the image cannot see the file
+        digest = recorded_digest(site.container.image)
+        if digest:
+            env["HPCSCALE_IMAGE_DIGEST"] = digest
     env.update(site.env)
     env.update(extra)
     for name in env:

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from submitit.core import core, job_environment
 from submitit.core.utils import JobPaths
 
+from hpcscale.containers.runtime import rank_python
 from hpcscale.plan import JobPlan
 from hpcscale.render.script import JobSpec, render_script
 from hpcscale.schedulers.base import Backend, submit_command
@@ -39,7 +40,7 @@ def script(
 
     spec = replace(
         job,
-        command=shlex.split(submit_command(folder)),
+        command=shlex.split(submit_command(folder, rank_python(site))),
         output=log(paths.stdout),
         error=log(paths.stderr),
         env={**job.env, "SUBMITIT_EXECUTOR": backend.name},
@@ -66,7 +67,7 @@ class SiteExecutor(core.PicklingExecutor):
 
     @property
     def _submitit_command_str(self) -> str:
-        return submit_command(self.folder)
+        return submit_command(self.folder, rank_python(self.site))
 
     def _make_submission_file_text(self, command: str, uid: str) -> str:
         from hpcscale.schedulers.registry import get

@@ -12,6 +12,7 @@ from typing import Any
 import submitit
 from submitit.core.utils import JobPaths
 
+from hpcscale.containers.runtime import rank_python
 from hpcscale.plan import JobPlan
 from hpcscale.render.script import JobSpec, render_script
 from hpcscale.schedulers.base import Backend, submit_command
@@ -60,7 +61,7 @@ class Slurm(Backend):
         stdout, stderr = str(paths.stdout), str(paths.stderr)
         spec = replace(
             job,
-            command=shlex.split(submit_command(folder)),
+            command=shlex.split(submit_command(folder, rank_python(site))),
             output=stdout.replace("%t", "0"),
             error=stderr.replace("%t", "0"),
             launcher_args=["--unbuffered", "--output", stdout, "--error", stderr],

@@ -28,7 +28,7 @@ from pydantic import (
 
 SchedulerKind = Literal["slurm", "lsf", "pbs", "local"]
 LauncherKind = Literal["srun", "jsrun", "mpirun", "ibrun", "aprun", "torchrun", "local"]
-RuntimeKind = Literal["apptainer", "singularity", "shifter", "sarus", "none"]
+RuntimeKind = Literal["apptainer", "singularity", "shifter", "sarus", "charliecloud", "none"]
 EngineKind = Literal["torch", "horovod"]
 Arch = Literal["x86_64", "ppc64le", "aarch64"]
 GpuLink = Literal["nvlink", "pcie"]
@@ -44,6 +44,10 @@ EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 SiteName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
 Walltime = Annotated[str, AfterValidator(lambda v: _check_walltime(v))]
 PositiveInt = Annotated[int, Field(gt=0)]
+CudaCc = Annotated[str, StringConstraints(pattern=r"^[0-9]{2,3}(,[0-9]{2,3})*$")]
+# Compute capability by GPU model (a substring of node.gpus.model): Horovod's CUDA build needs it.
+CUDA_CC = {"K20X": "35", "K80": "37", "P100": "60", "V100": "70", "A100": "80", "H100": "90",
+           "H200": "90", "L40": "89", "A40": "86"}  # fmt: skip
 
 
 class Strict(BaseModel):
@@ -118,6 +122,11 @@ class Container(Strict):
     image: str | None = Field(None, description="image path or reference")
     binds: list[str] = Field(default_factory=list, description="host paths bound inside")
     options: list[str] = Field(default_factory=list)
+    recipe: Literal["cluster", "local"] = Field(
+        "cluster",
+        description="cluster: the site's CUDA or oneAPI base with its MPI; local: Debian "
+        "bookworm with this machine's CPU torch wheel, no MPI (hpcscale container build here)",
+    )
 
     @model_validator(mode="after")
     def _image_when_enabled(self) -> Container:
@@ -127,12 +136,34 @@ class Container(Strict):
             raise ValueError("container.enabled needs a container.runtime other than none")
         return self
 
+    @model_validator(mode="after")
+    def _runtime_can_honour(self) -> Container:
+        from hpcscale.containers.runtime import refusals  # a small table: imports nothing heavy
+
+        problems = refusals(self.runtime, self.image, self.binds)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
 
 class Gpus(Strict):
     model: str
     count: PositiveInt = Field(description="GPUs per node")
     memory_gb: float = Field(gt=0)
     link: GpuLink
+    cuda_cc: CudaCc | None = Field(
+        None,
+        description="CUDA compute capabilities to build for, e.g. '60' or '70,80'; default: "
+        "from the model (K20X 35, P100 60, V100 70, A100 80, H100/H200 90)",
+    )
+
+    @property
+    def cuda_archs(self) -> str | None:
+        """``cuda_cc``, else the compute capability of a known model (None if unknown)."""
+        if self.cuda_cc:
+            return self.cuda_cc
+        name = self.model.upper()
+        return next((cc for key, cc in CUDA_CC.items() if key in name), None)
 
 
 class Node(Strict):

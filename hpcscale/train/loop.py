@@ -401,14 +401,28 @@ def _provenance(engine: Engine, jobenv: JobEnvironment) -> dict[str, Any]:
         "site_digest": os.environ.get("HPCSCALE_SITE_DIGEST"),
         "image": os.environ.get("HPCSCALE_IMAGE"),
         "image_digest": os.environ.get("HPCSCALE_IMAGE_DIGEST") or _image_digest(),
+        "container": _container_seen(),
     }
+
+
+def _container_seen() -> str | None:
+    """The runtime this rank runs inside, from the variables each one sets, or None."""
+    for variable, runtime in (
+        ("CH_RUNNING", "charliecloud"),
+        ("APPTAINER_CONTAINER", "apptainer"),
+        ("SINGULARITY_CONTAINER", "singularity"),
+        ("SHIFTER_RUNTIME", "shifter"),
+    ):
+        if os.environ.get(variable):
+            return runtime
+    return None
 
 
 def _image_digest() -> str | None:
     image = os.environ.get("HPCSCALE_IMAGE")
     if not image:
         return None
-    from hpcscale.containers.build import recorded_digest
+    from hpcscale.containers.runtime import recorded_digest
 
     return recorded_digest(image)
 
