@@ -1,58 +1,86 @@
-"""From a study spec to submitted jobs: the site with the study's requests, one ``Point`` per
-job (sizes × sweep grid × folds), the checks made before anything is submitted, the fold data
-sets, and the spec kept in the study folder. ``hpcscale submit`` and ``hpcscale optimize`` both
-start here; ``cli.py`` only turns flags into a ``StudySpec``.
+"""From a study spec to submitted jobs, the one pipeline of ``submit``, ``optimize``, ``render``
+and ``run``: ``resolve`` turns a ``StudySpec`` into typed, checked objects once (the site with
+the study's requests, one ``study.Job`` per size × sweep point × fold, each planned and its
+options parsed as its ranks will parse them); ``stage`` checks what can be known before
+anything slow and readies the data; ``submit`` hands the jobs to the scheduler. The command
+line (``hpcscale.cli``) only turns flags into a ``StudySpec``.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import sys
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
+from hpcscale import workloads
+from hpcscale.containers.runtime import switched, with_binds
+from hpcscale.data.folds import fold_sets
 from hpcscale.errors import UserError
-from hpcscale.plan import JobPlan, Request, plan_job
+from hpcscale.fsutil import atomic_write, folder_lock
+from hpcscale.plan import Request
+from hpcscale.preflight import (
+    check_container,
+    check_data,
+    check_engine,
+    check_scheduler,
+    check_writable,
+)
+from hpcscale.run import cache_root, default_data
+from hpcscale.sites import load_site
+from hpcscale.sites.detect import resolve as resolve_node
 from hpcscale.sites.models import Site
+from hpcscale.sites.registry import with_requests
 from hpcscale.spec import SPEC_NAME, StudySpec, dump, point_args, point_label
-from hpcscale.study import Point
+from hpcscale.spec import load as load_spec
+from hpcscale.study import Job, Point, job_state, load, resolve_job, save, submit_study
+from hpcscale.tables import duration_text, plural, print_collect
 
 
 @dataclass
 class Launch:
-    """A study ready to submit: its site, jobs, data and folder."""
+    """A study resolved: its site, model, jobs, data and folder. ``shape`` is a job of the
+    first size with the study's options only (an optimisation's trials have its shape)."""
 
     spec: StudySpec
     site: Site
     folder: Path
-    points: list[Point]
-    plans: list[JobPlan]
+    model: str
+    jobs: list[Job]
+    shape: Job
     data: Path | None  # the study's data set as given (None: the site's, not yet made)
-    extra: list[str] = field(default_factory=list)
+
+    @property
+    def args(self) -> list[str]:
+        """The training options every job gets (before a point's own)."""
+        return self.spec.train_args()
+
+    def bound(self, data: str) -> Site:
+        """The site with the study folder (K folds' data sets included) and the data bound
+        into the container, as the jobs are submitted."""
+        return with_binds(self.site, [str(Path(self.folder).absolute()), data])
 
 
-def study_site(
-    name: str,
-    sites_dir: list[Path] | None,
-    container: bool | None,
-    requeues: int | None,
-    image: str | None = None,
-    **requests: object,
-) -> Site:
+def study_folder_id(folder: Path) -> str:
+    """The id of the study in ``folder``, or ``<new>`` for a study not yet made."""
+    return load(folder).study if (Path(folder) / "manifest.json").exists() else "<new>"
+
+
+def study_site(spec: StudySpec, sites_dir: list[Path] | None) -> Site:
     """The site a study's jobs run on, for `render` and `submit` alike (so that render shows
     what submit submits): the descriptor, the container switch and image, the per-study
     scheduler requests (validated again) and the requeue limit."""
-    from hpcscale.containers.runtime import switched
-    from hpcscale.sites import load_site
-    from hpcscale.sites.detect import resolve
-    from hpcscale.sites.registry import with_requests
-
-    site = resolve(load_site(name, sites_dir or []))
-    site = with_requests(switched(site, container, image, job_path), **requests)
-    if requeues is None:
+    r = spec.requests
+    site = resolve_node(load_site(spec.site, sites_dir or []))
+    site = with_requests(switched(site, r.container, r.image, job_path), **r.scheduler())
+    if r.requeues is None:
         return site
-    return site.model_copy(update={"limits": site.limits.model_copy(update={"requeues": requeues})})
+    limits = site.limits.model_copy(update={"requeues": r.requeues})
+    return site.model_copy(update={"limits": limits})
 
 
 def job_path(path: str | None) -> str | None:
@@ -83,47 +111,45 @@ def points(spec: StudySpec, folder: Path) -> list[Point]:
     return out
 
 
-def prepare(spec: StudySpec, folder: Path, sites_dir: list[Path] | None, where: str) -> Launch:
-    """The site, the jobs and their shapes; every job's options parsed as its ranks will parse
-    them (a bad sweep value is refused here, naming ``where`` and the job)."""
-    from hpcscale.preflight import check_train_args, job_args
-
-    r = spec.requests
-    site = study_site(spec.site, sites_dir, r.container, r.requeues, image=r.image, **r.scheduler())
-    pts = points(spec, folder) if spec.optimize is None else []
-    plans = [plan_job(site, p.request) for p in pts]
-    extra = spec.train_args()
-    first = plan_job(site, Request(**{spec.size_key: spec.sizes[0]}, walltime=spec.walltime))  # type: ignore[arg-type]
-    check_train_args(job_args(site, first, extra))
-    for point, plan in zip(pts, plans, strict=True):
-        if point.args:
-            try:
-                check_train_args(job_args(site, plan, [*extra, *point.args]))
-            except UserError as exc:
-                raise UserError(f"{where}: job {point.label}: {exc}") from None
+def resolve(spec: StudySpec, folder: Path, sites_dir: list[Path] | None, where: str) -> Launch:
+    """The study, resolved once: the site, the model, every job planned and its options parsed
+    as its ranks will parse them (a bad sweep value is refused here, naming ``where`` and the
+    job), and an optimisation's search space checked against the model's options."""
+    site = study_site(spec, sites_dir)
+    model = workloads.check_name(spec.model or site.workload.model)
+    args = spec.train_args()
+    size = Request(**{spec.size_key: spec.sizes[0]}, walltime=spec.walltime)  # type: ignore[arg-type]
+    shape = resolve_job(site, Point(size), model, args)
+    jobs = []
+    for point in points(spec, folder) if spec.optimize is None else []:
+        try:
+            jobs.append(resolve_job(site, point, model, args))
+        except UserError as exc:
+            if not point.args:
+                raise
+            raise UserError(f"{where}: job {point.label}: {exc}") from None
     if spec.optimize is not None:
-        _check_space(spec, site, first, extra, where)
+        _check_space(spec, site, shape, where)
         if spec.optimize.method == "gp" and importlib.util.find_spec("optuna") is None:
             raise UserError(
                 "optimize.method gp needs Optuna, which is not installed in this Python; "
                 "pip install 'hpcscale[optimize]' (or use --method evolution)"
             )
     data = Path(spec.data) if spec.data else None
-    return Launch(spec, site, folder, pts, plans or [first], data, extra)
+    return Launch(spec, site, folder, model, jobs or [shape], shape, data)
 
 
-def _check_space(spec: StudySpec, site: Site, plan: JobPlan, extra: list[str], where: str) -> None:
+def _check_space(spec: StudySpec, site: Site, shape: Job, where: str) -> None:
     """Every searched option exists for the model and takes its bounds and choices."""
-    from hpcscale.preflight import check_train_args, job_args
-
     assert spec.optimize is not None
     for name, p in spec.optimize.space.items():
         values = p.choices if p.choices is not None else [p.low, p.high]
         for v in values:
             if p.type == "int" and p.choices is None:
                 v = int(v)  # type: ignore[arg-type]
+            point = Point(shape.point.request, args=tuple(point_args({name: v})))  # type: ignore[dict-item]
             try:
-                check_train_args(job_args(site, plan, [*extra, *point_args({name: v})]))  # type: ignore[dict-item]
+                resolve_job(site, point, shape.model, shape.args)
             except UserError as exc:
                 raise UserError(f"{where}: search space option {name}: {exc}") from None
 
@@ -133,12 +159,9 @@ def keep_spec(spec: StudySpec, folder: Path) -> None:
     sizes keeps the spec that lists them). A study of another kind, or an optimisation of
     another search, is refused: its trials would mean nothing to this one (a resumed one may
     have a larger budget or parallelism)."""
-    from hpcscale.fsutil import atomic_write
-    from hpcscale.spec import load
-
     path = Path(folder) / SPEC_NAME
     if path.exists():
-        old = load(path)
+        old = load_spec(path)
         what = [k for k in ("kind", "optimize") if _comparable(old)[k] != _comparable(spec)[k]]
         if what:
             raise UserError(
@@ -157,14 +180,24 @@ def _comparable(spec: StudySpec) -> dict[str, Any]:
     return {"kind": spec.kind, "optimize": opt}
 
 
+def stage(launch: Launch, dry_run: bool, command: str) -> str:
+    """What can be known before anything slow (the folder, the scheduler, the container, the
+    engine), then the data; returns the data path the jobs get. A study's spec is kept in its
+    folder once it has passed every check (a dry run keeps it too: its scripts are the study)."""
+    check_writable(launch.folder, "--study")
+    if not dry_run:
+        check_scheduler(launch.site)
+        check_container(launch.site)
+        check_engine(launch.site)
+    data = prepare_data(launch, dry_run)
+    with folder_lock(launch.folder, command):
+        keep_spec(launch.spec, launch.folder)
+    return data
+
+
 def prepare_data(launch: Launch, dry_run: bool) -> str:
     """The data path the jobs get (made absolute), after generating the site's default set if
     none was given, checking it, and writing the K fold data sets."""
-    from rich.console import Console
-
-    from hpcscale.preflight import check_data, check_writable, job_args
-    from hpcscale.run import cache_root, default_data
-
     site, data = launch.site, launch.data
     if launch.spec.kfold and data is not None and "$" in str(data):
         raise UserError(
@@ -173,55 +206,29 @@ def prepare_data(launch: Launch, dry_run: bool) -> str:
         )
     if data is None and not dry_run:
         check_writable(cache_root(), "the event cache (HPCSCALE_CACHE)")
-        model = _model(launch)
-        with Console(stderr=True).status("generating the site's default event set (cached)"):
-            data = default_data(site, model=model)
+        with Console(stderr=True).status("generating the default data set (once; cached)") as bar:
+            data = default_data(
+                site, lambda done, total: bar.update(f"generating the default data set "
+                                                     f"{done}/{total} (once; cached)"),
+                model=launch.model,
+            )  # fmt: skip
     if data is not None and not dry_run:
         if site.scheduler.kind != "local" and not data.exists():
             print(f"note: --data {data} is not on this machine; the jobs read it there")
         else:
-            biggest = max(launch.plans, key=lambda p: p.ranks)
-            ranks = biggest.ranks
-            for note in check_data(data, ranks, job_args(site, biggest, launch.extra)):
+            biggest = max(launch.jobs, key=lambda job: job.plan.ranks)
+            for note in check_data(data, biggest.plan.ranks, biggest.core, biggest.config):
                 print(note, file=sys.stderr)
     if launch.spec.kfold and not dry_run and data is not None:
-        from hpcscale.data.folds import fold_sets
-
         with Console(stderr=True).status(f"writing {launch.spec.kfold} folds of {data}"):
             fold_sets(data, launch.spec.kfold, launch.folder / "folds")
     return str(job_path(str(data)) if data is not None else site.data_dir)
-
-
-def _model(launch: Launch) -> str:
-    from hpcscale.preflight import check_train_args, job_args
-
-    core, _ = check_train_args(job_args(launch.site, launch.plans[0], launch.extra))
-    return str(core.model)
-
-
-def preflight(launch: Launch, dry_run: bool) -> None:
-    """What can be known before anything slow: the scheduler, the container, the engine."""
-    from hpcscale.preflight import check_container, check_engine, check_scheduler, check_writable
-
-    check_writable(launch.folder, "--study")
-    if not dry_run:
-        check_scheduler(launch.site)
-        check_container(launch.site)
-        check_engine(launch.site)
 
 
 def submit(launch: Launch, data: str, *, dry_run: bool, resubmit: bool, wait: bool | None) -> None:
     """Submit the study's jobs, saying one line per job; on local sites (or with ``wait``) wait
     for them, one at a time for a scaling study or a sweep (each job has the machine to itself,
     so their timings compare), all at once for K folds (their spread is the point)."""
-
-    from rich.console import Console
-
-    from hpcscale.containers.runtime import with_binds
-    from hpcscale.fsutil import folder_lock
-    from hpcscale.study import job_state, load, save, submit_study
-    from hpcscale.tables import duration_text, plural, print_collect
-
     out = Console()
     folder = launch.folder
     wait = launch.site.scheduler.kind == "local" if wait is None else wait
@@ -247,11 +254,9 @@ def submit(launch: Launch, data: str, *, dry_run: bool, resubmit: bool, wait: bo
             _wait([job], f"job {record.label} running")
 
     out.print(f"study {folder} on {launch.site.name}:")
-    # the study folder (K folds' data sets included) and the data, bound into the container
-    site = with_binds(launch.site, [str(Path(folder).absolute()), data])
     submit_study(
-        site, launch.points, folder, Path(data), launch.extra, dry_run=dry_run,
-        resubmit=resubmit, on_job=on_job, kind=launch.spec.kind,
+        launch.bound(data), launch.jobs, folder, Path(data), dry_run=dry_run, resubmit=resubmit,
+        on_job=on_job, kind=launch.spec.kind,
     )  # fmt: skip
     if wait and together and jobs:
         _wait(jobs, f"{plural(len(jobs), 'job')} running together")
@@ -269,10 +274,6 @@ def submit(launch: Launch, data: str, *, dry_run: bool, resubmit: bool, wait: bo
 
 
 def _wait(jobs: list[Any], what: str) -> None:
-    import time
-
-    from rich.console import Console
-
     with Console(stderr=True).status(what):
         while not all(job.done() for job in jobs):
             time.sleep(2)

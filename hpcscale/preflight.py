@@ -1,48 +1,35 @@
 """Checks made before any rank starts: what the data, the site and this machine can tell us.
 
-``check_data`` parses the rank's options with the training core's own parser and asks the
-selected workload (``hpcscale.workloads``) to check the data. Everything else here needs only
+``check_data`` asks the selected workload (``hpcscale.workloads``) to check the data against a
+job's options as its ranks parse them. Everything else here needs only
 the site and the machine. Each check raises ``UserError`` (one line, exit 2) or returns notes
 worth printing.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from hpcscale import workloads
+from hpcscale.containers.runtime import command
 from hpcscale.errors import UserError
-from hpcscale.plan import JobPlan
-from hpcscale.render.script import train_command
+from hpcscale.schedulers.registry import for_site
 from hpcscale.sites.models import Site
+from hpcscale.tables import plural
+from hpcscale.train.config import CoreConfig
 
 
-def job_args(site: Site, plan: JobPlan, extra: list[str]) -> list[str]:
-    """The training core's arguments for one job: the site's workload, then the user's."""
-    return train_command(site, plan, data="-", out="-", extra=extra)[4:]
-
-
-def check_train_args(train_args: list[str]) -> tuple[Any, Any]:
-    """The training core's and the workload's options, parsed as every rank will parse them: an
-    unknown option or a bad value is refused here (one line), not in every rank after the job
-    starts. Returns (core config, workload config)."""
-    from hpcscale.train.config import parse
-
-    return parse(["--data", "-", "--out", "-", *train_args])
-
-
-def check_data(data_folder: Path, ranks: int, train_args: list[str]) -> list[str]:
+def check_data(data_folder: Path, ranks: int, core: CoreConfig, config: Any) -> list[str]:
     """Refuse a data set the job cannot train on; return notes (e.g. TTL out of reach).
 
-    Parses the rank's options as the rank will (unknown or bad options fail here, not in every
-    rank), then asks the selected workload to check the data (layout, model against resolution,
-    a minibatch for every rank)."""
-    from hpcscale import workloads
-
-    core, config = check_train_args(train_args)
+    ``core`` and ``config``: the job's options as its ranks parse them (``study.resolve_job``);
+    the selected workload checks the data (layout, model against resolution, a minibatch for
+    every rank)."""
     spec = workloads.get(core.model)
     batch = core.batch or spec.default_batch
     samples = spec.check(config, Path(data_folder), ranks, batch, core.max_events)
@@ -51,7 +38,7 @@ def check_data(data_folder: Path, ranks: int, train_args: list[str]) -> list[str
     steps = int(samples // ranks // batch * core.epochs)
     if steps < core.ttl_window:
         return [
-            f"note: {steps} steps ({samples} {spec.sample_unit} / {ranks} rank{_s(ranks)} / "
+            f"note: {steps} steps ({samples} {spec.sample_unit} / {plural(ranks, 'rank')} / "
             f"minibatch {batch} × {core.epochs:g} epochs) are fewer than --ttl-window "
             f"{core.ttl_window}: the smoothed loss is never formed, so TTL will not be set; use "
             "more data or --epochs, or a smaller --ttl-window"
@@ -61,8 +48,6 @@ def check_data(data_folder: Path, ranks: int, train_args: list[str]) -> list[str
 
 def check_scheduler(site: Site) -> None:
     """The site's submit command must be on PATH (before any slow work such as data sets)."""
-    from hpcscale.schedulers.registry import for_site
-
     backend = for_site(site)
     command = backend.submit_command
     if command and shutil.which(command) is None:
@@ -77,8 +62,6 @@ def check_engine(site: Site) -> None:
     """A job that trains on this machine (scheduler local, no container) with the Horovod
     engine needs Horovod here; refuse it before any rank starts, naming the build script.
     (Elsewhere the compute nodes' or the image's Python is what counts: not checked here.)"""
-    import importlib.util
-
     if site.engine != "horovod" or site.scheduler.kind != "local" or site.container.enabled:
         return
     if importlib.util.find_spec("horovod") is None:
@@ -92,8 +75,6 @@ def check_engine(site: Site) -> None:
 def check_container(site: Site) -> None:
     """An enabled container needs its runtime's command on PATH (where jobs are submitted), a
     scheduler whose job script wraps the ranks, and, where the image is a local path, the image."""
-    from hpcscale.containers.runtime import command
-
     container = site.container
     if not container.enabled or container.runtime == "none":
         return
@@ -130,7 +111,3 @@ def check_writable(folder: Path, what: str) -> None:
         raise UserError(f"{what} {folder}: cannot write in {probe} ({exc.strerror})") from None
     os.close(fd)
     os.unlink(name)
-
-
-def _s(n: int) -> str:
-    return "" if n == 1 else "s"

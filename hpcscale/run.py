@@ -13,13 +13,17 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from hpcscale import workloads
 from hpcscale.errors import UserError
 from hpcscale.fsutil import atomic_write
-from hpcscale.plan import JobPlan, Request, plan_job
 from hpcscale.render.script import JobSpec, render_script, train_command
 from hpcscale.sites.models import Site
+from hpcscale.train.records import summarize
+
+if TYPE_CHECKING:
+    from hpcscale.study import Job
 
 
 def cache_root() -> Path:
@@ -32,8 +36,6 @@ def default_data(
     """The default data set for ``model`` (default: the site's) on this site, generated on first
     use and cached: the site's workload block describes it when the model trains on the site's
     kind of data, else the model's kind's default size."""
-    from hpcscale import workloads
-
     w = site.workload
     kind = workloads.data_kind(model or w.model)
     if kind == workloads.data_kind(w.model):
@@ -55,28 +57,24 @@ def default_data(
     return folder
 
 
-def local_script(site: Site, plan: JobPlan, data: Path, out: Path, train_args: list[str]) -> str:
+def local_script(site: Site, job: Job, data: Path, out: Path) -> str:
     """The script `hpcscale run` runs: the site's template, ranks started by its launcher
     (torch.distributed.run), each running the training core."""
     command = train_command(
         site,
-        plan,
+        job.plan,
         data=str(data),
         out=str(out),
+        model=job.model,
         python=sys.executable,
-        extra=["--job", out.name, *train_args],
+        extra=["--job", out.name, *job.args],
     )
-    return render_script(site, plan, JobSpec(name=out.name, command=command))
+    return render_script(site, job.plan, JobSpec(name=out.name, command=command))
 
 
-def run_local(
-    site: Site, ranks: int, data: Path, out: Path, walltime: str | None, train_args: list[str]
-) -> tuple[int, dict[str, Any]]:
-    """Render the local job for ``ranks`` ranks into ``out``, run it (its output to
-    ``out/job.log``), and summarise it."""
-    from hpcscale.train.records import summarize
-
-    plan = plan_job(site, Request(ranks=ranks, walltime=walltime))
+def run_local(site: Site, job: Job, data: Path, out: Path) -> tuple[int, dict[str, Any]]:
+    """Render the local job ``job`` (``study.resolve_job``'s) into ``out``, run it (its output
+    to ``out/job.log``), and summarise it."""
     out, data = Path(out).absolute(), Path(data).absolute()  # the script runs with cwd=out
     if out.exists() and any(out.iterdir()):
         raise UserError(
@@ -84,7 +82,7 @@ def run_local(
         )
     out.mkdir(parents=True, exist_ok=True)
     script = out / "job.sh"
-    atomic_write(script, local_script(site, plan, data, out, train_args), mode=0o755)
+    atomic_write(script, local_script(site, job, data, out), mode=0o755)
     start = time.time()
     # The launcher's and the ranks' own output (torchrun's failure report is a page long) goes to
     # job.log; the summary says what failed, in a line per rank.
@@ -92,6 +90,6 @@ def run_local(
         rc = subprocess.run(
             ["bash", str(script)], cwd=out, stdout=log, stderr=subprocess.STDOUT
         ).returncode
-    summary = summarize(out, plan.ranks)
+    summary = summarize(out, job.plan.ranks)
     summary["wall_s"] = time.time() - start
     return rc, summary

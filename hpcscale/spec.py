@@ -23,13 +23,15 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from hpcscale.errors import UserError
 from hpcscale.messages import describe, shown
+from hpcscale.sites.models import Scheduler
 
 SPEC_NAME = "study.yaml"  # the spec's name in a study folder
 # A training option's name (``lr`` → ``--lr``) and a swept value: plain tokens only, so that
@@ -56,26 +58,47 @@ def value_text(value: Value) -> str:
     return str(value)
 
 
-class Requests(BaseModel):
-    """Per-study scheduler requests (``submit``'s options of the same names)."""
+# The scheduler requests a study may set (``submit``'s options of the same names): fields of the
+# descriptor's scheduler block, which stays their one definition (type, bounds, description).
+REQUEST_FIELDS = (
+    "cpus_per_task", "threads_per_core", "memory_gb", "reservation", "nodelist", "exclude",
+    "constraint", "qos",
+)  # fmt: skip
+# How the command line spells a request field where it is not ``--field-name``.
+REQUEST_FLAGS = {"memory_gb": "--mem"}
 
+
+def _request_field(name: str) -> tuple[Any, Any]:
+    """A study request's field: the scheduler field's base type, optional, and description
+    (host lists as typed, ``a,b``). Its constraints are checked where the request meets the
+    descriptor (``sites.registry.with_requests``), so an error names the option and the field."""
+    info = Scheduler.model_fields[name]
+    kind = next(a for a in typing.get_args(info.annotation) if a is not type(None))
+    if typing.get_origin(kind) is Annotated:
+        kind = typing.get_args(kind)[0]
+    if name in ("nodelist", "exclude"):
+        kind = str
+    return kind | None, Field(None, description=info.description)
+
+
+class _RequestsBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     container: bool | None = None
     image: str | None = None  # --image: run the ranks in this image (implies the container)
-    cpus_per_task: int | None = Field(None, ge=1)
-    threads_per_core: int | None = Field(None, ge=1)
-    memory_gb: float | None = Field(None, gt=0)
-    reservation: str | None = None
-    nodelist: str | None = None
-    exclude: str | None = None
-    constraint: str | None = None
-    qos: str | None = None
     requeues: int | None = Field(None, ge=0, le=100)
 
     def scheduler(self) -> dict[str, Any]:
         """The fields that go into the site's scheduler block (``with_requests``)."""
         return self.model_dump(exclude={"container", "image", "requeues"})
+
+
+Requests = create_model(
+    "Requests",
+    __base__=_RequestsBase,
+    __doc__="Per-study scheduler requests (``submit``'s options of the same names).",
+    **{name: _request_field(name) for name in REQUEST_FIELDS},  # type: ignore[call-overload]
+)
 
 
 class Param(BaseModel):
@@ -158,6 +181,13 @@ class StudySpec(BaseModel):
         sizes = getattr(self, given[0])
         if min(sizes) < 1 or len(set(sizes)) != len(sizes):
             raise ValueError(f"{given[0]}: sizes are positive and each given once (got {sizes})")
+        bad = [o for o in self.options if o.split("=", 1)[0] in ("--model", "--data", "--out")]
+        if bad:
+            name = bad[0].split("=", 1)[0]
+            raise ValueError(
+                f"options: {name} is the study's own field, not a training option; give it as "
+                f"{name[2:]}: (or {name} on the command line)"
+            )
         for name, values in self.sweep.items():
             if name in RESERVED or name in SIZE_KEYS:
                 what = "sizes are gpus/nodes/ranks" if name in SIZE_KEYS else "the study sets it"
@@ -201,10 +231,9 @@ class StudySpec(BaseModel):
         return "sweep" if self.sweep else "scaling"
 
     def train_args(self) -> list[str]:
-        """The training core's options every job of the study gets (before its point's own)."""
+        """The training core's options every job of the study gets (before its point's own;
+        the model is not among them: ``model``)."""
         args = list(self.options)
-        if self.model:
-            args += ["--model", self.model]
         if self.target_loss is not None:
             args += ["--target-loss", value_text(self.target_loss)]
         return args

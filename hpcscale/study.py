@@ -24,8 +24,11 @@ from hpcscale.errors import UserError
 from hpcscale.fsutil import atomic_write, atomic_write_json, folder_lock
 from hpcscale.messages import describe
 from hpcscale.plan import JobPlan, Request, plan_job
-from hpcscale.render.script import JobSpec, train_command
+from hpcscale.render.script import JobSpec, train_args
+from hpcscale.schedulers import job_script, make_executor
 from hpcscale.sites.models import Site
+from hpcscale.train.config import CoreConfig, parse
+from hpcscale.train.entry import TrainTask
 
 DONE_STATES = {  # a job in one of these has ended (see ``settled_summary``)
     "completed", "failed", "cancelled", "terminated", "timeout", "out of memory", "node failure",
@@ -54,7 +57,9 @@ class JobRecord(BaseModel):
     value: float | None = None  # an optimisation's figure of merit for this trial
 
 
-class Manifest(BaseModel):
+class StudyManifest(BaseModel):
+    """A study folder's ``manifest.json``: the site, what was asked and every job's record."""
+
     study: str
     site: str
     site_digest: str
@@ -77,13 +82,13 @@ def is_job_folder(folder: Path) -> bool:
     )
 
 
-def load(study: Path) -> Manifest:
+def load(study: Path) -> StudyManifest:
     """A study's manifest; for a single job's folder, a one-job manifest made from its files."""
     path = Path(study) / "manifest.json"
     if is_job_folder(study):
         return job_manifest(Path(study))
     try:
-        return Manifest.model_validate_json(path.read_bytes())
+        return StudyManifest.model_validate_json(path.read_bytes())
     except FileNotFoundError:
         where = f"{study}: no such folder" if not Path(study).is_dir() else f"{path}: no such file"
         raise UserError(
@@ -96,10 +101,12 @@ def load(study: Path) -> Manifest:
                 f"{study} is an events folder (from `hpcscale data generate`), not a study; give "
                 "a study folder (from `hpcscale submit`) or a job folder (from `hpcscale run`)"
             ) from None
-        raise UserError(f"{path}: not a valid study manifest ({describe(exc, Manifest)})") from None
+        raise UserError(
+            f"{path}: not a valid study manifest ({describe(exc, StudyManifest)})"
+        ) from None
 
 
-def job_manifest(folder: Path) -> Manifest:
+def job_manifest(folder: Path) -> StudyManifest:
     """A one-job manifest for a job folder, from its summary (or its first record)."""
     summary: dict[str, Any] = {}
     if (folder / "summary.json").exists():
@@ -121,7 +128,7 @@ def job_manifest(folder: Path) -> Manifest:
         state=summary.get("status", "unknown"),
     )
     site = summary.get("site") or config.get("site") or "local"
-    return Manifest(
+    return StudyManifest(
         study=summary.get("study") or folder.name,
         site=site,
         site_digest=(summary.get("provenance") or {}).get("site_digest") or "-",
@@ -131,13 +138,15 @@ def job_manifest(folder: Path) -> Manifest:
     )
 
 
-def save(study: Path, manifest: Manifest) -> None:
+def save(study: Path, manifest: StudyManifest) -> None:
     if manifest.scheduler == "job":
         return  # a job folder has no manifest to keep
     atomic_write(Path(study) / "manifest.json", manifest.model_dump_json(indent=2) + "\n")
 
 
-def open_study(study: Path, site: Site, request: dict[str, Any], kind: str = "scaling") -> Manifest:
+def open_study(
+    study: Path, site: Site, request: dict[str, Any], kind: str = "scaling"
+) -> StudyManifest:
     """The study's manifest, new or existing (which must be for the same site)."""
     if (Path(study) / "manifest.json").exists():
         manifest = load(study)
@@ -147,7 +156,7 @@ def open_study(study: Path, site: Site, request: dict[str, Any], kind: str = "sc
                 "choose another --study folder"
             )
         return manifest
-    return Manifest(
+    return StudyManifest(
         study=uuid.uuid4().hex[:12],
         site=site.name,
         site_digest=site.digest(),
@@ -164,18 +173,20 @@ def rank_argv(
     study_id: str,
     data: Path | str,
     job_dir: Path,
-    extra: list[str],
+    model: str | None,
+    args: Sequence[str],
     label: str | None = None,
 ) -> list[str]:
-    """Arguments of the training core for one job of the study."""
-    argv = train_command(
+    """Arguments of the training core for one job of the study (submitit calls the core with
+    them directly, so there is no ``python -m hpcscale.train`` in front)."""
+    return train_args(
         site,
         plan,
         data=str(data),
         out=str(job_dir),
-        extra=["--study", study_id, "--job", label or plan.label, *extra],
+        model=model,
+        extra=["--study", study_id, "--job", label or plan.label, *args],
     )
-    return argv[4:]  # drop "python -u -m hpcscale.train": submitit calls the core directly
 
 
 def study_job(
@@ -184,20 +195,19 @@ def study_job(
     study: Path,
     study_id: str,
     data: Path | str,
-    extra: list[str],
+    model: str | None,
+    args: Sequence[str],
     label: str | None = None,
 ) -> tuple[JobSpec, Path, str]:
     """One job of a study: its spec, its submitit folder and the script it submits (the one
     script ``render``, ``submit --dry-run`` and ``submit`` all show and submit). ``label``: the
-    job's name in the study (default: its size's, ``plan.label``)."""
-    from hpcscale.schedulers import job_script
-
+    job's name in the study (default: its size's, ``plan.label``); ``model`` None: the site's."""
     label = label or plan.label
     job_dir = Path(study) / "jobs" / label
     spec = JobSpec(
         name=f"hpcscale-{site.name}-{label}",
         command=["true"],  # replaced by submitit's rank command
-        rank_args=rank_argv(site, plan, study_id, data, job_dir, extra, label),
+        rank_args=rank_argv(site, plan, study_id, data, job_dir, model, args, label),
     )
     folder = job_dir / "submitit"
     return spec, folder, job_script(site, plan, spec, folder)
@@ -222,21 +232,48 @@ class Point:
     generation: int | None = None
 
 
+@dataclass(frozen=True)
+class Job:
+    """One job of a study, resolved once (``resolve_job``): where it stands in the study
+    (``point``), its shape (``plan``), the model and the training options after the site's
+    defaults (the study's, then the point's own), and those options parsed as its ranks will
+    parse them (``core``, the training core's config; ``config``, the workload's)."""
+
+    point: Point
+    plan: JobPlan
+    model: str
+    args: tuple[str, ...]
+    core: CoreConfig
+    config: Any
+
+    @property
+    def label(self) -> str:
+        return self.point.label or self.plan.label
+
+
+def resolve_job(site: Site, point: Point, model: str, args: Sequence[str]) -> Job:
+    """The job ``point`` of a study on ``site``: planned (a size the site cannot hold is refused)
+    and its options parsed as the ranks will parse them (an unknown option or a bad value is
+    refused here, in one line, not in every rank after the job starts)."""
+    plan = plan_job(site, point.request)
+    every = (*args, *point.args)
+    core, config = parse(train_args(site, plan, data="-", out="-", model=model, extra=every))
+    return Job(point, plan, model, every, core, config)
+
+
 def submit_study(
     site: Site,
-    requests: Sequence[Request | Point],
+    jobs: Sequence[Job],
     study: Path,
     data: Path,
-    extra: list[str],
     dry_run: bool = False,
     resubmit: bool = False,
     on_job: Callable[[JobRecord, Any], None] | None = None,
     kind: str = "scaling",
-) -> Manifest:
-    """Plan, render and submit one job per request (or ``Point``); ``on_job(record,
-    submitit_job)`` after each (``submitit_job`` None: the job was not submitted now).
-    ``resubmit``: submit every job again, also those submitted, finished or cancelled before
-    (their folders are kept, renamed).
+) -> StudyManifest:
+    """Render and submit every job (``resolve_job``'s); ``on_job(record, submitit_job)`` after
+    each (``submitit_job`` None: the job was not submitted now). ``resubmit``: submit every job
+    again, also those submitted, finished or cancelled before (their folders are kept, renamed).
 
     Every change to the manifest is one transaction under the study's lock (read, change,
     write atomically), so a second ``submit`` into the same study, or a ``cancel``, can run at the
@@ -244,39 +281,38 @@ def submit_study(
     submitted is not submitted. The lock is not held while ``on_job`` waits for a job.
     """
     study = Path(study).resolve()
-    points = [r if isinstance(r, Point) else Point(r) for r in requests]
-    # refuse the whole study before submitting any of it
-    plans = [(plan_job(site, p.request), p) for p in points]
-    sizes = list(dict.fromkeys(plan.label for plan, _ in plans))  # in order, each once
-    request = {"sizes": sizes, "data": str(data), "extra": extra}
+    sizes = list(dict.fromkeys(job.plan.label for job in jobs))  # in order, each once
+    first = jobs[0] if jobs else None
+    request = {"sizes": sizes, "data": str(data), "model": first.model if first else None,
+               "extra": list(first.args) if first else []}  # fmt: skip
     with folder_lock(study, "hpcscale submit"):
         manifest = open_study(study, site, request, kind)
         before = {j.label: (j.state, j.job_id) for j in manifest.jobs}
         # The whole study is listed from the start: `cancel` can stop what is not submitted yet.
-        for plan, point in plans:
-            if manifest.job(point.label or plan.label) is None:
-                manifest.jobs.append(_record(plan, "planned", point))
+        for job in jobs:
+            if manifest.job(job.label) is None:
+                manifest.jobs.append(_record(job, "planned"))
         save(study, manifest)
-    for plan, point in plans:
-        label = point.label or plan.label
+    for job in jobs:
         with folder_lock(study, "hpcscale submit"):
             manifest = load(study)
-            record = manifest.job(label)
-            assert record is not None  # listed above; jobs are never removed
+            record = manifest.job(job.label)
+            if record is None:  # listed above; jobs are never removed
+                raise RuntimeError(f"{study}: job {job.label} vanished from the manifest")
             # --resubmit: the jobs as they were when this submit began (not one that another
             # submit has just submitted, nor one that `cancel` has just stopped)
-            again = resubmit and before.get(label) == (record.state, record.job_id)
+            again = resubmit and before.get(job.label) == (record.state, record.job_id)
             if record.state in RESUBMITTABLE or again:
-                record, job = _submit_one(site, plan, point, study, manifest, data, extra, dry_run)
+                record, submitted = _submit_one(site, job, study, manifest, data, dry_run)
             else:
-                job = None
+                submitted = None
         if on_job:
-            on_job(record, job)
+            on_job(record, submitted)
     with folder_lock(study, "hpcscale submit"):
         return load(study)
 
 
-def create_study(study: Path, site: Site, request: dict[str, Any], kind: str) -> Manifest:
+def create_study(study: Path, site: Site, request: dict[str, Any], kind: str) -> StudyManifest:
     """The study's manifest, written now if new (a study whose jobs come later: a search)."""
     with folder_lock(study, f"hpcscale {kind}"):
         manifest = open_study(Path(study).resolve(), site, request, kind)
@@ -285,35 +321,32 @@ def create_study(study: Path, site: Site, request: dict[str, Any], kind: str) ->
 
 
 def submit_point(
-    site: Site, point: Point, study: Path, data: Path, extra: list[str], command: str
+    site: Site, job: Job, study: Path, data: Path, command: str
 ) -> tuple[JobRecord, Any]:
     """List and submit one more job in an existing study, in one transaction (an optimiser's
     next trial). A job already listed under its label is left as it is: (its record, None)."""
     study = Path(study).resolve()
-    plan = plan_job(site, point.request)
-    label = point.label or plan.label
     with folder_lock(study, command):
         manifest = load(study)
-        record = manifest.job(label)
+        record = manifest.job(job.label)
         if record is not None and record.state not in RESUBMITTABLE:
             return record, None
         if record is None:
-            manifest.jobs.append(_record(plan, "planned", point))
+            manifest.jobs.append(_record(job, "planned"))
             save(study, manifest)
-        return _submit_one(site, plan, point, study, manifest, data, extra, False)
+        return _submit_one(site, job, study, manifest, data, False)
 
 
-def _record(plan: JobPlan, state: str, point: Point | None = None) -> JobRecord:
-    point = point or Point(Request(ranks=plan.ranks))
-    label = point.label or plan.label
+def _record(job: Job, state: str) -> JobRecord:
+    plan, point = job.plan, job.point
     return JobRecord(
-        label=label,
+        label=job.label,
         gpus=plan.gpus,
         ranks=plan.ranks,
         nodes=plan.nodes,
         walltime_s=plan.walltime_s,
-        folder=f"jobs/{label}",
-        script=f"jobs/{label}/job.sh",
+        folder=f"jobs/{job.label}",
+        script=f"jobs/{job.label}/job.sh",
         state=state,
         params=dict(point.params),
         args=list(point.args),
@@ -326,36 +359,30 @@ def _record(plan: JobPlan, state: str, point: Point | None = None) -> JobRecord:
 
 def _submit_one(
     site: Site,
-    plan: JobPlan,
-    point: Point,
+    job: Job,
     study: Path,
-    manifest: Manifest,
+    manifest: StudyManifest,
     data: Path,
-    extra: list[str],
     dry_run: bool,
 ) -> tuple[JobRecord, Any]:
     """Write one job's script and submit it (the caller holds the study's lock)."""
-    from hpcscale.schedulers import make_executor
-    from hpcscale.train.entry import TrainTask
-
-    label = point.label or plan.label
+    label, plan = job.label, job.plan
     job_dir = study / "jobs" / label
     old = manifest.job(label)
     if old is not None and old.job_id is not None and job_dir.exists():
         _archive(job_dir)  # a re-submit keeps the earlier attempt's records beside the new ones
     job_dir.mkdir(parents=True, exist_ok=True)
-    args = [*extra, *point.args]
     spec, submitit_dir, script = study_job(
-        site, plan, study, manifest.study, point.data or data, args, label
+        site, plan, study, manifest.study, job.point.data or data, job.model, job.args, label
     )
     atomic_write(job_dir / "job.sh", script)
-    record = _record(plan, "dry-run" if dry_run else "planned", point)
+    record = _record(job, "dry-run" if dry_run else "planned")
     manifest.jobs = [record if j.label == label else j for j in manifest.jobs]
     save(study, manifest)
     if dry_run:
         return record, None
     try:
-        job = make_executor(site, plan, spec, submitit_dir).submit(TrainTask(spec.rank_args))
+        submitted = make_executor(site, plan, spec, submitit_dir).submit(TrainTask(spec.rank_args))
     except Exception as exc:
         record.state, record.error = "submit-failed", _one_line(exc)
         save(study, manifest)
@@ -363,9 +390,13 @@ def _submit_one(
             f"submitting job {label} failed: {record.error}; "
             f"{study}/manifest.json lists what was submitted"
         ) from exc
-    record.job_id, record.state, record.submitted_at = str(job.job_id), "submitted", time.time()
+    record.job_id, record.state, record.submitted_at = (
+        str(submitted.job_id),
+        "submitted",
+        time.time(),
+    )
     save(study, manifest)
-    return record, job
+    return record, submitted
 
 
 def _archive(job_dir: Path) -> None:
@@ -394,7 +425,9 @@ STILL_ACTIVE = {"pending", "running", "requeued", "configuring", "completing", "
                 "resizing", "submitted", "unknown"}  # fmt: skip
 
 
-def settled_summary(study: Path, manifest: Manifest, record: JobRecord) -> dict[str, Any] | None:
+def settled_summary(
+    study: Path, manifest: StudyManifest, record: JobRecord
+) -> dict[str, Any] | None:
     """The job's summary, made truthful with its scheduler's word on how it ended.
 
     A summary that says "failed" or "terminated" is told apart by the scheduler's final state:
@@ -442,7 +475,7 @@ def _read_summary(path: Path) -> dict[str, Any] | None:
     return summary if isinstance(summary, dict) else None
 
 
-def job_state(study: Path, manifest: Manifest, record: JobRecord) -> str:
+def job_state(study: Path, manifest: StudyManifest, record: JobRecord) -> str:
     """The job's state: its settled summary's status if it has ended, else the scheduler's."""
     summary = settled_summary(study, manifest, record)
     if summary is not None:

@@ -43,7 +43,7 @@ def test_job_script_matches_golden(site_name, size, fixed_local, regen, monkeypa
     site = resolve(load_site(site_name))
     label, request = _requests(site_name)[0 if size == "small" else 1]
     plan = plan_job(site, request)
-    _, _, script = study_job(site, plan, STUDY, "0123abcd", site.data_dir, [])
+    _, _, script = study_job(site, plan, STUDY, "0123abcd", site.data_dir, None, [])
     check_golden(GOLDEN / "scripts" / f"{site_name}-{label}.sh", script, regen)
 
 
@@ -51,11 +51,12 @@ def test_job_script_matches_golden(site_name, size, fixed_local, regen, monkeypa
 def test_local_run_script_matches_golden(ranks, fixed_local, regen, monkeypatch):
     """`hpcscale run` runs the local site's own template (not submitit): its script too."""
     from hpcscale.run import local_script
+    from hpcscale.study import Point, resolve_job
 
     monkeypatch.setattr(sys, "executable", PYTHON)
     site = resolve(load_site("local"))
-    plan = plan_job(site, Request(ranks=ranks))
-    script = local_script(site, plan, Path("/scratch/events"), Path("/scratch/runs/first"), [])
+    job = resolve_job(site, Point(Request(ranks=ranks)), site.workload.model, [])
+    script = local_script(site, job, Path("/scratch/events"), Path("/scratch/runs/first"))
     check_golden(GOLDEN / "scripts" / f"local-run-{ranks}r.sh", script, regen)
 
 

@@ -319,7 +319,7 @@ def test_10_status_reads_lsf_and_pbs_states(tmp_path, fake_scheduler, scheduler,
     import json
     import time
 
-    from hpcscale.study import JobRecord, Manifest, save
+    from hpcscale.study import JobRecord, StudyManifest, save
 
     study = tmp_path / "study"
     record = JobRecord(
@@ -327,7 +327,7 @@ def test_10_status_reads_lsf_and_pbs_states(tmp_path, fake_scheduler, scheduler,
         script="jobs/4g/job.sh", job_id=job_id, state="submitted",
     )  # fmt: skip
     (study / "jobs" / "4g" / "submitit").mkdir(parents=True)
-    save(study, Manifest(study="s", site="x", site_digest="-", scheduler=scheduler,
+    save(study, StudyManifest(study="s", site="x", site_digest="-", scheduler=scheduler,
                          created=time.time(), jobs=[record]))  # fmt: skip
     state_file = fake_scheduler.state / f"job-{job_id}.json"
     for fake, shown in (({"state": "RUNNING"}, "running"), ({"state": "DONE", "rc": 1}, "failed")):

@@ -20,7 +20,8 @@ from hpcscale.optimize.space import decode, encode
 from hpcscale.sites import load_site
 from hpcscale.sites.detect import resolve
 from hpcscale.spec import Optimize, StudySpec, parse_sweep
-from hpcscale.study import JobRecord, create_study, load, save
+from hpcscale.plan import Request
+from hpcscale.study import JobRecord, Point, create_study, load, resolve_job, save
 
 # --- K-fold -----------------------------------------------------------------------------------
 
@@ -149,7 +150,8 @@ class FakeTrials:
         self.study, self.submitted, self.interrupt_after = study, [], interrupt_after
         self.running = interrupt_after is not None  # leave every other trial running
 
-    def __call__(self, site, point, study, data, extra, command):  # type: ignore[no-untyped-def]
+    def __call__(self, site, job, study, data, command):  # type: ignore[no-untyped-def]
+        point = job.point
         self.submitted.append(point.label)
         record = JobRecord(label=point.label, gpus=0, ranks=1, nodes=1, walltime_s=600,
                            folder=f"jobs/{point.label}", script="job.sh", job_id=str(os.getpid()),
@@ -184,12 +186,13 @@ def test_an_interrupted_search_resumes_without_running_a_trial_twice(
     opt = {"method": method, "space": space, "trials": 6, "parallel": 2, "population": 3}
     spec = StudySpec(site="local", ranks=[1], optimize=opt)  # type: ignore[arg-type]
     create_study(study, site, {}, "optimize")
+    shape = resolve_job(site, Point(Request(ranks=1)), site.workload.model, [])
     first = FakeTrials(study, interrupt_after=3)
     monkeypatch.setattr(driver, "submit_point", first)
     monkeypatch.setattr(driver.time, "sleep", first.sleep)
     said: list[str] = []
     with pytest.raises(KeyboardInterrupt):
-        driver.run(spec, site, study, "data", [], said.append, poll_s=0.01)
+        driver.run(spec, site, study, "data", shape, said.append, poll_s=0.01)
     n = len(first.submitted)
     assert 3 <= n < 6 and first.submitted == [f"t00{i}" for i in range(n)]
     running = [r.label for r in load(study).jobs if r.state == "running"]
@@ -202,7 +205,7 @@ def test_an_interrupted_search_resumes_without_running_a_trial_twice(
     monkeypatch.setattr(driver, "submit_point", second)
     monkeypatch.setattr(driver.time, "sleep", second.sleep)
     said.clear()
-    trials = driver.run(spec, site, study, "data", [], said.append, poll_s=0.01)
+    trials = driver.run(spec, site, study, "data", shape, said.append, poll_s=0.01)
     assert second.submitted == [f"t00{i}" for i in range(n, 6)]  # only what the budget lacked
     assert said[0] == f"resuming: {n} of 6 trials finished, 0 running"
     assert [t.label for t in trials] == [f"t00{i}" for i in range(6)]

@@ -22,16 +22,17 @@ from hpcscale.errors import UserError
 from hpcscale.fsutil import folder_lock
 from hpcscale.optimize import evolution
 from hpcscale.optimize.space import decode, describe, encode
-from hpcscale.plan import Request
 from hpcscale.sites.models import Site
 from hpcscale.spec import Optimize, StudySpec, Value, point_args
 from hpcscale.study import (
     DONE_STATES,
     STILL_ACTIVE,
+    Job,
     JobRecord,
     Point,
     job_state,
     load,
+    resolve_job,
     save,
     settled_summary,
     submit_point,
@@ -119,15 +120,16 @@ def run(
     site: Site,
     study: Path,
     data: str,
-    extra: list[str],
+    shape: Job,
     say: Callable[[str], None],
     poll_s: float = 2.0,
 ) -> list[JobRecord]:
     """Run (or resume) the search until ``spec.optimize.trials`` trials have ended; one line
-    through ``say`` per trial submitted and per trial finished. Returns the trials."""
+    through ``say`` per trial submitted and per trial finished; every trial is a job of
+    ``shape`` (its size, model and the study's options) with its own options. Returns the
+    trials."""
     opt = spec.optimize
     assert opt is not None
-    request = Request(**{spec.size_key: spec.sizes[0]}, walltime=spec.walltime)  # type: ignore[arg-type]
     trials = refresh(study, opt.objective)
     told: set[str] = set()  # the trials whose line has been said (on resume: all, again)
     if trials:
@@ -147,7 +149,7 @@ def run(
         free = min(opt.parallel - len(running), opt.trials - len(trials))
         new = propose(opt, trials, free) if free > 0 else []
         for params, generation in new:
-            trials.append(_submit(site, study, data, extra, request, params, generation, trials))
+            trials.append(_submit(site, study, data, shape, params, generation, trials))
             say(f"  {trials[-1].label}: submitted as job {trials[-1].job_id} "
                 f"({describe(params)})")  # fmt: skip
         if not new:
@@ -160,16 +162,16 @@ def _submit(
     site: Site,
     study: Path,
     data: str,
-    extra: list[str],
-    request: Request,
+    shape: Job,
     params: dict[str, Value],
     generation: int | None,
     trials: list[JobRecord],
 ) -> JobRecord:
     n = len(trials)
-    point = Point(request, f"t{n:03d}", tuple(point_args(params)), params=params, trial=n,
-                  generation=generation)  # fmt: skip
-    record, _ = submit_point(site, point, study, Path(data), extra, COMMAND)
+    point = Point(shape.point.request, f"t{n:03d}", tuple(point_args(params)), params=params,
+                  trial=n, generation=generation)  # fmt: skip
+    job = resolve_job(site, point, shape.model, shape.args)
+    record, _ = submit_point(site, job, study, Path(data), COMMAND)
     return record
 
 

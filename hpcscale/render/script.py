@@ -19,7 +19,7 @@ from typing import Any
 
 import jinja2
 
-from hpcscale import __version__
+from hpcscale import __version__, workloads
 from hpcscale.containers.runtime import recorded_digest
 from hpcscale.errors import RenderError
 from hpcscale.plan import CHECKPOINT_LEAD_S, JobPlan
@@ -124,20 +124,34 @@ def train_command(
     *,
     data: str,
     out: str,
+    model: str | None = None,
     python: str = "python",
     extra: Iterable[str] = (),
 ) -> list[str]:
-    """The argv every rank runs: the shared training core with the site's workload. An option
-    given in ``extra`` replaces the site's default for it (each option reaches the rank once).
-    The site's workload settings apply when the model trains on the site's kind of data; another
-    model (``--model cms-jets`` on a LArTPC site) runs with its own defaults."""
-    from hpcscale import workloads
+    """The argv every rank runs: ``python -u -m hpcscale.train`` and ``train_args``."""
+    args = train_args(site, plan, data=data, out=out, model=model, extra=extra)
+    return [python, "-u", "-m", "hpcscale.train", *args]
 
+
+def train_args(
+    site: Site,
+    plan: JobPlan,
+    *,
+    data: str,
+    out: str,
+    model: str | None = None,
+    extra: Iterable[str] = (),
+) -> list[str]:
+    """The training core's arguments for one job: ``model`` (default: the site's) with the
+    site's training defaults, then ``extra``. An option given in ``extra`` replaces the site's
+    default for it (each option reaches the rank once). The site's defaults apply when the
+    model trains on the site's kind of data; another model (``cms-jets`` on a LArTPC site) runs
+    with its own defaults."""
     w = site.workload
     extra = list(extra)
     given = {arg.split("=", 1)[0] for arg in extra if arg.startswith("--")}
-    model = selected_model(w.model, extra)
-    defaults = [("--model", w.model)]
+    model = model or w.model
+    defaults = [("--model", model)]
     own: list[str] = []
     if workloads.data_kind(model) == workloads.data_kind(w.model):
         defaults += [
@@ -147,23 +161,11 @@ def train_command(
         own = list(w.options)
     defaults.append(("--max-requeues", str(site.limits.requeues)))
     return [
-        python, "-u", "-m", "hpcscale.train",
         "--site", site.name, "--engine", site.engine, "--data", data, "--out", out,
         *[part for flag, value in defaults if flag not in given for part in (flag, value)],
         "--time-limit", str(plan.walltime_s),
         *own, *extra,
     ]  # fmt: skip
-
-
-def selected_model(default: str, extra: Iterable[str]) -> str:
-    """The model a rank will train: the last ``--model`` in ``extra``, else ``default``."""
-    model, args = default, list(extra)
-    for i, arg in enumerate(args):
-        if arg == "--model" and i + 1 < len(args):
-            model = args[i + 1]
-        elif arg.startswith("--model="):
-            model = arg.split("=", 1)[1]
-    return model
 
 
 def job_environment(site: Site, plan: JobPlan, extra: Mapping[str, str]) -> dict[str, str]:
