@@ -17,10 +17,10 @@ from hpcscale.data.folds import assign, fold_sets
 from hpcscale.fsutil import atomic_write_json, folder_lock
 from hpcscale.optimize import driver, evolution
 from hpcscale.optimize.space import decode, encode
+from hpcscale.plan import Request
 from hpcscale.sites import load_site
 from hpcscale.sites.detect import resolve
 from hpcscale.spec import Optimize, StudySpec, parse_sweep
-from hpcscale.plan import Request
 from hpcscale.study import JobRecord, Point, create_study, load, resolve_job, save
 
 # --- K-fold -----------------------------------------------------------------------------------
