@@ -27,11 +27,13 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from hpcscale.errors import UserError
 from hpcscale.messages import describe, shown
 from hpcscale.sites.models import Scheduler
+from hpcscale.sites.yamlload import load_yaml
 
 SPEC_NAME = "study.yaml"  # the spec's name in a study folder
 # A training option's name (``lr`` → ``--lr``) and a swept value: plain tokens only, so that
@@ -300,8 +302,6 @@ def load(path: Path) -> StudySpec:
 
 def load_space(path: Path) -> dict[str, Param]:
     """A search-space file: a mapping of option names to ranges or choices."""
-    from hpcscale.sites.yamlload import load_yaml
-
     raw = load_yaml(Path(path))
     if not isinstance(raw, dict) or not raw:
         raise UserError(
@@ -315,8 +315,6 @@ def load_space(path: Path) -> dict[str, Param]:
 
 
 def dump(spec: StudySpec) -> str:
-    import yaml
-
     data = spec.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
     data = {"site": spec.site, **data}
     return yaml.safe_dump(data, sort_keys=False)
@@ -344,8 +342,6 @@ def with_flags(base: dict[str, Any] | None, flags: dict[str, Any], where: str) -
 
 def read_base(path: Path) -> tuple[dict[str, Any], str]:
     """A spec file's (or a study folder's kept spec's) mapping, unvalidated, and its name."""
-    from hpcscale.sites.yamlload import load_yaml
-
     path = Path(path)
     if path.is_dir():
         if not (path / SPEC_NAME).exists():

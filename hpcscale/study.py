@@ -26,9 +26,11 @@ from hpcscale.messages import describe
 from hpcscale.plan import JobPlan, Request, plan_job
 from hpcscale.render.script import JobSpec, train_args
 from hpcscale.schedulers import job_script, make_executor
+from hpcscale.schedulers import job_state as scheduler_state
 from hpcscale.sites.models import Site
 from hpcscale.train.config import CoreConfig, parse
 from hpcscale.train.entry import TrainTask
+from hpcscale.train.records import summarize
 
 DONE_STATES = {  # a job in one of these has ended (see ``settled_summary``)
     "completed", "failed", "cancelled", "terminated", "timeout", "out of memory", "node failure",
@@ -446,14 +448,10 @@ def settled_summary(
         return summary
     if record.job_id is None or manifest.scheduler == "job":
         return summary
-    from hpcscale.schedulers import job_state as scheduler_state
-
     state = scheduler_state(manifest.scheduler, folder / "submitit", record.job_id)
     if summary is None:
         if state.split(" ")[0] in STILL_ACTIVE or not any(folder.glob("rank-*.jsonl")):
             return None  # running, or no rank ever started: the scheduler's state says it all
-        from hpcscale.train.records import summarize
-
         summary = summarize(folder, record.ranks, write=False)
         summary["written_by"] = "collect: the job ended without a summary"
     ending = ENDINGS.get(state.split(" ")[0])
@@ -482,8 +480,6 @@ def job_state(study: Path, manifest: StudyManifest, record: JobRecord) -> str:
         return str(summary.get("status", "unknown"))
     if record.job_id is None or manifest.scheduler == "job":
         return record.state
-    from hpcscale.schedulers import job_state as scheduler_state
-
     folder = Path(study) / record.folder / "submitit"
     return scheduler_state(manifest.scheduler, folder, record.job_id)
 

@@ -131,3 +131,27 @@ def test_size_lists_are_read_strictly(tmp_path, sizes, says):
     (line,) = res.stderr.strip().splitlines()
     assert line.startswith("error: ") and says in line
     assert not (tmp_path / "s").exists()  # nothing half-written
+
+
+def test_render_prints_the_script_submit_dry_run_writes_for_every_job(tmp_path):
+    """render = what submit submits, for a study with a model, options and a sweep: every
+    job's script from `render --job LABEL` is the one `submit --dry-run` wrote."""
+    from conftest import cli
+
+    study = tmp_path / "s"
+    args = ["--site", "local-slurm", "--ranks", "1,2", "--model", "scnet-small",
+            "--sweep", "batch=2,4", "--study", str(study), "--epochs", "2"]  # fmt: skip
+    done = cli("submit", *args, "--dry-run", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    labels = sorted(p.name for p in (study / "jobs").iterdir())
+    assert labels == ["1r-batch2", "1r-batch4", "2r-batch2", "2r-batch4"]
+    for label in labels:
+        shown = cli("render", *args, "--job", label, cwd=tmp_path)
+        assert shown.returncode == 0, shown.stderr
+        written = (study / "jobs" / label / "job.sh").read_text()
+        assert shown.stdout == written
+        assert "--model scnet-small" in written and "--epochs 2" in written
+        assert f"--batch {label.split('batch')[1]}" in written
+    wrong = cli("render", *args, "--job", "9r", cwd=tmp_path)
+    assert wrong.returncode == 2
+    assert "the study's jobs are 1r-batch2, 1r-batch4, 2r-batch2, 2r-batch4" in wrong.stderr

@@ -50,7 +50,7 @@ def build() -> typer.Typer:
     data_app = typer.Typer(help="Simulated data sets of the workloads: generate them.", **PLAIN)
     data_app.command("generate")(data.data_generate)
     app.add_typer(data_app, name="data")
-    app.command()(study.render)
+    app.command(context_settings=EXTRA_ARGS)(study.render)
     app.command(context_settings=EXTRA_ARGS)(run.run)
     app.command(context_settings=EXTRA_ARGS)(study.submit)
     app.command(context_settings=EXTRA_ARGS)(study.optimize)
