@@ -25,8 +25,9 @@ from rich.table import Table
 from hpcscale import __version__
 from hpcscale.containers.runtime import with_binds
 from hpcscale.errors import UserError
+from hpcscale.fmt import plural
 from hpcscale.messages import cut, escaped, one_line
-from hpcscale.tables import gpu_text, plural, print_collect, print_summary
+from hpcscale.tables import gpu_text, print_collect, print_summary
 
 app = typer.Typer(
     name="hpcscale",

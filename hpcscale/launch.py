@@ -218,9 +218,10 @@ def submit(launch: Launch, data: str, *, dry_run: bool, resubmit: bool, wait: bo
     from rich.console import Console
 
     from hpcscale.containers.runtime import with_binds
+    from hpcscale.fmt import duration_text, plural
     from hpcscale.fsutil import folder_lock
     from hpcscale.study import job_state, load, save, submit_study
-    from hpcscale.tables import duration_text, plural, print_collect
+    from hpcscale.tables import print_collect
 
     out = Console()
     folder = launch.folder
