@@ -254,7 +254,8 @@ def render(
 ) -> None:
     """Print the job script that `submit` would submit for one job of a study."""
     from hpcscale.launch import job_path, study_site
-    from hpcscale.plan import Request, plan_job
+    from hpcscale.plan import Request
+    from hpcscale.schedulers import plan_job
     from hpcscale.study import load as load_study
     from hpcscale.study import study_job
 
@@ -353,9 +354,10 @@ def run(
     """Train on this machine with N ranks (extra options go to `python -m hpcscale.train`)."""
     import datetime
 
-    from hpcscale.plan import Request, plan_job
+    from hpcscale.plan import Request
     from hpcscale.preflight import check_data, check_engine, check_train_args, job_args
     from hpcscale.run import cache_root, default_data, run_local
+    from hpcscale.schedulers import plan_job
     from hpcscale.sites import load_site
     from hpcscale.sites.detect import resolve
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from hpcscale.errors import UserError
-from hpcscale.plan import JobPlan, Request, plan_job
+from hpcscale.plan import JobPlan, Request
+from hpcscale.schedulers import plan_job
 from hpcscale.sites.models import Site
 from hpcscale.spec import SPEC_NAME, StudySpec, dump, point_args, point_label
 from hpcscale.study import Point

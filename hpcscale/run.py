@@ -17,8 +17,9 @@ from typing import Any
 
 from hpcscale.errors import UserError
 from hpcscale.fsutil import atomic_write
-from hpcscale.plan import JobPlan, Request, plan_job
-from hpcscale.render.script import JobSpec, render_script, train_command
+from hpcscale.plan import JobPlan, Request
+from hpcscale.render.script import JobSpec, train_command
+from hpcscale.schedulers import plan_job, render_script
 from hpcscale.sites.models import Site
 
 

@@ -23,8 +23,9 @@ from hpcscale import __version__
 from hpcscale.errors import UserError
 from hpcscale.fsutil import atomic_write, atomic_write_json, folder_lock
 from hpcscale.messages import describe
-from hpcscale.plan import JobPlan, Request, plan_job
+from hpcscale.plan import JobPlan, Request
 from hpcscale.render.script import JobSpec, train_command
+from hpcscale.schedulers import plan_job
 from hpcscale.sites.models import Site
 
 DONE_STATES = {  # a job in one of these has ended (see ``settled_summary``)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import cli, tiny_events
 
-from hpcscale.preflight import check_data
 from hpcscale.fmt import duration_text, plural
+from hpcscale.preflight import check_data
 from hpcscale.tables import ttl_unset_reason
 
 
