@@ -7,7 +7,6 @@ Without ``--data``, the site's default synthetic data set is generated once into
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -16,15 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from hpcscale.errors import UserError
-from hpcscale.fsutil import atomic_write
+from hpcscale.fsutil import atomic_write, cache_root
 from hpcscale.plan import JobPlan, Request
 from hpcscale.render.script import JobSpec, train_command
 from hpcscale.schedulers import plan_job, render_script
 from hpcscale.sites.models import Site
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("HPCSCALE_CACHE") or Path.home() / ".cache" / "hpcscale")
 
 
 def default_data(

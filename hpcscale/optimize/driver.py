@@ -21,6 +21,7 @@ from typing import Any
 from hpcscale.errors import UserError
 from hpcscale.fsutil import folder_lock
 from hpcscale.optimize import evolution
+from hpcscale.optimize.gp import propose as gp_propose
 from hpcscale.optimize.space import decode, describe, encode
 from hpcscale.plan import Request
 from hpcscale.sites.models import Site
@@ -80,8 +81,6 @@ def propose(opt: Optimize, trials: list[JobRecord], count: int) -> list[tuple[di
     wait for running trials (evolution: a generation breeds only from finished ones)."""
     finished = {t.label for t in trials if ended(t.state)}
     if opt.method == "gp":
-        from hpcscale.optimize.gp import propose as gp_propose
-
         return gp_propose(opt, trials, finished, count)
     return propose_evolution(opt, trials, count, finished)
 
