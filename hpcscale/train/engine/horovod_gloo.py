@@ -35,7 +35,8 @@ def needed(jobenv: JobEnvironment, mpi_built: bool) -> bool:
 def slots(jobenv: JobEnvironment) -> list[Any]:
     """Horovod's slot of every rank (its ``SlotInfo``s), from the allocation's node list: as many
     ranks on each node as on the first, the last node short if the count is uneven."""
-    from horovod.runner.common.util.hosts import get_host_assignments, parse_hosts  # optional
+    # horovod: optional, and only with --engine horovod
+    from horovod.runner.common.util.hosts import get_host_assignments, parse_hosts
 
     if not jobenv.nodes:
         raise RuntimeError(
@@ -73,7 +74,8 @@ def environment(jobenv: JobEnvironment, slot: Any, addr: str) -> dict[str, str]:
 def serve(port: int, plan: list[Any]) -> Any:
     """Rank 0: Horovod's rendezvous store on every address of this node, in a daemon thread.
     Returns the server (``shutdown()`` stops it)."""
-    from horovod.runner.http.http_server import RendezvousHandler, RendezvousHTTPServer  # optional
+    # horovod: optional, and only with --engine horovod
+    from horovod.runner.http.http_server import RendezvousHandler, RendezvousHTTPServer
 
     server = RendezvousHTTPServer(("", port), RendezvousHandler, 0)
     server.init(plan)
