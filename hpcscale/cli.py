@@ -694,7 +694,7 @@ def cancel(study_dir: Annotated[Path, typer.Argument(help="Study folder.")]) -> 
     """Cancel the study's jobs that have not finished, and those not yet submitted (a `submit`
     still running skips them)."""
     from hpcscale.fsutil import folder_lock
-    from hpcscale.schedulers import cancel as cancel_job
+    from hpcscale.schedulers.jobs import cancel as cancel_job
     from hpcscale.study import DONE_STATES, job_state, load, save
 
     load(study_dir)  # a missing or foreign folder is refused before a lock file is made in it

@@ -190,7 +190,7 @@ def study_job(
     """One job of a study: its spec, its submitit folder and the script it submits (the one
     script ``render``, ``submit --dry-run`` and ``submit`` all show and submit). ``label``: the
     job's name in the study (default: its size's, ``plan.label``)."""
-    from hpcscale.schedulers import job_script
+    from hpcscale.schedulers.jobs import job_script
 
     label = label or plan.label
     job_dir = Path(study) / "jobs" / label
@@ -335,7 +335,7 @@ def _submit_one(
     dry_run: bool,
 ) -> tuple[JobRecord, Any]:
     """Write one job's script and submit it (the caller holds the study's lock)."""
-    from hpcscale.schedulers import make_executor
+    from hpcscale.schedulers.jobs import make_executor
     from hpcscale.train.entry import TrainTask
 
     label = point.label or plan.label
@@ -413,7 +413,7 @@ def settled_summary(study: Path, manifest: Manifest, record: JobRecord) -> dict[
         return summary
     if record.job_id is None or manifest.scheduler == "job":
         return summary
-    from hpcscale.schedulers import job_state as scheduler_state
+    from hpcscale.schedulers.jobs import job_state as scheduler_state
 
     state = scheduler_state(manifest.scheduler, folder / "submitit", record.job_id)
     if summary is None:
@@ -449,7 +449,7 @@ def job_state(study: Path, manifest: Manifest, record: JobRecord) -> str:
         return str(summary.get("status", "unknown"))
     if record.job_id is None or manifest.scheduler == "job":
         return record.state
-    from hpcscale.schedulers import job_state as scheduler_state
+    from hpcscale.schedulers.jobs import job_state as scheduler_state
 
     folder = Path(study) / record.folder / "submitit"
     return scheduler_state(manifest.scheduler, folder, record.job_id)

@@ -28,16 +28,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from hpcscale.containers.recipe import LOCAL_BASE, is_local, recipe
+from hpcscale.containers.runtimes.registry import RUNTIMES
 from hpcscale.errors import UserError
 from hpcscale.fsutil import atomic_write
 from hpcscale.sites.models import Site
 
 BUILDERS = ("apptainer", "singularity", "docker", "podman", "ch-image")
-BY_RUNTIME = {
-    "charliecloud": ("ch-image",),
-    "apptainer": ("apptainer", "singularity"),
-    "singularity": ("singularity", "apptainer"),
-}
 INSTALL = {
     "ch-image": "install Charliecloud (apt-get install charliecloud charliecloud-builders)",
     "apptainer": "install Apptainer (https://apptainer.org)",
@@ -61,7 +57,7 @@ def _usable(builder: str) -> bool:
 def candidates(site: Site, builder: str | None) -> tuple[str, ...]:
     if builder:
         return (builder,)
-    return BY_RUNTIME.get(site.container.runtime, ("docker", "podman", "apptainer", "singularity"))
+    return RUNTIMES.get(site.container.runtime).builders
 
 
 def default_out(site: Site, builder: str) -> Path:

@@ -21,9 +21,12 @@ import jinja2
 
 from hpcscale import __version__
 from hpcscale.containers.runtime import recorded_digest
+from hpcscale.containers.runtimes.registry import RUNTIMES
 from hpcscale.errors import RenderError
+from hpcscale.launchers.registry import LAUNCHERS
 from hpcscale.plan import CHECKPOINT_LEAD_S, JobPlan
 from hpcscale.resources import resource_dir
+from hpcscale.schedulers.registry import SCHEDULERS
 from hpcscale.sites.models import Site
 from hpcscale.train.entry import ENV_REF  # the ranks expand what the shell would
 
@@ -204,10 +207,8 @@ def render_environment(site: Site, plan: JobPlan, job: JobSpec) -> list[str]:
 
 
 def _render(name: str, site: Site, plan: JobPlan, job: JobSpec) -> str:
-    from hpcscale.schedulers.registry import for_site
-
     template = environment().get_template(name)
-    backend = for_site(site)
+    backend = SCHEDULERS.get(site.scheduler.backend)
     try:
         return template.render(
             site=site,
@@ -217,6 +218,8 @@ def _render(name: str, site: Site, plan: JobPlan, job: JobSpec) -> str:
             version=__version__,
             backend=backend.name,
             sched=backend.context(site, plan),
+            launcher=LAUNCHERS.get(site.launcher.kind),
+            runtime=RUNTIMES.get(site.container.runtime),
         )
     except jinja2.TemplateError as exc:  # a template bug, not a user error
         raise RuntimeError(f"template error: {exc}") from exc

@@ -84,7 +84,6 @@ class Lsf(pickling.PicklingBackend):
     label = "LSF"
     submit_command = "bsub"
     requeue_command = ("brequeue",)
-    launchers = frozenset({"jsrun", "mpirun", "torchrun"})
     cannot = {  # noqa: RUF012
         "qos": "LSF has no QoS; use scheduler.partition (the queue), or an -sla line in "
         "scheduler.directives",
