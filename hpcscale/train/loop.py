@@ -28,7 +28,8 @@ from hpcscale import __version__, workloads
 from hpcscale.errors import PeerFailure, Requeue, Terminated, UserError
 from hpcscale.train import checkpoint
 from hpcscale.train.config import CoreConfig
-from hpcscale.train.engine import Engine, make_engine
+from hpcscale.train.engine import make_engine
+from hpcscale.train.engine.base import Engine
 from hpcscale.train.jobenv import JobEnvironment, detect
 from hpcscale.train.mlperf import MLLog
 from hpcscale.train.records import RecordWriter, Smoother, summarize, write_status
