@@ -104,7 +104,9 @@ def test_refusals_gather_scheduler_launcher_and_runtime():
     )
     problems = refusals(site)
     assert problems[0].startswith("launcher.kind 'jsrun' cannot start ranks under Slurm")
-    assert "use one of: ibrun, mpirun, srun, torchrun" in problems[0]
+    under_slurm = sorted(n for n in LAUNCHERS if "slurm" in LAUNCHERS.get(n).schedulers)
+    assert {"srun", "mpirun", "ibrun", "torchrun"} <= set(under_slurm)
+    assert problems[0].endswith(f"use one of: {', '.join(under_slurm)}")
     assert any("not a registry reference" in p for p in problems)
     assert refusals(load_site("local-slurm")) == []
 
