@@ -23,6 +23,7 @@ LAUNCHERS: Registry[Launcher] = Registry(
         "aprun": "hpcscale.launchers.aprun",
         "torchrun": "hpcscale.launchers.torchrun",
         "local": "hpcscale.launchers.local",
+        "horovodrun": "hpcscale.launchers.horovodrun",
     },
     attr="LAUNCHER",
     field="launcher.kind",

@@ -30,7 +30,9 @@ from pydantic import (
 # runtime cannot honour in a valid descriptor is asked of them by the loader
 # (``hpcscale.sites.refusals``), not here: these models import no backend.
 SchedulerKind = Literal["slurm", "lsf", "pbs", "local"]
-LauncherKind = Literal["srun", "jsrun", "mpirun", "ibrun", "aprun", "torchrun", "local"]
+LauncherKind = Literal[
+    "srun", "jsrun", "mpirun", "ibrun", "aprun", "torchrun", "local", "horovodrun"
+]
 RuntimeKind = Literal["apptainer", "singularity", "shifter", "sarus", "charliecloud", "none"]
 EngineKind = Literal["torch", "horovod"]
 Arch = Literal["x86_64", "ppc64le", "aarch64"]
