@@ -26,6 +26,9 @@ class Launcher:
     # Its ranks are the tasks of an srun step (each with its SLURM_PROCID): submitit's own Slurm
     # job environment can read them; other launchers' ranks are read by hpcscale's.
     slurm_tasks: ClassVar[bool] = False
+    # It asks for resource sets of its own (jsrun under LSF: the job asks for whole nodes,
+    # -nnodes, and the launcher places ranks, CPUs and GPUs on them).
+    resource_sets: ClassVar[bool] = False
     mpi: ClassVar[str] = "openmpi"  # the image's MPI when launcher.mpi is not set
 
     @property

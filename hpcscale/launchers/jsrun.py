@@ -9,6 +9,7 @@ from hpcscale.launchers.base import Launcher
 class Jsrun(Launcher):
     name = "jsrun"
     schedulers = frozenset({"lsf"})
+    resource_sets = True
 
 
 LAUNCHER = Jsrun()
