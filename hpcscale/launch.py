@@ -43,7 +43,7 @@ def study_site(
     """The site a study's jobs run on, for `render` and `submit` alike (so that render shows
     what submit submits): the descriptor, the container switch and image, the per-study
     scheduler requests (validated again) and the requeue limit."""
-    from hpcscale.containers.runtime import switched
+    from hpcscale.containers.switch import switched
     from hpcscale.sites import load_site
     from hpcscale.sites.detect import resolve
     from hpcscale.sites.registry import with_requests

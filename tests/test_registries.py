@@ -11,8 +11,8 @@ from typing import get_args
 import pytest
 
 from hpcscale.analysis.studies.registry import STUDY_KINDS
-from hpcscale.containers.runtime import switched
 from hpcscale.containers.runtimes.registry import RUNTIMES
+from hpcscale.containers.switch import switched
 from hpcscale.errors import UnknownNameError, UserError
 from hpcscale.launchers.registry import LAUNCHERS
 from hpcscale.resources import resource_dir
