@@ -138,3 +138,13 @@ def test_report_section_is_the_study_kinds(tmp_path):
     assert sections({"study": "s1", "jobs": jobs}, tmp_path, "t") == []  # scaling: none
     with pytest.raises(UnknownNameError, match=r"kind 'sweeep'.*did you mean 'sweep'"):
         sections({"kind": "sweeep", "jobs": []}, tmp_path, "t")
+
+
+def test_a_rank_tells_the_runtime_it_runs_inside_from_the_runtimes_own_variable():
+    from hpcscale.containers.runtime import runtime_inside
+
+    assert runtime_inside({"CH_RUNNING": "Yes"}) == "charliecloud"
+    # Apptainer sets Singularity's variable too, for compatibility: it is still Apptainer
+    assert runtime_inside({"APPTAINER_CONTAINER": "i", "SINGULARITY_CONTAINER": "i"}) == "apptainer"
+    assert runtime_inside({"SINGULARITY_CONTAINER": "i"}) == "singularity"
+    assert runtime_inside({"HOME": "/root"}) is None

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpcscale.containers.runtimes.registry import get
+from hpcscale.containers.runtimes.registry import RUNTIMES, get
 
 if TYPE_CHECKING:
     from hpcscale.sites.models import Container, Site
@@ -29,6 +30,15 @@ def command(runtime: str) -> str | None:
 def refusals(container: Container) -> list[str]:
     """What the container's runtime cannot honour in it, one line each."""
     return get(container.runtime).refusals(container)
+
+
+def runtime_inside(environ: Mapping[str, str]) -> str | None:
+    """The runtime this process runs inside, from the variable each one sets there, or None."""
+    for name in RUNTIMES:
+        variable = RUNTIMES.get(name).inside_variable
+        if variable and environ.get(variable):
+            return name
+    return None
 
 
 def rank_python(site: Site) -> str | None:

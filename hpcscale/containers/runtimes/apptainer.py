@@ -7,6 +7,7 @@ from hpcscale.containers.runtimes.base import Runtime
 
 class Apptainer(Runtime):
     name = "apptainer"
+    inside_variable = "APPTAINER_CONTAINER"
     command = "apptainer"
     local_image = True
     builders = ("apptainer", "singularity")

@@ -31,6 +31,8 @@ class Runtime:
     # Builders whose images it runs, the preferred first (``hpcscale container build``).
     builders: ClassVar[tuple[str, ...]] = ANY_BUILDER
     has_prepare: ClassVar[bool] = False  # a prepare template runs once before the launcher
+    # A variable the runtime sets inside its containers (a rank's provenance says where it ran).
+    inside_variable: ClassVar[str | None] = None
 
     @property
     def template(self) -> str:

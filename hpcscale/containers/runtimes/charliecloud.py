@@ -18,6 +18,7 @@ ARCHIVES = (".sqfs", ".squashfs", ".sif", ".tar.gz", ".tar")
 
 class Charliecloud(Runtime):
     name = "charliecloud"
+    inside_variable = "CH_RUNNING"
     command = "ch-run"
     local_image = True
     builders = ("ch-image",)

@@ -7,6 +7,7 @@ from hpcscale.containers.runtimes.base import Runtime
 
 class Shifter(Runtime):
     name = "shifter"
+    inside_variable = "SHIFTER_RUNTIME"
     command = "shifter"
 
 

@@ -7,6 +7,7 @@ from hpcscale.containers.runtimes.base import Runtime
 
 class Singularity(Runtime):
     name = "singularity"
+    inside_variable = "SINGULARITY_CONTAINER"
     command = "singularity"
     local_image = True
     builders = ("singularity", "apptainer")
