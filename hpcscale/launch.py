@@ -18,7 +18,7 @@ from typing import Any
 from rich.console import Console
 
 from hpcscale import workloads
-from hpcscale.containers.runtime import switched, with_binds
+from hpcscale.containers.runtime import with_binds
 from hpcscale.errors import UserError
 from hpcscale.fmt import duration_text, plural
 from hpcscale.fsutil import atomic_write, cache_root, folder_lock
@@ -35,6 +35,7 @@ from hpcscale.sites import load_site
 from hpcscale.sites.detect import resolve as resolve_node
 from hpcscale.sites.models import Site
 from hpcscale.sites.registry import with_requests
+from hpcscale.sites.switch import switched
 from hpcscale.spec import SPEC_NAME, StudySpec, dump, point_args, point_label
 from hpcscale.spec import load as load_spec
 from hpcscale.study import Job, Point, job_state, load, resolve_job, save, submit_study

@@ -18,7 +18,7 @@ from hpcscale import workloads
 from hpcscale.errors import UserError
 from hpcscale.fsutil import atomic_write, cache_root
 from hpcscale.render.script import JobSpec, train_command
-from hpcscale.schedulers import render_script
+from hpcscale.schedulers.jobs import render_script
 from hpcscale.sites.models import Site
 from hpcscale.train.records import summarize
 

@@ -25,8 +25,8 @@ from hpcscale.fsutil import atomic_write, atomic_write_json, folder_lock
 from hpcscale.messages import describe
 from hpcscale.plan import JobPlan, Request
 from hpcscale.render.script import JobSpec, train_args
-from hpcscale.schedulers import job_script, make_executor, plan_job
-from hpcscale.schedulers import job_state as scheduler_state
+from hpcscale.schedulers.jobs import job_script, make_executor, plan_job
+from hpcscale.schedulers.jobs import job_state as scheduler_state
 from hpcscale.sites.models import Site
 from hpcscale.train.config import CoreConfig, parse
 from hpcscale.train.entry import TrainTask

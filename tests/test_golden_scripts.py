@@ -11,7 +11,7 @@ import pytest
 from conftest import GOLDEN, check_golden
 
 from hpcscale.plan import Request
-from hpcscale.schedulers import plan_job
+from hpcscale.schedulers.jobs import plan_job
 from hpcscale.sites import load_site, site_files
 from hpcscale.sites.detect import resolve
 from hpcscale.study import study_job

@@ -16,6 +16,7 @@ from hpcscale.errors import DescriptorError, UnknownSiteError, UserError
 from hpcscale.messages import describe
 from hpcscale.resources import resource_dir
 from hpcscale.sites.models import Site
+from hpcscale.sites.refusals import refuse
 from hpcscale.sites.yamlload import load_yaml
 
 ENV_PATH = "HPCSCALE_SITES_PATH"
@@ -48,7 +49,8 @@ def load_site(name: str, extra: Sequence[Path] = ()) -> Site:
 
 
 def load_file(path: Path) -> Site:
-    """Parse and validate one descriptor; errors name the file, field, value and what is allowed."""
+    """Parse and validate one descriptor, then ask its scheduler, launcher and runtime what they
+    cannot honour (``refusals``); errors name the file, field, value and what is allowed."""
     raw = load_yaml(path)
     if not isinstance(raw, dict):
         raise DescriptorError(f"{path}: a site descriptor is a YAML mapping")
@@ -58,9 +60,10 @@ def load_file(path: Path) -> Site:
             f"{path}: name: {raw['name']!r} must match the file name {path.stem!r}"
         )
     try:
-        return Site.model_validate(raw)
+        site = Site.model_validate(raw)
     except ValidationError as exc:
         raise DescriptorError(f"{path}: {describe(exc, Site)}") from None
+    return refuse(site, str(path), DescriptorError)
 
 
 # The command-line options of the scheduler's request fields (`render`, `submit`).
@@ -84,6 +87,7 @@ def with_requests(site: Site, **given: object) -> Site:
     data["scheduler"].update(updates)
     flags = ", ".join(FLAGS.get(k, f"--{k.replace('_', '-')}") for k in updates)
     try:
-        return Site.model_validate(data)
+        site = Site.model_validate(data)
     except ValidationError as exc:
         raise UserError(f"{flags}: {describe(exc, Site)}") from None
+    return refuse(site, flags)
