@@ -34,7 +34,7 @@ def default_data(
     kind of data, else the model's kind's default size."""
     from hpcscale import workloads
 
-    w = site.workload
+    w = site.training
     kind = workloads.data_kind(model or w.model)
     if kind == workloads.data_kind(w.model):
         events = w.events

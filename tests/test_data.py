@@ -12,6 +12,7 @@ import pytest
 
 from hpcscale.data import files
 from hpcscale.data.generate import generate
+from hpcscale.data.manifest import read_manifest
 from hpcscale.data.simulate import CLASSES
 from hpcscale.data.store import Codec, EventStore, load_shard, shard_indices
 from hpcscale.errors import DataError
@@ -27,7 +28,7 @@ def dataset(tmp_path_factory):
 
 
 def _arrays(folder, split="train"):
-    return list(files.iter_events(files.read_manifest(folder), split))
+    return list(files.iter_events(read_manifest(folder, "lartpc"), split))
 
 
 def test_manifest_and_splits(dataset):
@@ -63,7 +64,7 @@ def test_events_have_physics_shapes(dataset):
 
 
 def test_store_is_bit_identical(dataset):
-    manifest = files.read_manifest(dataset)
+    manifest = read_manifest(dataset, "lartpc")
     for codec in (Codec(), Codec(cname="zstd", clevel=9, shuffle="bit")):
         store = EventStore(R, codec)
         dense = []
@@ -141,7 +142,7 @@ def test_generate_cli_and_refuses_overwrite(tmp_path):
 
 def test_sparse_and_whole_shard_reads_agree(dataset):
     """A rank of a large job reads single events; a small job whole datasets: same bytes."""
-    manifest = files.read_manifest(dataset)
+    manifest = read_manifest(dataset, "lartpc")
     every = list(files.iter_events(manifest, "train"))
     picked = [0, 17, 40]  # one event per 16-event shard: the per-event path
     for index, (label, wire, tick, charge) in zip(

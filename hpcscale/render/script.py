@@ -133,7 +133,7 @@ def train_command(
     model (``--model cms-jets`` on a LArTPC site) runs with its own defaults."""
     from hpcscale import workloads
 
-    w = site.workload
+    w = site.training
     extra = list(extra)
     given = {arg.split("=", 1)[0] for arg in extra if arg.startswith("--")}
     model = selected_model(w.model, extra)

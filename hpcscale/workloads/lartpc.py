@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from hpcscale.data import files
+from hpcscale.data.manifest import LARTPC, read_manifest
 from hpcscale.data.simulate import CLASSES
 from hpcscale.errors import DataError, UserError
 from hpcscale.train.workload import Batch, StepResult, Workload, WorkloadConfig
@@ -118,7 +119,7 @@ class LArTPCClassifier(Workload):
         batch: int,
         max_events: int | None = None,
     ) -> int:
-        manifest = files.read_manifest(data)  # names the file and what is wrong with it
+        manifest = read_manifest(data, LARTPC)  # names the file and what is wrong with it
         missing = [f["name"] for f in manifest.files if not (Path(data) / f["name"]).is_file()]
         if missing:
             raise DataError(
