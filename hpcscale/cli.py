@@ -462,7 +462,7 @@ def submit(
     data: Annotated[Path | None, typer.Option(help="Event folder; default: generated.")] = None,
     model: Annotated[
         str | None,
-        typer.Option(help="What to train, e.g. 3dgan-small (default: the site's workload.model)."),
+        typer.Option(help="What to train, e.g. 3dgan-small (default: the site's training.model)."),
     ] = None,
     target_loss: Annotated[float | None, typer.Option(help="TTL target loss.")] = None,
     sweep: Sweep = None,

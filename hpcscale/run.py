@@ -30,7 +30,7 @@ def default_data(
     site: Site, progress: Callable[[int, int], None] | None = None, model: str | None = None
 ) -> Path:
     """The default data set for ``model`` (default: the site's) on this site, generated on first
-    use and cached: the site's workload block describes it when the model trains on the site's
+    use and cached: the site's training block describes it when the model trains on the site's
     kind of data, else the model's kind's default size."""
     from hpcscale import workloads
 

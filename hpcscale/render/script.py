@@ -129,7 +129,7 @@ def train_command(
 ) -> list[str]:
     """The argv every rank runs: the shared training core with the site's workload. An option
     given in ``extra`` replaces the site's default for it (each option reaches the rank once).
-    The site's workload settings apply when the model trains on the site's kind of data; another
+    The site's training settings apply when the model trains on the site's kind of data; another
     model (``--model cms-jets`` on a LArTPC site) runs with its own defaults."""
     from hpcscale import workloads
 
