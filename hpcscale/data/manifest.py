@@ -47,6 +47,15 @@ class DataManifest:
     def count(self, split: str) -> int:
         return sum(f["events"] for f in self.split(split))
 
+    def check_files(self) -> None:
+        """Every shard the manifest lists is in the folder (``DataError`` naming the first)."""
+        missing = [f["name"] for f in self.files if not (self.folder / f["name"]).is_file()]
+        if missing:
+            raise DataError(
+                f"{self.folder / missing[0]}: no such file (listed in manifest.json; "
+                f"{len(missing)} of {len(self.files)} shards missing)"
+            )
+
 
 @dataclass(frozen=True, kw_only=True)
 class LArTPCManifest(DataManifest):

@@ -96,15 +96,6 @@ def write_shard(path: Path, kind: str, samples: Sequence[SparseSample], scalars:
     tmp.replace(path)
 
 
-def check_files(manifest: TensorManifest) -> None:
-    missing = [f["name"] for f in manifest.files if not (manifest.folder / f["name"]).is_file()]
-    if missing:
-        raise DataError(
-            f"{manifest.folder / missing[0]}: no such file (listed in manifest.json; "
-            f"{len(missing)} of {len(manifest.files)} shards missing)"
-        )
-
-
 def load_split(manifest: TensorManifest, split: str, select: Sequence[int]) -> SparseSet:
     """The samples of ``split`` whose position in the split is in ``select``, in that order."""
     import h5py

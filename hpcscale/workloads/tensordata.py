@@ -62,7 +62,7 @@ class TensorDataWorkload(Workload):
     ) -> int:
         manifest = read_manifest(data, cls.kind)
         assert isinstance(manifest, TensorManifest)
-        tensors.check_files(manifest)
+        manifest.check_files()
         train = cls.training_samples(data, manifest.count("train"), world_size, batch, max_events)
         cls.check_val(data, manifest.count("val"), world_size)
         return train
