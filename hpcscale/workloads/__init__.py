@@ -108,14 +108,17 @@ def names() -> list[str]:
 
 def check_name(model: str, flag: str = "--model") -> str:
     """``model`` if a workload serves it; else one line naming ``flag`` and the known names."""
-    if model not in _BY_MODEL:
-        raise UserError(f"{flag} {model!r} is unknown; choose one of {', '.join(_BY_MODEL)}")
+    spec(model, flag)
     return model
 
 
 def spec(model: str, flag: str = "--model") -> WorkloadSpec:
-    """The spec of the workload that ``model`` (a name or a preset) selects."""
-    return _BY_MODEL[check_name(model, flag)]
+    """The spec of the workload that ``model`` (a name or a preset) selects: the one place a
+    model name is resolved (entry points or ``package.module:Class`` would be looked up here)."""
+    found = _BY_MODEL.get(model)
+    if found is None:
+        raise UserError(f"{flag} {model!r} is unknown; choose one of {', '.join(_BY_MODEL)}")
+    return found
 
 
 def data_kind(model: str) -> str:
