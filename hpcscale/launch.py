@@ -117,7 +117,7 @@ def resolve(spec: StudySpec, folder: Path, sites_dir: list[Path] | None, where: 
     as its ranks will parse them (a bad sweep value is refused here, naming ``where`` and the
     job), and an optimisation's search space checked against the model's options."""
     site = study_site(spec, sites_dir)
-    model = workloads.check_name(spec.model or site.workload.model)
+    model = workloads.check_name(spec.model or site.training.model)
     args = spec.train_args()
     size = Request(**{spec.size_key: spec.sizes[0]}, walltime=spec.walltime)  # type: ignore[arg-type]
     shape = resolve_job(site, Point(size), model, args)

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from hpcscale import __version__
+from hpcscale.data.manifest import is_data_manifest
 from hpcscale.errors import UserError
 from hpcscale.fsutil import atomic_write, atomic_write_json, folder_lock
 from hpcscale.messages import describe
@@ -98,9 +99,9 @@ def load(study: Path) -> StudyManifest:
             "(from `hpcscale run`, with summary.json)"
         ) from None
     except ValidationError as exc:
-        if '"hpcscale-lartpc-sparse"' in path.read_text(errors="replace"):
+        if is_data_manifest(path):
             raise UserError(
-                f"{study} is an events folder (from `hpcscale data generate`), not a study; give "
+                f"{study} is a data set (from `hpcscale data generate`), not a study; give "
                 "a study folder (from `hpcscale submit`) or a job folder (from `hpcscale run`)"
             ) from None
         raise UserError(

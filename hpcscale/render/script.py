@@ -149,7 +149,7 @@ def train_args(
     default for it (each option reaches the rank once). The site's defaults apply when the
     model trains on the site's kind of data; another model (``cms-jets`` on a LArTPC site) runs
     with its own defaults."""
-    w = site.workload
+    w = site.training
     extra = list(extra)
     given = {arg.split("=", 1)[0] for arg in extra if arg.startswith("--")}
     model = model or w.model

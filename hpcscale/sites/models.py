@@ -22,7 +22,6 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    field_validator,
     model_validator,
 )
 
@@ -177,7 +176,7 @@ class Limits(Strict):
     )  # fmt: skip
 
 
-class Workload(Strict):
+class TrainingDefaults(Strict):
     """The default study on this site: what to train, its data set and its settings. They apply
     to ``model`` and to any model trained on the same kind of data (``--model scnet`` on a
     jishnet site); a model on other data (``--model 3dgan`` on a GPU site) brings its own."""
@@ -194,15 +193,6 @@ class Workload(Strict):
         default_factory=list,
         description="more options of the model for every rank, e.g. [--inter-threads, '2']",
     )
-
-    @field_validator("model")
-    @classmethod
-    def _known_model(cls, value: str) -> str:
-        from hpcscale.workloads import MODELS  # a plain table: imports no workload
-
-        if value not in MODELS:
-            raise ValueError(f"unknown model {value!r}; allowed: {', '.join(MODELS)}")
-        return value
 
 
 class Site(Strict):
@@ -224,7 +214,7 @@ class Site(Strict):
         None, description="ranks per node; default one per GPU (one per node on CPU sites)"
     )
     data_dir: str = Field("hpcscale-data", description="where events are staged")
-    workload: Workload = Workload()
+    training: TrainingDefaults = TrainingDefaults()
 
     @model_validator(mode="after")
     def _node_or_detect(self) -> Site:

@@ -18,6 +18,7 @@ from hpcscale.resources import resource_dir
 from hpcscale.sites.models import Site
 from hpcscale.sites.refusals import refuse
 from hpcscale.sites.yamlload import load_yaml
+from hpcscale.workloads import check_training
 
 ENV_PATH = "HPCSCALE_SITES_PATH"
 
@@ -59,10 +60,17 @@ def load_file(path: Path) -> Site:
         raise DescriptorError(
             f"{path}: name: {raw['name']!r} must match the file name {path.stem!r}"
         )
+    if "workload" in raw:  # the block's name before issue 26 (it named the training component)
+        raise DescriptorError(f"{path}: workload: was renamed to training: (same fields)")
     try:
         site = Site.model_validate(raw)
     except ValidationError as exc:
         raise DescriptorError(f"{path}: {describe(exc, Site)}") from None
+    # the names the descriptor's fields select, checked against their registries
+    try:
+        check_training(site)
+    except UserError as exc:
+        raise DescriptorError(f"{path}: {exc}") from None
     return refuse(site, str(path), DescriptorError)
 
 
