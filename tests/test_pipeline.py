@@ -198,3 +198,32 @@ def test_split_model_follows_the_unsplit_loss_curve(events, tmp_path, stages_, g
     assert all(d["peak_rss_gib"] > 0 for d in p["per_device"])
     steps = [r for r in read_records(tmp_path / "mp" / "rank-1.jsonl") if r["kind"] == "step"]
     assert {r["stage"] for r in steps} == {1} and all("bubble_fraction" in r for r in steps)
+
+
+def test_report_compares_data_and_model_parallel_at_equal_devices():
+    from hpcscale.analysis import parallelism
+
+    dp = {"config": {"model_parallel": 1}, "peak_device_memory_gib": 52.4}
+    mp = {
+        "config": {"model_parallel": 2},
+        "pipeline": {
+            "bubble_fraction": 0.25, "activation_bytes_per_step": 3 * 2**20, "cuts": ["block2"],
+            "micro_batches": 7,
+            "per_device": [{"peak_memory_gib": 20.0, "peak_rss_gib": 3.0},
+                           {"peak_memory_gib": 9.5, "peak_rss_gib": 2.0}],
+        },
+    }  # fmt: skip
+    base = {"status": "completed", "n": 2, "batch": 7}
+    jobs = [
+        {**base, "samples_per_s_steady": 70.0, **parallelism.job_figures(dp)},
+        {**base, "samples_per_s_steady": 40.0, **parallelism.job_figures(mp)},
+    ]
+    assert jobs[1]["peak_memory_gib"] == 20.0 and jobs[1]["model_parallel"] == 2
+    blocks = parallelism.section([{"model": "jishnet", "jobs": jobs}])
+    head, rows = blocks[-1][1]
+    assert rows == [
+        ["jishnet", "2", "data", "2", "7", "70.0", "52.40 GiB", "–", "–", "–"],
+        ["jishnet", "2", "model, 2 stages", "1", "7", "40.0", "20.00 GiB", "25 %", "3.00 MiB",
+         "block2"],
+    ]  # fmt: skip
+    assert parallelism.section([{"model": "jishnet", "jobs": jobs[:1]}]) == []
