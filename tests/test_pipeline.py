@@ -151,15 +151,20 @@ def _train(world: int, out: Path, data: Path, args: list[str]) -> dict:
     """``world`` ranks of the training core (as torchrun starts them), 20 steps per group."""
     port = _free_port()
     groups = world // (int(args[args.index("--model-parallel") + 1]) if args else 1)
-    common = ["--data", str(data), "--out", str(out), "--model", "jishnet-small", "--seed", "5",
-              "--max-events", str(7 * STEPS * groups), "--epochs", "1", "--ttl-window", "5"]  # fmt: skip
+    common = [
+        "--data", str(data), "--out", str(out), "--model", "jishnet-small", "--seed", "5",
+        "--max-events", str(7 * STEPS * groups), "--epochs", "1", "--ttl-window", "5",
+    ]  # fmt: skip
+    env = {**os.environ, "WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}  # fmt: skip
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "hpcscale.train", *common, *args],
-            env={**os.environ, "RANK": str(r), "WORLD_SIZE": str(world), "LOCAL_RANK": str(r),
-                 "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
+            env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for r in range(world)
     ]
     logs = [p.communicate(timeout=600)[0] for p in procs]
@@ -175,9 +180,7 @@ def _curve(out: Path) -> list[float]:
 @pytest.mark.parametrize(("stages_", "groups"), [(2, 1), (2, 2)])
 def test_split_model_follows_the_unsplit_loss_curve(events, tmp_path, stages_, groups):
     plain = _train(groups, tmp_path / "dp", events, [])
-    split = _train(
-        stages_ * groups, tmp_path / "mp", events, ["--model-parallel", str(stages_)]
-    )
+    split = _train(stages_ * groups, tmp_path / "mp", events, ["--model-parallel", str(stages_)])
     assert plain["steps"] == split["steps"] == STEPS
     # float32 suffices: the micro-batches only regroup the sums (differences ~1e-7)
     assert _curve(tmp_path / "mp") == pytest.approx(_curve(tmp_path / "dp"), rel=1e-5)
@@ -220,7 +223,7 @@ def test_report_compares_data_and_model_parallel_at_equal_devices():
     ]
     assert jobs[1]["peak_memory_gib"] == 20.0 and jobs[1]["model_parallel"] == 2
     blocks = parallelism.section([{"model": "jishnet", "jobs": jobs}])
-    head, rows = blocks[-1][1]
+    _, rows = blocks[-1][1]
     assert rows == [
         ["jishnet", "2", "data", "2", "7", "70.0", "52.40 GiB", "–", "–", "–"],
         ["jishnet", "2", "model, 2 stages", "1", "7", "40.0", "20.00 GiB", "25 %", "3.00 MiB",

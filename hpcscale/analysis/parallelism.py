@@ -11,6 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 Block = tuple[str, Any]
+HEAD = [
+    "model", "devices", "parallelism", "groups", "minibatch", "samples/s", "peak memory",
+    "bubble", "activations/step", "cut after",
+]  # fmt: skip
 
 
 def job_figures(summary: dict[str, Any]) -> dict[str, Any]:
@@ -34,15 +38,13 @@ def job_figures(summary: dict[str, Any]) -> dict[str, Any]:
 def section(results: list[dict[str, Any]]) -> list[Block]:
     """Data- vs model-parallel jobs of the same model on the same number of devices."""
     jobs = [
-        (r.get("model") or "–", j)
-        for r in results
-        for j in r["jobs"]
-        if j["status"] == "completed"
+        (r.get("model") or "–", j) for r in results for j in r["jobs"] if j["status"] == "completed"
     ]
     if not any(j.get("model_parallel", 1) > 1 for _, j in jobs):
         return []
     rows = []
-    for model, j in sorted(jobs, key=lambda mj: (mj[0], mj[1]["n"], mj[1].get("model_parallel", 1))):
+    jobs.sort(key=lambda mj: (mj[0], mj[1]["n"], mj[1].get("model_parallel", 1)))
+    for model, j in jobs:
         k = j.get("model_parallel", 1)
         groups = j["n"] // k if k else j["n"]
         rate = j.get("samples_per_s_steady") or j.get("samples_per_s")
@@ -70,14 +72,7 @@ def section(results: list[dict[str, Any]]) -> list[Block]:
             "largest device's (GPUs only). Bubble: the stages' mean idle fraction of a step. "
             "Activations: bytes a pipeline sends forward per step (as many go back as gradients).",
         ),
-        (
-            "table",
-            (
-                ["model", "devices", "parallelism", "groups", "minibatch", "samples/s",
-                 "peak memory", "bubble", "activations/step", "cut after"],
-                rows,
-            ),  # fmt: skip
-        ),
+        ("table", (HEAD, rows)),
     ]
 
 

@@ -49,6 +49,12 @@ from hpcscale.train.sync import GradBucket
 from hpcscale.train.workload import Batch, RankContext, Staged, StepResult, Workload
 
 SCHEDULES = {"1f1b": Schedule1F1B, "gpipe": ScheduleGPipe}
+# a step's figures the summary averages per stage (over its steady steps and its groups)
+MEANS = (
+    "stage_compute_s", "pipeline_s", "bubble_fraction", "activation_bytes", "gradient_bytes",
+    "stage_allreduce_s",
+)  # fmt: skip
+DEVICE_KEYS = ("rank", "stage", "group", "host", "device", "peak_memory_gib", "peak_rss_gib")
 
 
 def make_workload(spec: type[Workload], config: Any, ctx: RankContext, core: Any) -> Workload:
@@ -73,7 +79,9 @@ class GroupEngine(Engine):
         try:
             fn(*args, group=self.group, **kwargs)
         except (RuntimeError, dist.DistBackendError) as exc:  # Gloo/NCCL peer loss, timeouts
-            raise PeerFailure(f"collective {fn.__name__} failed: {str(exc).splitlines()[0]}")
+            raise PeerFailure(
+                f"collective {fn.__name__} failed: {str(exc).splitlines()[0]}"
+            ) from exc
 
     def broadcast_parameters(self, module: torch.nn.Module) -> None:
         with torch.no_grad():
@@ -302,11 +310,7 @@ class Pipelined(Workload):
                     "stage": s,
                     "parts": list(getattr(self.split.stages[s], "parts", ())),
                     "parameters": rows[0]["parameters"],
-                    **{
-                        key: sum(r.get(key, 0.0) for r in rows) / len(rows)
-                        for key in ("stage_compute_s", "pipeline_s", "bubble_fraction",
-                                    "activation_bytes", "gradient_bytes", "stage_allreduce_s")
-                    },  # fmt: skip
+                    **{key: sum(r.get(key, 0.0) for r in rows) / len(rows) for key in MEANS},
                     "peak_memory_gib": _max(r["peak_memory_gib"] for r in rows),
                     "peak_rss_gib": _max(r["peak_rss_gib"] for r in rows),
                 }
@@ -323,11 +327,7 @@ class Pipelined(Workload):
             "activation_bytes_per_step": sum(s["activation_bytes"] for s in per_stage),
             "gradient_bytes_per_step": sum(s["gradient_bytes"] for s in per_stage),
             "per_stage": per_stage,
-            "per_device": [
-                {k: r[k] for k in ("rank", "stage", "group", "host", "device",
-                                   "peak_memory_gib", "peak_rss_gib")}
-                for r in ranks
-            ],  # fmt: skip
+            "per_device": [{k: r[k] for k in DEVICE_KEYS} for r in ranks],
         }
 
 

@@ -45,8 +45,7 @@ def cuts(model: str, workload: Any, k: int, asked: str | None) -> tuple[str, ...
     index = [points.index(c) for c in chosen]
     if index != sorted(set(index)):
         raise UserError(
-            f"--stage-cuts {asked}: give each cut point once, in model order "
-            f"({', '.join(points)})"
+            f"--stage-cuts {asked}: give each cut point once, in model order ({', '.join(points)})"
         )
     return chosen
 
