@@ -335,7 +335,8 @@ class Loop:
             smoothed_loss=smoothed,
         )
         if means["requeue_vote"] > 0:
-            limit = self.core.max_requeues
+            # a workload that cannot resume from rank 0's checkpoint stops at its time limit
+            limit = self.core.max_requeues if self.workload.checkpointable else 0
             self.stop_reason = "requeue" if limit is None or self.segment < limit else "requeues"
         elif means["stop_vote"] > 0:
             self.stop_reason = "walltime"

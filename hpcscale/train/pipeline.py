@@ -123,6 +123,10 @@ def groups(world: int, k: int, rank: int) -> tuple[Any, list[int], Any, list[int
 class Pipelined(Workload):
     """One stage of ``spec``'s model on this rank, as a workload of the loop."""
 
+    # Rank 0 holds its own stage's trained weights and optimizer state only: a walltime
+    # checkpoint would resume the other stages from stale weights, so the job stops instead.
+    checkpointable = False
+
     def __init__(self, spec: type[Workload], config: Any, ctx: RankContext, core: Any) -> None:
         k = core.model_parallel
         if ctx.world_size % k:

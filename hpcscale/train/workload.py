@@ -76,7 +76,8 @@ class Batch(Protocol):
     """What the loop needs of a workload's minibatch; the rest is the workload's business."""
 
     size: int  # samples in it
-    timings: dict[str, float]  # seconds, named ``*_s``; go into the step's record
+    timings: dict[str, float]  # seconds, named ``*_s``, into the step record (with a pipeline
+    # stage's figures beside them: train/pipeline.py)
 
 
 @dataclass
@@ -121,6 +122,9 @@ class Workload(ABC):
     # empty: it cannot be (``--model-parallel`` is refused)
     cut_points: ClassVar[tuple[str, ...]] = ()
     cut_refusal: ClassVar[str] = "its model is not a chain of layers the core can cut"
+    # whether rank 0's ``parts()`` hold everything a requeued job resumes from (not so for a
+    # pipeline stage: each rank trains its own stage); if not, the job stops at its time limit
+    checkpointable: ClassVar[bool] = True
 
     def __init__(self, config: WorkloadConfig, ctx: RankContext) -> None:
         self.config = config
