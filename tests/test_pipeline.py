@@ -230,3 +230,24 @@ def test_report_compares_data_and_model_parallel_at_equal_devices():
          "block2"],
     ]  # fmt: skip
     assert parallelism.section([{"model": "jishnet", "jobs": jobs[:1]}]) == []
+
+
+def test_the_summary_prints_the_stage_figures():
+    from hpcscale.tables import pipeline_lines
+
+    stage = {"parameters": 912, "stage_compute_s": 0.08, "pipeline_s": 0.1,
+             "bubble_fraction": 0.2, "activation_bytes": 2048, "gradient_bytes": 0,
+             "peak_memory_gib": 1.5, "parts": ["block1", "block2"], "stage": 0}  # fmt: skip
+    summary = {"pipeline": {
+        "stages": 2, "groups": 1, "devices": 2, "schedule": "1f1b", "micro_batches": 7,
+        "cuts": ["block2"], "bubble_fraction": 0.5, "activation_bytes_per_step": 2048,
+        "gradient_bytes_per_step": 2048, "per_stage": [stage],
+    }}  # fmt: skip
+    first, line = pipeline_lines(summary)
+    assert "2 stages × 1 data-parallel group (2 devices), 1f1b, 7 micro-batches" in first
+    assert "cut after block2; bubble 50 %, 2.0 KiB of activations" in first
+    assert line == (
+        "  stage 0 (block1+block2, 912 parameters): compute 80.0 ms of 100.0 ms per step, "
+        "bubble 20 %, sends 2.0 KiB, peak 1.50 GiB on the device"
+    )
+    assert pipeline_lines({}) == []
