@@ -24,7 +24,7 @@ from hpcscale.data.manifest import is_data_manifest
 from hpcscale.errors import UserError
 from hpcscale.fsutil import atomic_write, atomic_write_json, folder_lock
 from hpcscale.messages import describe
-from hpcscale.plan import JobPlan, Request
+from hpcscale.plan import JobPlan, Request, check_model_parallel
 from hpcscale.render.script import JobSpec, train_args
 from hpcscale.schedulers.jobs import job_script, make_executor, plan_job
 from hpcscale.schedulers.jobs import job_state as scheduler_state
@@ -261,6 +261,7 @@ def resolve_job(site: Site, point: Point, model: str, args: Sequence[str]) -> Jo
     plan = plan_job(site, point.request)
     every = (*args, *point.args)
     core, config = parse(train_args(site, plan, data="-", out="-", model=model, extra=every))
+    check_model_parallel(site, plan, core.model_parallel)
     return Job(point, plan, model, every, core, config)
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hpcscale.analysis import parallelism
 from hpcscale.analysis.fit import fit_power_law
 from hpcscale.fsutil import atomic_write
 from hpcscale.spec import SPEC_NAME
@@ -90,6 +91,7 @@ def study_results(study: Path) -> dict[str, Any]:
         job.update({k: r.get(k) for k in ("params", "fold", "trial", "generation", "value",
                                           "classes") if r.get(k) is not None})  # fmt: skip
         job.update(declared_values(r))
+        job.update(parallelism.job_figures(r))
         if base and r in done and base.get("epoch_rate_per_min"):
             speedup = r["epoch_rate_per_min"] / base["epoch_rate_per_min"]
             job["speedup"] = speedup

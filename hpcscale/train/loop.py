@@ -33,6 +33,7 @@ from hpcscale.train.engine import make_engine
 from hpcscale.train.engine.base import Engine
 from hpcscale.train.jobenv import JobEnvironment, detect
 from hpcscale.train.mlperf import MLLog
+from hpcscale.train.pipeline import make_workload
 from hpcscale.train.records import RecordWriter, Smoother, summarize, write_status
 from hpcscale.train.sync import GradBucket
 from hpcscale.train.workload import Batch, RankContext, Staged, Workload, WorkloadConfig
@@ -84,7 +85,8 @@ def run(core: CoreConfig, wconfig: WorkloadConfig, t0: float) -> int:
             max_events=core.max_events,
             compile_cache=folder.resolve().parent / ".compile-cache",
         )
-        status.update(_train(core, spec(wconfig, ctx), jobenv, rec, mll))
+        workload = make_workload(spec, wconfig, ctx, core)  # a pipeline stage of it, or it
+        status.update(_train(core, workload, jobenv, rec, mll))
         status["status"] = "ok"
         write_status(folder, jobenv.rank, status)
         engine.barrier()
@@ -333,7 +335,8 @@ class Loop:
             smoothed_loss=smoothed,
         )
         if means["requeue_vote"] > 0:
-            limit = self.core.max_requeues
+            # a workload that cannot resume from rank 0's checkpoint stops at its time limit
+            limit = self.core.max_requeues if self.workload.checkpointable else 0
             self.stop_reason = "requeue" if limit is None or self.segment < limit else "requeues"
         elif means["stop_vote"] > 0:
             self.stop_reason = "walltime"

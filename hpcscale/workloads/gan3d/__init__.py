@@ -97,6 +97,9 @@ class ShowerBatch:
 
 class Gan3DWorkload(TensorDataWorkload):
     name = "3dgan"
+    cut_refusal = (
+        "a GAN step trains two models with a collective between them, not one chain of layers"
+    )
     Config: ClassVar[type[GanConfig]] = GanConfig
     kind = KIND
     targets = TARGETS

@@ -50,6 +50,7 @@ class JetBatch:
 
 class JetsWorkload(TensorDataWorkload):
     name = "cms-jets"
+    cut_refusal = "its classifier fits one GPU many times over; data parallelism serves it"
     Config: ClassVar[type[JetsConfig]] = JetsConfig
     kind = KIND
     targets = TARGETS
