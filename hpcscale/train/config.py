@@ -60,6 +60,18 @@ class CoreConfig(BaseModel):
         None, ge=1, description="use at most this many training events (all ranks together)"
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    lr_scaling: Literal["none", "linear", "sqrt"] | None = Field(
+        None, description="learning rate of N ranks: the one-rank rate × 1, N or √N (Goyal et "
+        "al. 2017: linear); default: the model's"
+    )  # fmt: skip
+    warmup_epochs: float | None = Field(
+        None, ge=0, description="epochs of linear warm-up from the one-rank learning rate to the "
+        "scaled one; default: the model's"
+    )  # fmt: skip
+    noise_split: bool = Field(
+        False, description="one rank: measure the gradient noise scale by splitting each "
+        "minibatch in two halves (a second backward per step); several ranks measure it for free"
+    )  # fmt: skip
     study: str = ""
     job: str = ""
 

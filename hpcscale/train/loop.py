@@ -31,9 +31,17 @@ from hpcscale.train.config import CoreConfig
 from hpcscale.train.engine import Engine, make_engine
 from hpcscale.train.jobenv import JobEnvironment, detect
 from hpcscale.train.mlperf import MLLog
+from hpcscale.train.noise import NoiseScale, estimate
 from hpcscale.train.records import RecordWriter, Smoother, summarize, write_status
-from hpcscale.train.sync import GradBucket
-from hpcscale.train.workload import Batch, RankContext, Staged, Workload, WorkloadConfig
+from hpcscale.train.sync import GRAD_SQ, GradBucket
+from hpcscale.train.workload import (
+    Batch,
+    RankContext,
+    Staged,
+    StepResult,
+    Workload,
+    WorkloadConfig,
+)
 
 STATUS_GRACE_S = 10.0  # how long rank 0 waits for the other ranks' status files after a failure
 VOTES = ("stop_vote", "requeue_vote")  # the bucket's last slots
@@ -71,6 +79,7 @@ def run(core: CoreConfig, wconfig: WorkloadConfig, t0: float) -> int:
             torch.zeros(1, device=engine.device)  # the CUDA context, counted as device start-up
         rec.write("phase", phase="device")  # device and communicator ready
         spec = workloads.get(core.model)
+        scaling, warmup = lr_settings(core, spec, wconfig)
         ctx = RankContext(
             rank=jobenv.rank,
             world_size=jobenv.world_size,
@@ -81,6 +90,8 @@ def run(core: CoreConfig, wconfig: WorkloadConfig, t0: float) -> int:
             seed=core.seed,
             max_events=core.max_events,
             compile_cache=folder.resolve().parent / ".compile-cache",
+            lr_scaling=scaling,
+            warmup_epochs=warmup,
         )
         status.update(_train(core, spec(wconfig, ctx), jobenv, rec, mll))
         status["status"] = "ok"
@@ -164,11 +175,29 @@ def _train(
             **core.model_dump(mode="json"),
             "batch": ctx.batch,
             "target_loss": loop.target_loss,
+            "lr_scaling": ctx.lr_scaling,  # as applied (the option, or the model's default)
+            "warmup_epochs": ctx.warmup_epochs,
             **workload.config.model_dump(mode="json"),
         },
         "data": staged.summary,
         "provenance": _provenance(ctx.engine, jobenv),
     }
+
+
+def lr_settings(
+    core: CoreConfig, spec: type[Workload], wconfig: WorkloadConfig
+) -> tuple[str, float]:
+    """The learning-rate scaling and warm-up this job applies: the core's options, else the
+    model's defaults; refused for a model that applies none."""
+    scaling, warmup = spec.lr_defaults(wconfig)
+    scaling = core.lr_scaling if core.lr_scaling is not None else scaling
+    warmup = core.warmup_epochs if core.warmup_epochs is not None else warmup
+    if not spec.scales_lr and (scaling != "none" or warmup):
+        raise UserError(
+            f"--lr-scaling/--warmup-epochs: model {core.model} sets its own learning rate "
+            "(it does not apply the core's scaling); leave them out"
+        )
+    return scaling, warmup
 
 
 def _stage(workload: Workload, rec: RecordWriter, mll: MLLog) -> Staged:
@@ -205,6 +234,15 @@ class Loop:
             core.target_loss if core.target_loss is not None else workload.default_target_loss
         )
         self.smoother = Smoother(core.ttl_window)
+        self.noise = NoiseScale()
+        world = self.ctx.world_size
+        if core.noise_split and world > 1:
+            raise UserError(
+                "--noise-split is for one rank; several ranks measure the noise "
+                "scale from their own gradients"
+            )
+        self.split = core.noise_split
+        self.measures_noise = world > 1 or self.split
         self.step = 0
         self.samples = 0  # samples trained on by all ranks, this and earlier segments
         self.dlt_s: float | None = None
@@ -228,7 +266,7 @@ class Loop:
         for part in parts.values():
             if isinstance(part, torch.nn.Module):
                 workload.ctx.engine.broadcast_parameters(part)
-        slots = ("loss", *workload.metric_names, *VOTES)
+        slots = ("loss", *workload.metric_names, GRAD_SQ, *VOTES)
         bucket = GradBucket(workload.parameters(), slots, workload.ctx.device)
         loop = cls(core, workload, rec, steps_per_epoch, bucket)
         resumed = checkpoint.load(core.out, parts, workload.ctx.device)
@@ -244,6 +282,7 @@ class Loop:
             "dlt_s": self.dlt_s,
             "ttl_s": self.ttl_s,
             "smoother": list(self.smoother.values),
+            "noise": self.noise.state(),
             "segment": self.segment,
             "train_offset": self.train_offset + self.train_end - self.train_start,
             "wall_offset": self.total_elapsed(),
@@ -253,6 +292,8 @@ class Loop:
         self.step, self.dlt_s, self.ttl_s = state["step"], state["dlt_s"], state["ttl_s"]
         self.samples = state["samples"]
         self.smoother.values.extend(state["smoother"])
+        if "noise" in state:  # checkpoints from before the noise scale have none
+            self.noise.restore(state["noise"])
         self.segment = state["segment"] + 1
         self.train_offset, self.wall_offset = state["train_offset"], state["wall_offset"]
         self.rec.offset = self.wall_offset
@@ -289,7 +330,7 @@ class Loop:
         core, ctx = self.core, self.ctx
         self.step += 1
         t = time.perf_counter()
-        out = self.workload.step(batch)
+        out, grad_sq = self.split_step(batch) if self.split else (self.workload.step(batch), None)
         local = {"loss": float(out.loss), **{k: float(v) for k, v in out.metrics.items()}}
         compute_s = time.perf_counter() - t  # float() waited for the device
         if self.dlt_s is None:
@@ -305,18 +346,19 @@ class Loop:
             core.time_limit is not None and self.rec.elapsed() > core.time_limit - core.stop_margin
         )
         t = time.perf_counter()
-        means = self.bucket.allreduce_mean(
-            ctx.engine,
-            {**local, "stop_vote": float(wants_stop), "requeue_vote": checkpoint.preempted()},
-        )
+        values = {**local, "stop_vote": float(wants_stop), "requeue_vote": checkpoint.preempted()}
+        if grad_sq is not None:
+            values[GRAD_SQ] = grad_sq
+        means = self.bucket.allreduce_mean(ctx.engine, values)
         allreduce_s = time.perf_counter() - t
+        noise = self.noise_fields(means[GRAD_SQ], batch.size) if self.measures_noise else {}
         self.workload.update()
         if ctx.device.type == "cuda":
             torch.cuda.current_stream(ctx.device).synchronize()  # the update's own time
         self.train_end = time.perf_counter()
         update_s = self.train_end - t - allreduce_s
         self.samples += batch.size * ctx.world_size
-        global_ = {k: v for k, v in means.items() if k not in VOTES}
+        global_ = {k: v for k, v in means.items() if k not in VOTES and k != GRAD_SQ}
         smoothed = self.smoother.push(global_["loss"])
         self.last_global, self.last_smoothed = global_, smoothed
         if self.ttl_s is None and smoothed is not None and smoothed < self.target_loss:
@@ -329,6 +371,7 @@ class Loop:
             update_s=update_s,
             **{f"global_{k}": v for k, v in global_.items()},
             smoothed_loss=smoothed,
+            **noise,
         )
         if means["requeue_vote"] > 0:
             limit = self.core.max_requeues
@@ -336,6 +379,36 @@ class Loop:
         elif means["stop_vote"] > 0:
             self.stop_reason = "walltime"
         return global_
+
+    def split_step(self, batch: Batch) -> tuple[Any, float]:
+        """``--noise-split``: the step as two half-minibatch steps whose gradients are averaged
+        (the same update as one step), and the mean |g|² of the halves for the noise scale."""
+        first, second = self.workload.split(batch)
+        a = self.workload.step(first)
+        kept = self.bucket.grads.clone()
+        sq = self.bucket.global_sq()
+        b = self.workload.step(second)
+        sq = (sq + self.bucket.global_sq()) / 2
+        self.bucket.grads.add_(kept).mul_(0.5)
+        metrics = {k: (float(v) + float(b.metrics[k])) / 2 for k, v in a.metrics.items()}
+        return StepResult((float(a.loss) + float(b.loss)) / 2, metrics), sq
+
+    def noise_fields(self, small_sq: float, size: int) -> dict[str, float | None]:
+        """The step's gradient-noise figures for its sync record: |G_b|² (mean over ranks or
+        halves), |G_B|² of the averaged gradient, their unbiased estimates and B_noise."""
+        b = size / 2 if self.split else size
+        big_b = size if self.split else size * self.ctx.world_size
+        big_sq = self.bucket.global_sq()
+        est = estimate(small_sq, b, big_sq, big_b)
+        return {
+            "grad_sq_small": small_sq,
+            "grad_sq_big": big_sq,
+            "noise_b": b,
+            "noise_big_b": big_b,
+            "noise_g2": est.g2,
+            "noise_trace": est.trace,
+            "b_noise": self.noise.push(est),
+        }
 
     def metrics(self) -> dict[str, Any]:
         """The timing figures of the summary (the workload adds its evaluation)."""

@@ -27,6 +27,7 @@ from hpcscale.train.workload import RankContext, Staged, StepResult, Workload, W
 from hpcscale.workloads.jets import roc
 from hpcscale.workloads.jets.model import JetResNet
 from hpcscale.workloads.jets.simulate import CLASSES, KIND
+from hpcscale.workloads.schedule import lr_schedule
 from hpcscale.workloads.threads import set_threads
 
 EVAL_BATCH = 256  # validation minibatch (at most): a dense batch of 1024 jets is 0.5 GB
@@ -37,7 +38,6 @@ class JetsConfig(WorkloadConfig):
     """CMS jet-image options"""
 
     lr: float = Field(1e-3, gt=0, description="Adam learning rate")
-    scale_lr: bool = Field(False, description="multiply the learning rate by the ranks")
     weight_decay: float = Field(0.0, ge=0)
     intra_threads: int = Field(0, ge=0, description="torch intra-op threads (0: OMP_NUM_THREADS)")
     inter_threads: int = Field(0, ge=0, description="torch inter-op threads (0: torch's default)")
@@ -58,6 +58,7 @@ class JetsWorkload(Workload):
     default_batch = 64  # the seed's V100 batch
     default_target_loss = TARGETS["cms-jets"]
     metric_names = ("acc",)
+    scales_lr = True
     config: JetsConfig
 
     def __init__(self, config: JetsConfig, ctx: RankContext) -> None:
@@ -118,13 +119,15 @@ class JetsWorkload(Workload):
         ctx, cfg = self.ctx, self.config
         torch.manual_seed(ctx.seed)
         self.model = JetResNet(cfg.model).to(ctx.device)
-        lr = cfg.lr * (ctx.world_size if cfg.scale_lr else 1)
         self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=lr, weight_decay=cfg.weight_decay
+            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
+        self.schedule = lr_schedule(  # the core's --lr-scaling and --warmup-epochs
+            self.optimizer, ctx.lr_scaling, ctx.world_size, ctx.warmup_epochs, steps_per_epoch
         )
 
     def parts(self) -> dict[str, Any]:
-        return {"model": self.model, "optimizer": self.optimizer}
+        return {"model": self.model, "optimizer": self.optimizer, "schedule": self.schedule}
 
     def parameters(self) -> Sequence[torch.Tensor]:
         return list(self.model.parameters())
@@ -159,6 +162,7 @@ class JetsWorkload(Workload):
 
     def update(self) -> None:
         self.optimizer.step()
+        self.schedule.step()
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, Any]:
