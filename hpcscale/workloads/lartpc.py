@@ -72,9 +72,7 @@ def make_optimizer(
         )
         milestones: tuple[int, ...] = ()
     else:  # SGD, with steps at epochs 30, 60, 80 (the paper's helper)
-        opt = torch.optim.SGD(
-            params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay
-        )
+        opt = torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
         milestones = (30, 60, 80)
     if ctx.lr_scaling == "none" and not milestones:
         return opt, None  # a constant rate: no schedule (checkpoints as before)
