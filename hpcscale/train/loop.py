@@ -247,6 +247,7 @@ class Loop:
         self.samples = 0  # samples trained on by all ranks, this and earlier segments
         self.dlt_s: float | None = None
         self.ttl_s: float | None = None
+        self.ttl_step: int | None = None  # the step at which the target was reached
         self.stop_reason: str | None = None
         self.last_global: dict[str, float] = {}
         self.last_smoothed: float | None = None
@@ -281,6 +282,7 @@ class Loop:
             "samples": self.samples,
             "dlt_s": self.dlt_s,
             "ttl_s": self.ttl_s,
+            "ttl_step": self.ttl_step,
             "smoother": list(self.smoother.values),
             "noise": self.noise.state(),
             "segment": self.segment,
@@ -290,6 +292,7 @@ class Loop:
 
     def restore(self, state: dict[str, Any]) -> None:
         self.step, self.dlt_s, self.ttl_s = state["step"], state["dlt_s"], state["ttl_s"]
+        self.ttl_step = state.get("ttl_step")
         self.samples = state["samples"]
         self.smoother.values.extend(state["smoother"])
         if "noise" in state:  # checkpoints from before the noise scale have none
@@ -363,6 +366,7 @@ class Loop:
         self.last_global, self.last_smoothed = global_, smoothed
         if self.ttl_s is None and smoothed is not None and smoothed < self.target_loss:
             self.ttl_s = self.total_elapsed()  # across walltime segments
+            self.ttl_step = self.step
             self.rec.write("phase", phase="target", step=self.step, ttl_s=self.ttl_s)
         self.rec.write(
             "sync",
@@ -418,6 +422,8 @@ class Loop:
         window_full = len(self.smoother.values) == self.smoother.values.maxlen
         return {
             "ttl_s": self.ttl_s,
+            "ttl_steps": self.ttl_step,
+            "gradient_bytes": self.bucket.n_grads * self.bucket.flat.element_size(),
             "target_loss": self.target_loss,
             "ttl_window": self.core.ttl_window,
             "ttl_note": None if self.ttl_s is not None else self._ttl_note(window_full),
