@@ -299,10 +299,11 @@ def _cost(link: Any) -> LinkCost | None:
 
 
 def _steps(model: Model, batch: int) -> float | None:
+    """Steps to the target at global batch ``batch`` (at least the one that reports a loss)."""
     if model.b_noise is not None and model.s_min is not None:
-        return model.s_min * (1 + model.b_noise / batch)
+        return max(model.s_min * (1 + model.b_noise / batch), 1.0)
     if model.samples_to_target is not None:
-        return model.samples_to_target / batch
+        return max(model.samples_to_target / batch, 1.0)
     return None
 
 
