@@ -19,9 +19,9 @@ from rich.console import Console
 
 from hpcscale import workloads
 from hpcscale.containers.runtime import switched, with_binds
-from hpcscale.data.folds import fold_sets
 from hpcscale.errors import UserError
-from hpcscale.fsutil import atomic_write, folder_lock
+from hpcscale.fmt import duration_text, plural
+from hpcscale.fsutil import atomic_write, cache_root, folder_lock
 from hpcscale.plan import Request
 from hpcscale.preflight import (
     check_container,
@@ -30,7 +30,7 @@ from hpcscale.preflight import (
     check_scheduler,
     check_writable,
 )
-from hpcscale.run import cache_root, default_data
+from hpcscale.run import default_data
 from hpcscale.sites import load_site
 from hpcscale.sites.detect import resolve as resolve_node
 from hpcscale.sites.models import Site
@@ -38,7 +38,7 @@ from hpcscale.sites.registry import with_requests
 from hpcscale.spec import SPEC_NAME, StudySpec, dump, point_args, point_label
 from hpcscale.spec import load as load_spec
 from hpcscale.study import Job, Point, job_state, load, resolve_job, save, submit_study
-from hpcscale.tables import duration_text, plural, print_collect
+from hpcscale.tables import print_collect
 
 
 @dataclass
@@ -220,6 +220,8 @@ def prepare_data(launch: Launch, dry_run: bool) -> str:
             for note in check_data(data, biggest.plan.ranks, biggest.core, biggest.config):
                 print(note, file=sys.stderr)
     if launch.spec.kfold and not dry_run and data is not None:
+        from hpcscale.data.folds import fold_sets  # numpy: only K folds need it at start-up
+
         with Console(stderr=True).status(f"writing {launch.spec.kfold} folds of {data}"):
             fold_sets(data, launch.spec.kfold, launch.folder / "folds")
     return str(job_path(str(data)) if data is not None else site.data_dir)

@@ -7,7 +7,6 @@ Without ``--data``, the site's default synthetic data set is generated once into
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -17,17 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from hpcscale import workloads
 from hpcscale.errors import UserError
-from hpcscale.fsutil import atomic_write
-from hpcscale.render.script import JobSpec, render_script, train_command
+from hpcscale.fsutil import atomic_write, cache_root
+from hpcscale.render.script import JobSpec, train_command
+from hpcscale.schedulers import render_script
 from hpcscale.sites.models import Site
 from hpcscale.train.records import summarize
 
 if TYPE_CHECKING:
     from hpcscale.study import Job
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("HPCSCALE_CACHE") or Path.home() / ".cache" / "hpcscale")
 
 
 def default_data(

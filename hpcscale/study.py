@@ -23,9 +23,9 @@ from hpcscale import __version__
 from hpcscale.errors import UserError
 from hpcscale.fsutil import atomic_write, atomic_write_json, folder_lock
 from hpcscale.messages import describe
-from hpcscale.plan import JobPlan, Request, plan_job
+from hpcscale.plan import JobPlan, Request
 from hpcscale.render.script import JobSpec, train_args
-from hpcscale.schedulers import job_script, make_executor
+from hpcscale.schedulers import job_script, make_executor, plan_job
 from hpcscale.schedulers import job_state as scheduler_state
 from hpcscale.sites.models import Site
 from hpcscale.train.config import CoreConfig, parse

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import GOLDEN, check_golden
 
-from hpcscale.plan import Request, plan_job
+from hpcscale.plan import Request
+from hpcscale.schedulers import plan_job
 from hpcscale.sites import load_site, site_files
 from hpcscale.sites.detect import resolve
 from hpcscale.study import study_job

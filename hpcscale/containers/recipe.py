@@ -79,6 +79,7 @@ def mpi_flavour(site: Site) -> str:
 
 def recipe(site: Site, fmt: Format = "singularity") -> str:
     """The container recipe for ``site`` as an Apptainer/Singularity definition or Dockerfile."""
+    # hpccm: the [containers] extra, and slow to import; only a recipe needs it
     import hpccm
     import hpccm.config
     from hpccm import building_blocks as bb

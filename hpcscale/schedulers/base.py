@@ -12,11 +12,12 @@ from __future__ import annotations
 import math
 import re
 import shlex
+import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
 from hpcscale.plan import JobPlan
-from hpcscale.render.script import JobSpec, render_script
+from hpcscale.render.script import JobSpec
 from hpcscale.sites.models import Site
 
 # Request fields of ``scheduler``, by name, with how each is shown in refusals.
@@ -124,9 +125,6 @@ class Backend:
         """The script submitted for ``job``: every rank runs submitit's ``_submit FOLDER``."""
         raise NotImplementedError
 
-    def render(self, site: Site, plan: JobPlan, job: JobSpec) -> str:
-        return render_script(site, plan, job, self.context(site, plan))
-
     # --- submission and jobs ------------------------------------------------------------------
 
     def executor(self, site: Site, plan: JobPlan, job: JobSpec, folder: Path) -> Any:
@@ -153,7 +151,5 @@ def _shown(value: object) -> str:
 
 def submit_command(folder: Path, python: str | None = None) -> str:
     """submitit's rank command: load the pickled function from ``folder`` and call it."""
-    import sys
-
     py = python or shlex.quote(sys.executable)
     return f"{py} -u -m submitit.core._submit {shlex.quote(str(folder))}"

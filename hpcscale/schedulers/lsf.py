@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shlex
@@ -36,8 +37,6 @@ class LsfInfoWatcher(pickling.StateWatcher):
         return ["bjobs", "-o", "jobid stat", "-json", *to_check] if to_check else None
 
     def read_info(self, string: bytes | str) -> dict[str, dict[str, str]]:
-        import json
-
         text = string.decode() if isinstance(string, bytes) else string
         records = json.loads(text or "{}").get("RECORDS", [])
         return {

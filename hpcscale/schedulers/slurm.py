@@ -72,7 +72,7 @@ class Slurm(Backend):
                 "SUBMITIT_EXECUTOR": "slurm" if site.launcher.kind == "srun" else "slurm-mpi",
             },
         )
-        return render_script(site, plan, spec)
+        return render_script(site, plan, spec, self.context(site, plan))
 
     def executor(self, site: Site, plan: JobPlan, job: JobSpec, folder: Path) -> Any:
         return SiteSlurmExecutor(folder, site, plan, job)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from hpcscale import __version__, workloads
+from hpcscale.containers.runtime import recorded_digest
 from hpcscale.errors import PeerFailure, Requeue, Terminated, UserError
 from hpcscale.train import checkpoint
 from hpcscale.train.config import CoreConfig
@@ -501,8 +502,6 @@ def _image_digest() -> str | None:
     image = os.environ.get("HPCSCALE_IMAGE")
     if not image:
         return None
-    from hpcscale.containers.runtime import recorded_digest
-
     return recorded_digest(image)
 
 

@@ -24,7 +24,7 @@ class HorovodEngine(Engine):
         self, jobenv: JobEnvironment, timeout_s: float, device: str, timeline: Path | None = None
     ) -> None:
         try:
-            import horovod.torch as hvd
+            import horovod.torch as hvd  # horovod: optional, and only with --engine horovod
         except ImportError as exc:
             raise RuntimeError(
                 "engine horovod needs Horovod built with PyTorch support "
@@ -60,7 +60,7 @@ class HorovodEngine(Engine):
             self._store.shutdown()
 
     def versions(self) -> dict[str, str | None]:
-        import horovod
+        import horovod  # see __init__
 
         return {**super().versions(), "horovod": horovod.__version__}
 
