@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hpcscale.analysis import kinds, plots
+from hpcscale.analysis import attribution, kinds, plots
 from hpcscale.analysis.fit import PowerLaw
 from hpcscale.analysis.results import PAPER, study_label, study_results, write_results
 from hpcscale.data.simulate import LABELS
@@ -295,10 +295,12 @@ def _study_section(r: dict[str, Any], out: Path) -> list[Block]:
     tag = f"{r['site']}-{r['study']}"
     blocks += kinds.sections(r, out, tag)
     blocks += _timing_blocks(r)
+    blocks += _efficiency_blocks(r)
     for name, maker in (
         (f"loss_{tag}.png", plots.loss_curves),
         (f"confusion_{tag}.png", plots.confusion),
         (f"time_split_{tag}.png", plots.time_split),
+        (f"noise_{tag}.png", plots.noise_scale),
     ):
         if maker(r, out / name) is not None:
             blocks.append(("img", (name, name.split("_")[0])))
@@ -404,6 +406,25 @@ def _timing_blocks(r: dict[str, Any]) -> list[Block]:
             ),
         ),
     ]
+
+
+def _efficiency_blocks(r: dict[str, Any]) -> list[Block]:
+    """Where efficiency went at each size, and each size as predicted from the smaller ones."""
+    blocks: list[Block] = []
+    lines = attribution.efficiency_lines(r)
+    if lines:
+        blocks.append(("p", "Where efficiency went, per size against the smallest (ideal TTL: "
+                       "the smallest size's, perfectly scaled): " + " ".join(
+                           f"{line}." for line in lines)))  # fmt: skip
+    rows = attribution.predicted_rows(r)
+    if rows:
+        text = ("Predicted beside measured: each size predicted (`hpcscale predict`) from the "
+                "smaller sizes only, with the error of the prediction.")  # fmt: skip
+        blocks.append(("p", text))
+        heads = ["N", "from N", "TTL measured", "TTL predicted", "error", "epochs/min measured",
+                 "epochs/min predicted", "error"]  # fmt: skip
+        blocks.append(("table", (heads, rows)))
+    return blocks
 
 
 def _paper_section() -> list[Block]:

@@ -83,9 +83,16 @@ def study_results(study: Path) -> dict[str, Any]:
                     "steady_step_s",
                     "samples_per_s_steady",
                     "epoch_rate_steady_per_min",
+                    "ttl_steps",
+                    "b_noise",
+                    "noise",
+                    "global_batch",
+                    "gradient_bytes",
+                    "schema_version",
                 )
             },
         }
+        job["lr_scaling"] = (r.get("config") or {}).get("lr_scaling")
         job["samples_per_s"] = r.get("samples_per_s", r.get("images_per_s"))  # older summaries
         job.update({k: r.get(k) for k in ("params", "fold", "trial", "generation", "value",
                                           "classes") if r.get(k) is not None})  # fmt: skip

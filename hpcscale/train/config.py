@@ -70,7 +70,8 @@ class CoreConfig(BaseModel):
     )  # fmt: skip
     noise_split: bool = Field(
         False, description="one rank: measure the gradient noise scale by splitting each "
-        "minibatch in two halves (a second backward per step); several ranks measure it for free"
+        "minibatch in two halves (a second backward per step); ignored by several ranks, which "
+        "measure it for free"
     )  # fmt: skip
     study: str = ""
     job: str = ""
