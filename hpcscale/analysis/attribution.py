@@ -10,15 +10,16 @@ own slow-down: contention for host cores, memory bandwidth).
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
 from hpcscale.errors import UserError
 
 
-def _steps_to_target(job: dict[str, Any]) -> int | None:
+def _steps_to_target(job: dict[str, Any]) -> float | None:
     if job.get("ttl_steps"):
-        return int(job["ttl_steps"])
+        return float(job["ttl_steps"])
     if job.get("ttl_s") is not None and job.get("stop_reason") == "target" and job.get("steps"):
         return int(job["steps"])
     return None
@@ -34,9 +35,60 @@ def _step_s(job: dict[str, Any], steps: int) -> float | None:
     return None
 
 
+NUMBERS = ("ttl_s", "dlt_s", "ttl_steps", "steady_step_s", "ttl_train_s", "epoch_rate_per_min",
+           "steps")  # fmt: skip
+NOISY = (("ttl_s", "TTL", "s"), ("dlt_s", "DLT", "s"), ("epoch_rate_per_min", "epochs/min", ""))
+
+
+def size_means(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per size: the mean of each figure over the size's completed jobs (repeats),
+    with the mean step-time split; a figure some repeats lack is the mean of those that have it."""
+    groups: dict[int, list[dict[str, Any]]] = {}
+    for job in jobs:
+        if job["status"] == "completed":
+            groups.setdefault(job["n"], []).append(job)
+    out = []
+    for n, group in sorted(groups.items()):
+        row: dict[str, Any] = {"n": n, "status": "completed", "repeats": len(group)}
+        for key in NUMBERS:
+            values = [j[key] for j in group if isinstance(j.get(key), (int, float))]
+            row[key] = statistics.fmean(values) if values else None
+        row["stop_reason"] = group[0].get("stop_reason")
+        keys = {k for j in group for k in (j.get("step_time_split_s") or {})}
+        row["step_time_split_s"] = {
+            k: statistics.fmean((j.get("step_time_split_s") or {}).get(k) or 0.0 for j in group)
+            for k in keys
+        }
+        out.append(row)
+    return out
+
+
+def repeat_rows(result: dict[str, Any]) -> list[list[str]]:
+    """Per size with repeats: each figure's mean ± standard deviation and its spread in %."""
+    groups: dict[int, list[dict[str, Any]]] = {}
+    for job in result["jobs"]:
+        if job["status"] == "completed":
+            groups.setdefault(job["n"], []).append(job)
+    if all(len(g) < 2 for g in groups.values()):
+        return []
+    rows = []
+    for n, group in sorted(groups.items()):
+        row = [str(n), str(len(group))]
+        for key, _, unit in NOISY:
+            values = [j[key] for j in group if isinstance(j.get(key), (int, float))]
+            if len(values) < 2:
+                row.append(f"{values[0]:.3g}{unit}" if values else "–")
+                continue
+            mean, sd = statistics.fmean(values), statistics.stdev(values)
+            half = 1.96 * sd / len(values) ** 0.5
+            row.append(f"{mean:.3g} ± {half:.2g}{unit} (spread {sd / mean:.0%})")
+        rows.append(row)
+    return rows
+
+
 def efficiency_lines(result: dict[str, Any]) -> list[str]:
     """One line per size after the smallest: TTL efficiency and what it lost, in % of TTL."""
-    done = [j for j in result["jobs"] if j["status"] == "completed" and j.get("ttl_s")]
+    done = [j for j in size_means(result["jobs"]) if j.get("ttl_s")]
     if len(done) < 2:
         return []
     base = min(done, key=lambda j: j["n"])
@@ -44,11 +96,12 @@ def efficiency_lines(result: dict[str, Any]) -> list[str]:
     split0 = base.get("step_time_split_s") or {}
     lines = []
     for job in sorted(done, key=lambda j: j["n"]):
-        if job is base or job["n"] == base["n"]:
+        if job["n"] == base["n"]:
             continue
         ratio = job["n"] / base["n"]
         ttl, ideal = job["ttl_s"], base["ttl_s"] / ratio
         steps = _steps_to_target(job)
+        steps = round(steps) if steps else steps
         split = job.get("step_time_split_s") or {}
         parts = {"start-up": (job.get("dlt_s") or 0) - (base.get("dlt_s") or 0) / ratio}
         if steps:

@@ -411,6 +411,13 @@ def _timing_blocks(r: dict[str, Any]) -> list[Block]:
 def _efficiency_blocks(r: dict[str, Any]) -> list[Block]:
     """Where efficiency went at each size, and each size as predicted from the smaller ones."""
     blocks: list[Block] = []
+    repeats = attribution.repeat_rows(r)
+    if repeats:
+        text = ("Repeats: each figure's mean over the repeated jobs of a size, ± the half-width of "
+                "its 95 % interval (1.96 standard errors), and its spread (standard deviation "
+                "over the mean): how noisy this machine made it.")  # fmt: skip
+        heads = ["N", "jobs", *[name for _, name, _ in attribution.NOISY]]
+        blocks += [("p", text), ("table", (heads, repeats))]
     lines = attribution.efficiency_lines(r)
     if lines:
         blocks.append(("p", "Where efficiency went, per size against the smallest (ideal TTL: "
