@@ -455,7 +455,7 @@ def make_target(
     if bench_ratio is not None:
         return Target(site, per_node, bench_ratio, f"× {bench_ratio:g}, the measured bench ratio")
     if there is None or (here is not None and there.name == here.name):
-        return Target(site, per_node, 1.0, "as measured on the study's own site")
+        return Target(site, per_node, 1.0, "on the study's own site")
     half = any(j.precision == "bf16" for j in jobs)
     mine, theirs = peaks(here, gpu_name), peaks(there, None)
     i = 1 if half and mine[1] and theirs[1] else 0
