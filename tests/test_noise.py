@@ -142,3 +142,10 @@ def test_a_model_that_sets_its_own_rate_refuses_lr_scaling(tmp_path):
     )  # fmt: skip
     assert res.returncode == 2
     assert "--lr-scaling" in res.stderr and "fake-linear" in res.stderr
+
+
+def test_synthetic_data_trains_on_one_minibatch_from_memory(tmp_path):
+    summary = _run(tmp_path, 1, "--synthetic-data")
+    assert summary["config"]["synthetic_data"] is True
+    assert summary["steps"] == 3 * summary["steps_per_epoch"]  # the same steps as a real run
+    assert summary["step_time_split_s"]["index_s"] == 0.0  # no data work in the training phase

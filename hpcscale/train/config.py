@@ -68,6 +68,11 @@ class CoreConfig(BaseModel):
         None, ge=0, description="epochs of linear warm-up from the one-rank learning rate to the "
         "scaled one; default: the model's"
     )  # fmt: skip
+    synthetic_data: bool = Field(
+        False, description="the control run: stage as usual, then train every step on the first "
+        "minibatch kept on the device (no reads, no decompression, no copies in training): a "
+        "loader-bound job is faster this way, a compute- or network-bound one is not"
+    )  # fmt: skip
     noise_split: bool = Field(
         False, description="one rank: measure the gradient noise scale by splitting each "
         "minibatch in two halves (a second backward per step); ignored by several ranks, which "

@@ -18,6 +18,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -239,6 +240,7 @@ class Loop:
         world = self.ctx.world_size
         # several ranks measure the noise scale from their own gradients: no split needed
         self.split = core.noise_split and world == 1
+        self.cached: Batch | None = None  # --synthetic-data's minibatch
         self.measures_noise = world > 1 or self.split
         self.step = 0
         self.samples = 0  # samples trained on by all ranks, this and earlier segments
@@ -312,7 +314,11 @@ class Loop:
             order = epoch_order(local_samples, ctx.batch, spe, ctx.seed, epoch, ctx.rank)
             order = order[skip : skip + total_steps - self.step]
             mll.start("EPOCH_START", epoch_num=epoch)
-            for i, batch in enumerate(self.workload.batches(order), start=skip):
+            batches = (
+                self.synthetic(order, len(order)) if self.core.synthetic_data
+                else self.workload.batches(order)
+            )  # fmt: skip
+            for i, batch in enumerate(batches, start=skip):
                 self.train_step(batch, epoch + i / spe)
                 if self.ttl_s is not None and self.core.stop_at_target:
                     self.stop_reason = "target"
@@ -380,6 +386,19 @@ class Loop:
         elif means["stop_vote"] > 0:
             self.stop_reason = "walltime"
         return global_
+
+    def synthetic(self, order: list, n: int) -> Iterator[Batch]:
+        """``--synthetic-data``: the first minibatch of the run, made once by the workload and
+        kept on the device, as each of ``n`` steps' minibatch, with its data timings zero."""
+        if self.cached is None and order:
+            made = self.workload.batches(order[:1])
+            self.cached = next(iter(made))
+            for _ in made:  # let the workload's prefetching finish and close
+                pass
+            with contextlib.suppress(AttributeError, TypeError):
+                self.cached.timings = dict.fromkeys(self.cached.timings, 0.0)  # type: ignore[misc]
+        for _ in range(n if self.cached is not None else 0):
+            yield self.cached  # type: ignore[misc]
 
     def split_step(self, batch: Batch) -> tuple[Any, float]:
         """``--noise-split``: the step as two half-minibatch steps whose gradients are averaged
