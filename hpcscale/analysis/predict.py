@@ -14,7 +14,8 @@ Per size N (ranks, one per GPU on GPU sites), with B = N·b the global batch:
   in the jobs (``train/noise.py``) or fitted to the steps the jobs took; S_min from the jobs that
   reached the target;
 - TTL = DLT + (S − 1)·step (the first step is DLT's); epoch rate = epochs/minute over the
-  training phase (first step + the rest); efficiency = epoch rate / (N/N₀ · epoch rate at N₀).
+  training phase (first step + the rest); efficiency = samples/s per rank relative to the
+  smallest measured size N₀'s (its step over this one).
 
 Every figure comes with a 95 % interval from a bootstrap over the steps of each job (step gaps
 and noise estimates, where the records are kept) and over the jobs of each size (repeats), and
@@ -170,6 +171,7 @@ class Model:
 
     base_n: int
     base_rate: float | None
+    base_step_s: float  # the smallest measured size's steady step
     local_s: float
     first_step_s: float
     constant_dlt_s: float
@@ -205,6 +207,7 @@ def fit_model(jobs: Sequence[Measured]) -> Model:
     return Model(
         base_n=base[0].n,
         base_rate=base_rate,
+        base_step_s=statistics.fmean(j.step_s for j in base),
         local_s=statistics.fmean(j.local_s for j in top),
         first_step_s=statistics.fmean(j.first_step_s for j in top),
         constant_dlt_s=constant,
@@ -231,7 +234,11 @@ def _steps_model(
     g2 = [x for j in jobs for x in j.noise_g2]
     trace = [x for j in jobs for x in j.noise_trace]
     b_noise = noise_ratio(g2, trace)
-    source = "measured in the jobs' gradients"
+    source = (
+        "measured in the jobs' gradients" if b_noise is not None
+        else "not resolved by the jobs' gradients (mean |G|² ≤ 0: noise-dominated)" if g2
+        else "not measured"
+    )  # fmt: skip
     if b_noise is None and len({j.global_batch for j in reached}) >= 2:
         b_noise = _fit_b_noise([(j.global_batch, j.ttl_steps) for j in reached])  # type: ignore[misc]
         source = "fitted to the steps the measured sizes took"
@@ -270,7 +277,14 @@ def predict_size(model: Model, target: Target, n: int) -> dict[str, float | None
     train_s = (model.first_step_s + (steps - 1) * step) if steps is not None else None
     rate_steady = 60 / (step * spe)
     rate = (steps / spe) / (train_s / 60) if steps is not None and train_s else rate_steady
-    eff = rate_steady / (n / model.base_n * model.base_rate) if model.base_rate else None
+    # samples/s per rank against the smallest measured size's: as measured on the study's own
+    # site, else as predicted for the same target (the same GPUs and links)
+    base_step = model.base_step_s
+    if target.compute_ratio != 1.0:
+        per_base = min(target.ranks_per_node, model.base_n)
+        base_comm, _ = _allreduce(model, target, model.base_n, per_base)
+        base_step = model.local_s * target.compute_ratio + base_comm
+    eff = base_step / step
     return {
         "n": n, "nodes": nodes, "global_batch": batch, "dlt_s": dlt, "staging_s": staging,
         "step_s": step, "allreduce_s": comm, "steps": steps, "ttl_s": ttl,
