@@ -135,3 +135,18 @@ def test_check_against_a_references_file(study, tmp_path):
     refs.write_text("local:\n  jishnet-small:\n    2:\n      speed: [1, 0, 0]\n")
     res = cli("check", str(study), "--references", str(refs))
     assert res.returncode == 2 and "unknown figure" in res.stderr
+
+
+def test_check_against_the_descriptors_references(study, tmp_path):
+    rate = json.loads((study / "jobs" / "1r" / "summary.json").read_text())["epoch_rate_per_min"]
+    bundled = (Path(__file__).resolve().parent.parent / "sites" / "local.yaml").read_text()
+    sites = tmp_path / "sites"
+    sites.mkdir()
+    for factor, code in ((1.0, 0), (3.0, 1)):
+        figure = f"{{epoch_rate_per_min: [{rate * factor}, -0.2, null]}}"
+        refs = f"  references:\n    jishnet-small:\n      1: {figure}\n"
+        (sites / "local.yaml").write_text(bundled + "performance:\n" + refs)
+        res = cli("check", str(study), "--sites-dir", str(sites))
+        assert res.returncode == code, res.stdout + res.stderr
+    assert "site local's performance.references" in res.stdout
+    assert cli("check", str(study)).returncode == 2  # the bundled local site has none

@@ -105,6 +105,21 @@ def references_file(path: Path, site: str) -> Callable[[Measured], Reference | N
     return lambda m: refs.get((m.model, m.n, m.figure))
 
 
+def descriptor_references(site: Any) -> Callable[[Measured], Reference | None] | None:
+    """The references of the site's descriptor (``performance.references``), if it has any."""
+    table = site.performance.references if site is not None else {}
+    if not table:
+        return None
+    where = f"site {site.name}'s performance.references"
+    refs = {
+        (model, int(size), figure): Reference(spec[0], spec[1], spec[2], where)
+        for model, sizes in table.items()
+        for size, figures in sizes.items()
+        for figure, spec in figures.items()
+    }
+    return lambda m: refs.get((m.model, m.n, m.figure))
+
+
 def _frac(value: Any, where: str) -> float | None:
     if value is None:
         return None

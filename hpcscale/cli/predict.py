@@ -138,18 +138,24 @@ def check(
     tolerance: Annotated[
         float, typer.Option(min=0.0, help="Relative tolerance for --against and --predicted.")
     ] = 0.10,
+    sites_dir: SitesDir = None,
 ) -> None:
-    """Each figure of the study against its reference: one line per figure out of bounds and
-    exit code 1; exit 0 when all are within."""
+    """Each figure of the study against its reference (another study, a references file, the
+    prediction, else the site descriptor's performance.references): one line per figure out
+    of bounds and exit code 1; exit 0 when all are within."""
     from hpcscale.analysis import check as checks
 
     chosen = [x for x in (against, references, predicted or None) if x is not None]
-    if len(chosen) != 1:
-        raise UserError(
-            "give one reference: --against OTHER_STUDY, --references FILE or --predicted"
-        )
     site, figures = checks.measured(study_dir)
-    if against is not None:
+    own = checks.descriptor_references(_site_or_none(site, sites_dir)) if not chosen else None
+    if len(chosen) > 1 or (not chosen and own is None):
+        raise UserError(
+            "give one reference: --against OTHER_STUDY, --references FILE or --predicted (or "
+            f"performance.references in site {site}'s descriptor)"
+        )
+    if own is not None:
+        ref = own
+    elif against is not None:
         load(against)  # a folder that is not a study: one line, exit 2
         ref = checks.against_study(against, tolerance)
     elif references is not None:

@@ -225,6 +225,12 @@ class Link(Strict):
     latency_us: float = Field(ge=0, description="µs per message (α), software included")
 
 
+# A performance reference in ReFrame's style: [value, lower, upper], tolerances as fractions of
+# the value (-0.1: 10 % below; None: unbounded), for ``hpcscale check``.
+Reference = tuple[float, float | None, float | None]
+CheckedFigure = Literal["ttl_s", "dlt_s", "steady_step_s", "epoch_rate_per_min", "samples_per_s"]
+
+
 class Performance(Strict):
     """Published figures of the hardware, for ``hpcscale predict`` (each optional; cite the
     source in a YAML comment). They describe the machine, not how a job runs: the descriptor's
@@ -241,6 +247,10 @@ class Performance(Strict):
     inter_node: Link | None = Field(None, description="between nodes: the interconnect")
     fs_bandwidth_gbs: float | None = Field(
         None, gt=0, description="aggregate read GB/s of the file system holding data_dir"
+    )
+    references: dict[str, dict[PositiveInt, dict[CheckedFigure, Reference]]] = Field(
+        default_factory=dict,
+        description="hpcscale check's references: model → size → figure → [value, lower, upper]",
     )
 
 
