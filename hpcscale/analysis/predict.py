@@ -43,6 +43,7 @@ from hpcscale.train.records import WARMUP_STEPS, noise_steps, read_records
 
 BOOTSTRAP = 200
 CONSTANT_PARTS = ("imports", "device", "build", "first_step")
+NEEDED = ("steps", "dlt_s", "train_time_s")  # what a job's summary must have to be used
 
 
 @dataclass
@@ -87,9 +88,14 @@ def measured_jobs(study: Path) -> list[Measured]:
     for row in collect(study):
         if row.get("status") != "completed":
             continue
+        if not all(isinstance(row.get(k), (int, float)) for k in NEEDED):
+            continue  # a summary without the figures (another tool's, a hand-made one)
         jobs.append(_measured(row, Path(study) / row["folder"]))
     if not jobs:
-        raise UserError(f"{study}: no completed job to predict from (hpcscale status {study})")
+        raise UserError(
+            f"{study}: no completed job with {', '.join(NEEDED)} to predict from "
+            f"(hpcscale collect {study})"
+        )
     return jobs
 
 
