@@ -150,3 +150,12 @@ def test_check_against_the_descriptors_references(study, tmp_path):
         assert res.returncode == code, res.stdout + res.stderr
     assert "site local's performance.references" in res.stdout
     assert cli("check", str(study)).returncode == 2  # the bundled local site has none
+
+
+def test_the_report_draws_predicted_beside_measured_and_says_where_efficiency_went(study):
+    res = cli("report", str(study), "--out", str(study.parent / "report"))
+    assert res.returncode == 0, res.stderr
+    text = (study.parent / "report" / "report.md").read_text()
+    assert "Predicted beside measured" in text and "| 2 | 1 |" in text
+    assert "Where efficiency went" in text and "N=2: TTL efficiency" in text
+    assert list((study.parent / "report").glob("predicted_*.png"))

@@ -120,8 +120,8 @@ def efficiency_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def predicted_rows(result: dict[str, Any]) -> list[list[str]]:
-    """Each size from its prediction out of the smaller sizes, beside what it measured."""
+def predicted_points(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each size as predicted from the smaller sizes only, beside its measured means."""
     # numpy and the bootstrap: only this section needs the predictor
     from hpcscale.analysis import predict as model
 
@@ -129,21 +129,34 @@ def predicted_rows(result: dict[str, Any]) -> list[list[str]]:
         jobs = model.measured_jobs(Path(result["folder"]))
     except UserError:
         return []
-    rows = []
+    means = {m["n"]: m for m in size_means(result["jobs"])}
+    points = []
     for n in sorted({j.n for j in jobs}):
         smaller = [j for j in jobs if j.n < n]
-        if not smaller:
+        if n not in means:
             continue
-        target = model.make_target(Path(result["folder"]), smaller, None, None, None, None)
-        pred = model.predict_size(model.fit_model(smaller), target, n)
-        here = [j for j in result["jobs"] if j["n"] == n and j["status"] == "completed"]
-        if not here:
-            continue
-        got = here[0]
-        sources = ",".join(str(s) for s in sorted({j.n for j in smaller}))
-        ttl = _pair(got.get("ttl_s"), pred["ttl_s"], ".1f")
-        rate = _pair(got.get("epoch_rate_per_min"), pred["epoch_rate_per_min"], ".3g")
-        rows.append([str(n), sources, *ttl, *rate])
+        pred: dict[str, Any] = {"ttl_s": None, "epoch_rate_per_min": None}  # the smallest
+        if smaller:
+            target = model.make_target(Path(result["folder"]), smaller, None, None, None, None)
+            pred = model.predict_size(model.fit_model(smaller), target, n)
+        points.append({
+            "n": n,
+            "from": sorted({j.n for j in smaller}),
+            "ttl_s": (means[n].get("ttl_s"), pred["ttl_s"]),
+            "epoch_rate_per_min": (means[n].get("epoch_rate_per_min"), pred["epoch_rate_per_min"]),
+        })  # fmt: skip
+    return points
+
+
+def predicted_rows(points: list[dict[str, Any]]) -> list[list[str]]:
+    """The table of ``predicted_points``: measured, predicted and the error per figure."""
+    rows = []
+    for p in points:
+        if not p["from"]:
+            continue  # the smallest size: measured only
+        ttl = _pair(*p["ttl_s"], ".1f")
+        rate = _pair(*p["epoch_rate_per_min"], ".3g")
+        rows.append([str(p["n"]), ",".join(map(str, p["from"])), *ttl, *rate])
     return rows
 
 

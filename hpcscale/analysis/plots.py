@@ -285,6 +285,27 @@ def noise_scale(result: dict[str, Any], out: Path) -> Path | None:
     return _save(plt, fig, out)
 
 
+def predicted(result: dict[str, Any], points: list[dict[str, Any]], out: Path) -> Path:
+    """TTL and epoch rate against N: measured (the sizes' means) and each size as predicted
+    from the smaller sizes only."""
+    plt, fig, axes = two_panels()
+    for ax, key, label in zip(axes, ("ttl_s", "epoch_rate_per_min"), ("TTL [s]", "epochs/min"),
+                              strict=True):  # fmt: skip
+        ns = [p["n"] for p in points]
+        ax.plot(ns, [p[key][0] if p[key][0] is not None else np.nan for p in points], "o-",
+                label="measured")  # fmt: skip
+        guessed = [(p["n"], p[key][1]) for p in points if p[key][1] is not None]
+        ax.plot([g[0] for g in guessed], [g[1] for g in guessed], "x--", ms=9,
+                label="predicted from smaller N")  # fmt: skip
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("N")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=9)
+    fig.suptitle(f"{study_label(result)}: predicted beside measured")
+    return _save(plt, fig, out)
+
+
 def _sync_rows(job: dict[str, Any]) -> list[dict[str, Any]]:
     path = Path(job["dir"]) / "rank-0.jsonl"
     return [r for r in read_records(path) if r.get("kind") == "sync"] if path.exists() else []

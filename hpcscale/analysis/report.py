@@ -295,7 +295,7 @@ def _study_section(r: dict[str, Any], out: Path) -> list[Block]:
     tag = f"{r['site']}-{r['study']}"
     blocks += kinds.sections(r, out, tag)
     blocks += _timing_blocks(r)
-    blocks += _efficiency_blocks(r)
+    blocks += _efficiency_blocks(r, out)
     for name, maker in (
         (f"loss_{tag}.png", plots.loss_curves),
         (f"confusion_{tag}.png", plots.confusion),
@@ -408,7 +408,7 @@ def _timing_blocks(r: dict[str, Any]) -> list[Block]:
     ]
 
 
-def _efficiency_blocks(r: dict[str, Any]) -> list[Block]:
+def _efficiency_blocks(r: dict[str, Any], out: Path) -> list[Block]:
     """Where efficiency went at each size, and each size as predicted from the smaller ones."""
     blocks: list[Block] = []
     repeats = attribution.repeat_rows(r)
@@ -423,7 +423,8 @@ def _efficiency_blocks(r: dict[str, Any]) -> list[Block]:
         blocks.append(("p", "Where efficiency went, per size against the smallest (ideal TTL: "
                        "the smallest size's, perfectly scaled): " + " ".join(
                            f"{line}." for line in lines)))  # fmt: skip
-    rows = attribution.predicted_rows(r)
+    points = attribution.predicted_points(r)
+    rows = attribution.predicted_rows(points)
     if rows:
         text = ("Predicted beside measured: each size predicted (`hpcscale predict`) from the "
                 "smaller sizes only, with the error of the prediction.")  # fmt: skip
@@ -431,6 +432,9 @@ def _efficiency_blocks(r: dict[str, Any]) -> list[Block]:
         heads = ["N", "from N", "TTL measured", "TTL predicted", "error", "epochs/min measured",
                  "epochs/min predicted", "error"]  # fmt: skip
         blocks.append(("table", (heads, rows)))
+        name = f"predicted_{r['site']}-{r['study']}.png"
+        plots.predicted(r, points, out / name)
+        blocks.append(("img", (name, "predicted")))
     return blocks
 
 
