@@ -176,7 +176,6 @@ class Model:
     """The fitted parts, from one (bootstrap) sample of the measured jobs."""
 
     base_n: int
-    base_rate: float | None
     base_step_s: float  # the smallest measured size's steady step
     local_s: float
     first_step_s: float
@@ -208,11 +207,8 @@ def fit_model(jobs: Sequence[Measured]) -> Model:
     else:
         constant, staging = statistics.fmean(j.dlt_s for j in top), 0.0
     b_noise, s_min, samples, source = _steps_model(jobs)
-    spe_base = max(base[0].train_samples // base[0].n // base[0].batch, 1)
-    base_rate = 60 / (statistics.fmean(j.step_s for j in base) * spe_base)
     return Model(
         base_n=base[0].n,
-        base_rate=base_rate,
         base_step_s=statistics.fmean(j.step_s for j in base),
         local_s=statistics.fmean(j.local_s for j in top),
         first_step_s=statistics.fmean(j.first_step_s for j in top),
