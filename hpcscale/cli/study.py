@@ -116,6 +116,7 @@ def render(
     target_loss: TargetLoss = None,
     sweep: Sweep = None,
     kfold: Kfold = None,
+    repeats: Repeats = None,
     like: Like = None,
     job: Annotated[
         str | None,
@@ -133,7 +134,7 @@ def render(
     """Print the job script that `submit` would submit for one job of a study (the same
     options as `submit`; `--job LABEL` picks the job, e.g. 2r-batch64)."""
     flags = dict(site=site, gpus=gpus, nodes=nodes, ranks=ranks, walltime=walltime,
-                 data=data, model=model, target_loss=target_loss, kfold=kfold,
+                 data=data, model=model, target_loss=target_loss, kfold=kfold, repeats=repeats,
                  sweep=parse_sweep(sweep) if sweep else None)  # fmt: skip
     spec, where = study_spec(ctx, like, flags, requests=requests or {})
     folder = study_dir.absolute()
