@@ -43,7 +43,8 @@ def held_back(study: Path, measured: list[int]) -> dict[str, tuple[list[float], 
     """Predict every larger size of ``study`` from ``measured``; (predicted, measured) lists."""
     jobs = model.measured_jobs(study)
     small = [j for j in jobs if j.n in measured]
-    target = model.make_target(study, small, None, None, None, None)
+    site = model.study_site(study, [ROOT / "results" / "predictions"])  # cpu4 is kept there
+    target = model.make_target(study, small, site, None, None, None)
     rows = {r["label"]: r for r in collect(study) if r.get("status") == "completed"}
     out: dict[str, tuple[list[float], list[float]]] = {}
     for job in jobs:

@@ -130,6 +130,7 @@ def predicted_points(result: dict[str, Any]) -> list[dict[str, Any]]:
     except UserError:
         return []
     means = {m["n"]: m for m in size_means(result["jobs"])}
+    site = model.study_site(Path(result["folder"]))
     points = []
     for n in sorted({j.n for j in jobs}):
         smaller = [j for j in jobs if j.n < n]
@@ -137,7 +138,7 @@ def predicted_points(result: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         pred: dict[str, Any] = {"ttl_s": None, "epoch_rate_per_min": None}  # the smallest
         if smaller:
-            target = model.make_target(Path(result["folder"]), smaller, None, None, None, None)
+            target = model.make_target(Path(result["folder"]), smaller, site, None, None, None)
             pred = model.predict_size(model.fit_model(smaller), target, n)
         points.append({
             "n": n,

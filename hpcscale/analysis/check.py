@@ -181,7 +181,7 @@ def against_prediction(study: Path, tolerance: float) -> Callable[[Measured], Re
     from hpcscale.analysis import predict as model  # numpy and the bootstrap: only this needs it
 
     jobs = model.measured_jobs(study)
-    site = _own_site(study)
+    site = model.study_site(study)
     table: dict[tuple[int, str], float] = {}
     for n in sorted({j.n for j in jobs}):
         smaller = [j for j in jobs if j.n < n]
@@ -199,11 +199,3 @@ def against_prediction(study: Path, tolerance: float) -> Callable[[Measured], Re
 
     return ref
 
-
-def _own_site(study: Path) -> Any:
-    from hpcscale.sites.registry import load_site
-
-    try:
-        return load_site(load(study).site)
-    except UserError:
-        return None

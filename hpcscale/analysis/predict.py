@@ -37,7 +37,8 @@ import numpy as np
 from hpcscale.analysis.comm import LinkCost, allreduce_s, fit_link
 from hpcscale.errors import UserError
 from hpcscale.sites.models import Site
-from hpcscale.study import collect
+from hpcscale.sites.registry import load_site
+from hpcscale.study import collect, load
 from hpcscale.train.noise import b_noise as noise_ratio
 from hpcscale.train.records import WARMUP_STEPS, noise_steps, read_records
 
@@ -191,6 +192,10 @@ class Model:
     train_samples: int
     noise_source: str
     data_bytes: float | None
+    # the local step's growth per extra rank on a node (host cores, memory and PCIe shared by
+    # the node's ranks), fitted to the measured sizes within a node; 0 when they cannot tell
+    contention_s: float = 0.0
+    top_per_node: int = 1
 
 
 def fit_model(jobs: Sequence[Measured]) -> Model:
@@ -207,6 +212,7 @@ def fit_model(jobs: Sequence[Measured]) -> Model:
     else:
         constant, staging = statistics.fmean(j.dlt_s for j in top), 0.0
     b_noise, s_min, samples, source = _steps_model(jobs)
+    contention, top_per_node = _contention(jobs, top)
     return Model(
         base_n=base[0].n,
         base_step_s=statistics.fmean(j.step_s for j in base),
@@ -224,7 +230,20 @@ def fit_model(jobs: Sequence[Measured]) -> Model:
         train_samples=top[0].train_samples,
         noise_source=source,
         data_bytes=top[0].data_bytes,
+        contention_s=contention,
+        top_per_node=top_per_node,
     )
+
+
+def _contention(jobs: Sequence[Measured], top: Sequence[Measured]) -> tuple[float, int]:
+    """The local step's slope in ranks per node (least squares over the measured sizes, at
+    least 0), and the ranks per node of the largest size."""
+    per_node = [(math.ceil(j.n / j.nodes), j.local_s) for j in jobs]
+    top_per_node = math.ceil(top[0].n / top[0].nodes)
+    if len({x for x, _ in per_node}) < 2:
+        return 0.0, top_per_node
+    slope = float(np.polyfit([x for x, _ in per_node], [y for _, y in per_node], 1)[0])
+    return max(slope, 0.0), top_per_node
 
 
 def _steps_model(
@@ -273,7 +292,7 @@ def predict_size(model: Model, target: Target, n: int) -> dict[str, float | None
     staging = max(staging, staging_floor(target.site, model.data_bytes))
     dlt = model.constant_dlt_s + staging
     comm, _ = _allreduce(model, target, n, per_node)
-    step = model.local_s * target.compute_ratio + comm
+    step = _local(model, target, per_node) + comm
     steps = _steps(model, batch)
     ttl = dlt + (steps - 1) * step if steps is not None else None
     train_s = (model.first_step_s + (steps - 1) * step) if steps is not None else None
@@ -293,6 +312,15 @@ def predict_size(model: Model, target: Target, n: int) -> dict[str, float | None
         "epoch_rate_per_min": rate, "epoch_rate_steady_per_min": rate_steady,
         "efficiency": eff, "steps_factor": (1 + model.b_noise / batch) if model.b_noise else None,
     }  # fmt: skip
+
+
+def _local(model: Model, target: Target, per_node: int) -> float:
+    """The local step at ``per_node`` ranks on a node: the largest size's, plus the measured
+    contention for the node's extra ranks (on the study's own site only: another site's hosts
+    are not this one's)."""
+    if target.compute_ratio != 1.0 or model.contention_s <= 0:
+        return model.local_s * target.compute_ratio
+    return model.local_s + model.contention_s * (per_node - model.top_per_node)
 
 
 def _allreduce(model: Model, target: Target, n: int, per_node: int) -> tuple[float, str]:
@@ -390,6 +418,7 @@ def model_notes(jobs: Sequence[Measured], target: Target) -> dict[str, Any]:
         "s_min": model.s_min,
         "gradient_bytes": model.gradient_bytes if model.gradient_bytes > 1 else None,
         "local_step_s": model.local_s,
+        "contention_s_per_rank": model.contention_s,
         "constant_dlt_s": model.constant_dlt_s,
         "staging_s_at_largest": model.staging_s,
     }
@@ -408,14 +437,26 @@ def dominant(model: Model, jobs: Sequence[Measured], row: dict[str, Any], target
         return (f"steps: S = S_min(1 + B_noise/B), B_noise ≈ {model.b_noise:.3g} "
                 f"({model.noise_source}) extrapolated from B ≤ {largest_b} to "
                 f"{row['global_batch']}, at the measured learning-rate scaling")  # fmt: skip
+    contention = (
+        f", + {model.contention_s * 1e3:.2g} ms per extra rank on a node (measured contention)"
+        if model.contention_s > 0 and target.compute_ratio == 1.0 else ""
+    )  # fmt: skip
     shares = {
         "DLT: its constant parts as measured, staging ∝ events per rank": row["dlt_s"],
         f"allreduce: {row['allreduce_model']}": (steps - 1) * row["allreduce_s"],
-        f"compute: local step as measured ({target.compute_note})": (steps - 1)
+        f"compute: local step as measured ({target.compute_note}{contention})": (steps - 1)
         * (row["step_s"] - row["allreduce_s"]),
     }
     name = max(shares, key=lambda k: shares[k])
     return f"{name} ({shares[name] / ttl:.0%} of TTL)" if ttl else name
+
+
+def study_site(study: Path, sites_dir: Sequence[Path] = ()) -> Site | None:
+    """The study's own site descriptor, or None where it is not known here any more."""
+    try:
+        return load_site(load(study).site, sites_dir)
+    except UserError:
+        return None
 
 
 def staging_floor(site: Site | None, data_bytes: float | None) -> float:
