@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import cli, tiny_events
 
+from hpcscale.analysis import predict as model
 from hpcscale.analysis.comm import LinkCost, allreduce_s, fit_link, ring_s, tree_s
 
 MB = 1e6
@@ -159,3 +160,26 @@ def test_the_report_draws_predicted_beside_measured_and_says_where_efficiency_we
     assert "Predicted beside measured" in text and "| 2 | 1 |" in text
     assert "Where efficiency went" in text and "N=2: TTL efficiency" in text
     assert list((study.parent / "report").glob("predicted_*.png"))
+
+
+def _job(n: int, step: float, ttl_steps: int) -> model.Measured:
+    return model.Measured(
+        label=f"{n}g", n=n, nodes=1, batch=7, train_samples=2800, steps=ttl_steps,
+        ttl_steps=ttl_steps, dlt_s=10.0, dlt_parts={}, step_s=step, allreduce_s=0.0,
+        first_step_s=1.0, gradient_bytes=None, precision=None, data_bytes=None,
+    )  # fmt: skip
+
+
+def test_steps_and_contention_by_hand():
+    # S = S_min(1 + B_noise/B) with S_min = 100, B_noise = 14: 300 steps at B = 7, 200 at 14
+    jobs = [_job(1, 0.10, 300), _job(2, 0.11, 200)]
+    fitted = model.fit_model(jobs)
+    assert fitted.b_noise == pytest.approx(14) and fitted.s_min == pytest.approx(100)
+    assert fitted.contention_s == pytest.approx(0.01)  # 10 ms per extra rank on the node
+    here = model.Target(None, 8, 1.0, "here")
+    four = model.predict_size(fitted, here, 4)
+    assert four["steps"] == pytest.approx(150)  # 100 · (1 + 14/28)
+    assert four["step_s"] == pytest.approx(0.11 + 2 * 0.01)  # no link measured: no allreduce
+    assert four["ttl_s"] == pytest.approx(10.0 + 149 * 0.13)
+    there = model.Target(None, 8, 2.0, "twice as slow")  # another site: no contention carried
+    assert model.predict_size(fitted, there, 4)["step_s"] == pytest.approx(0.22)
