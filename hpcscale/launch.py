@@ -18,7 +18,7 @@ from typing import Any
 from rich.console import Console
 
 from hpcscale import workloads
-from hpcscale.containers.runtime import switched, with_binds
+from hpcscale.containers.runtime import with_binds
 from hpcscale.errors import UserError
 from hpcscale.fmt import duration_text, plural
 from hpcscale.fsutil import atomic_write, cache_root, folder_lock
@@ -35,6 +35,7 @@ from hpcscale.sites import load_site
 from hpcscale.sites.detect import resolve as resolve_node
 from hpcscale.sites.models import Site
 from hpcscale.sites.registry import with_requests
+from hpcscale.sites.switch import switched
 from hpcscale.spec import SPEC_NAME, StudySpec, dump, point_args, point_label
 from hpcscale.spec import load as load_spec
 from hpcscale.study import Job, Point, job_state, load, resolve_job, save, submit_study
@@ -127,7 +128,7 @@ def resolve(spec: StudySpec, folder: Path, sites_dir: list[Path] | None, where: 
     as its ranks will parse them (a bad sweep value is refused here, naming ``where`` and the
     job), and an optimisation's search space checked against the model's options."""
     site = study_site(spec, sites_dir)
-    model = workloads.check_name(spec.model or site.workload.model)
+    model = workloads.check_name(spec.model or site.training.model)
     args = spec.train_args()
     size = Request(**{spec.size_key: spec.sizes[0]}, walltime=spec.walltime)  # type: ignore[arg-type]
     shape = resolve_job(site, Point(size), model, args)

@@ -13,7 +13,7 @@ import yaml
 
 from hpcscale.plan import Request
 from hpcscale.render.script import JobSpec, train_command
-from hpcscale.schedulers import plan_job, render_script
+from hpcscale.schedulers.jobs import plan_job, render_script
 from hpcscale.sites import load_file
 
 HOSTILE = [

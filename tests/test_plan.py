@@ -6,7 +6,7 @@ import pytest
 
 from hpcscale.errors import PlanError
 from hpcscale.plan import Request
-from hpcscale.schedulers import plan_job
+from hpcscale.schedulers.jobs import plan_job
 from hpcscale.sites import load_site
 from hpcscale.sites.detect import resolve
 

@@ -16,20 +16,15 @@ from typing import Any
 import numpy as np
 
 from hpcscale.analysis.plots import save, two_panels
+from hpcscale.analysis.studies.registry import STUDY_KINDS
 from hpcscale.fmt import duration_text, mean_std
 
 Block = tuple[str, Any]
 
 
 def sections(r: dict[str, Any], out: Path, tag: str) -> list[Block]:
-    kind = r.get("kind") or "scaling"
-    if kind == "sweep":
-        return sweep_section(r, out, tag)
-    if kind == "kfold":
-        return kfold_section(r)
-    if kind == "optimize":
-        return optimize_section(r, out, tag)
-    return []
+    """The study kind's own report section (``hpcscale.analysis.studies``, by ``r["kind"]``)."""
+    return STUDY_KINDS.get(r.get("kind") or "scaling").section(r, out, tag)
 
 
 def quality(r: dict[str, Any]) -> tuple[str, str, bool]:

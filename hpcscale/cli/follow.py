@@ -13,7 +13,7 @@ from rich.table import Table
 from hpcscale.cli.session import writable
 from hpcscale.fmt import params_text, plural
 from hpcscale.fsutil import folder_lock
-from hpcscale.schedulers import cancel as cancel_job
+from hpcscale.schedulers.jobs import cancel as cancel_job
 from hpcscale.study import DONE_STATES, is_job_folder, job_state, load, save
 from hpcscale.tables import print_collect
 

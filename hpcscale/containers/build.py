@@ -31,16 +31,12 @@ from hpcscale.containers import chimage, debbase
 from hpcscale.containers.chimage import file_sha, size_bytes
 from hpcscale.containers.context import assemble
 from hpcscale.containers.recipe import LOCAL_BASE, is_local, recipe
+from hpcscale.containers.runtimes.registry import RUNTIMES
 from hpcscale.errors import UserError
 from hpcscale.fsutil import atomic_write, cache_root
 from hpcscale.sites.models import Site
 
 BUILDERS = ("apptainer", "singularity", "docker", "podman", "ch-image")
-BY_RUNTIME = {
-    "charliecloud": ("ch-image",),
-    "apptainer": ("apptainer", "singularity"),
-    "singularity": ("singularity", "apptainer"),
-}
 INSTALL = {
     "ch-image": "install Charliecloud (apt-get install charliecloud charliecloud-builders)",
     "apptainer": "install Apptainer (https://apptainer.org)",
@@ -62,7 +58,7 @@ def _usable(builder: str) -> bool:
 def candidates(site: Site, builder: str | None) -> tuple[str, ...]:
     if builder:
         return (builder,)
-    return BY_RUNTIME.get(site.container.runtime, ("docker", "podman", "apptainer", "singularity"))
+    return RUNTIMES.get(site.container.runtime).builders
 
 
 def default_out(site: Site, builder: str) -> Path:

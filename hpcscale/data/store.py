@@ -19,6 +19,7 @@ from typing import Literal
 import numpy as np
 
 from hpcscale.data import files
+from hpcscale.data.manifest import LARTPC, read_manifest
 
 Shuffle = Literal["none", "byte", "bit"]
 
@@ -128,7 +129,7 @@ def load_shard(
     progress: Callable[[int], None] | None = None,
 ) -> tuple[EventStore, LoadStats]:
     """Read this rank's 1/N of ``split`` from ``folder`` into a compressed store."""
-    manifest = files.read_manifest(folder)
+    manifest = read_manifest(folder, LARTPC)
     start = time.perf_counter()
     n = manifest.count(split)
     if limit is not None:

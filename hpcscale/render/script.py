@@ -21,8 +21,10 @@ import jinja2
 
 from hpcscale import __version__, workloads
 from hpcscale.containers.runtime import recorded_digest
+from hpcscale.containers.runtimes.registry import RUNTIMES
 from hpcscale.envref import ENV_REF
 from hpcscale.errors import RenderError
+from hpcscale.launchers.registry import LAUNCHERS
 from hpcscale.plan import CHECKPOINT_LEAD_S, JobPlan
 from hpcscale.resources import resource_dir
 from hpcscale.sites.models import Site
@@ -147,7 +149,7 @@ def train_args(
     default for it (each option reaches the rank once). The site's defaults apply when the
     model trains on the site's kind of data; another model (``cms-jets`` on a LArTPC site) runs
     with its own defaults."""
-    w = site.workload
+    w = site.training
     extra = list(extra)
     given = {arg.split("=", 1)[0] for arg in extra if arg.startswith("--")}
     model = model or w.model
@@ -218,6 +220,8 @@ def _render(name: str, site: Site, plan: JobPlan, job: JobSpec, sched: Mapping[s
             version=__version__,
             backend=site.scheduler.backend,  # the registry name (``BACKEND.name``)
             sched=sched,
+            launcher=LAUNCHERS.get(site.launcher.kind),
+            runtime=RUNTIMES.get(site.container.runtime),
         )
     except jinja2.TemplateError as exc:  # a template bug, not a user error
         raise RuntimeError(f"template error: {exc}") from exc

@@ -1,10 +1,10 @@
 """What every scheduler backend provides, and the parts they share.
 
-A backend owns everything hpcscale does in one scheduler's words: which descriptor fields and
-launchers it can honour (``refusals``), how it rounds a walltime, the values its header template
+A backend owns everything hpcscale does in one scheduler's words: which descriptor fields it
+can honour (``refusals``), how it rounds a walltime, the values its header template
 needs (``context``), the submitted script (``script``), submission (a submitit executor), state
 polling, cancel and requeue, and the node list a per-node launcher (torchrun) starts from
-(``templates/nodes/<name>.j2``). One module per backend, one line in ``registry.BACKENDS``.
+(``templates/nodes/<name>.j2``). One module per backend, one line in ``registry.SCHEDULERS``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ class Backend:
     label: ClassVar[str]  # how messages name the scheduler: Slurm, LSF, PBS Pro, ...
     submit_command: ClassVar[str | None] = None  # must be on PATH to submit
     requeue_command: ClassVar[tuple[str, ...]] = ()
-    launchers: ClassVar[frozenset[str]] = frozenset()
     walltime_step_s: ClassVar[int] = 60  # the scheduler's walltime resolution
     # Request fields this scheduler cannot express at all: field -> what to do instead.
     cannot: ClassVar[dict[str, str]] = {}
@@ -52,15 +51,10 @@ class Backend:
     # --- validation ---------------------------------------------------------------------------
 
     def refusals(self, site: Site) -> list[str]:
-        """One message per descriptor field (or launcher) this scheduler cannot honour."""
+        """One message per descriptor field this scheduler cannot honour (which launchers
+        start ranks under it is the launchers' to say: ``hpcscale.launchers``)."""
         s = site.scheduler
         out = []
-        if site.launcher.kind not in self.launchers:
-            allowed = ", ".join(sorted(self.launchers))
-            out.append(
-                f"launcher.kind {site.launcher.kind!r} cannot start ranks under {self.label} "
-                f"(scheduler.kind {s.kind!r}); with {self.label} use one of: {allowed}"
-            )
         for field, instead in self.cannot.items():
             if getattr(s, field) not in (None, []):
                 out.append(

@@ -25,7 +25,6 @@ from hpcscale.sites.models import Site
 class Local(Backend):
     name = "local"
     label = "the local scheduler"
-    launchers = frozenset({"local", "torchrun"})
     walltime_step_s = 1
     cannot = {  # noqa: RUF012
         field: "it runs on this machine only"

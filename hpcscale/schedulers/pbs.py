@@ -80,7 +80,6 @@ class PbsPro(pickling.PicklingBackend):
     label = "PBS Pro"
     submit_command = "qsub"
     requeue_command = ("qrerun",)
-    launchers = frozenset({"mpirun", "aprun", "torchrun"})
     walltime_step_s = 1
     cannot = {  # noqa: RUF012
         "qos": "PBS Pro has no QoS; use scheduler.partition (the queue)",

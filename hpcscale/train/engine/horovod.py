@@ -19,6 +19,7 @@ from hpcscale.train.jobenv import JobEnvironment
 
 class HorovodEngine(Engine):
     name = "horovod"
+    writes_timeline = True
 
     def __init__(
         self, jobenv: JobEnvironment, timeout_s: float, device: str, timeline: Path | None = None
@@ -69,3 +70,6 @@ class HorovodEngine(Engine):
             return fn(*args, **kwargs)
         except self.hvd.HorovodInternalError as exc:
             raise PeerFailure(f"horovod {fn.__name__} failed: {exc}") from exc
+
+
+ENGINE = HorovodEngine
