@@ -22,7 +22,9 @@ DRIVER = f"""
 import sys, time
 sys.path.insert(0, {str(TESTS)!r})
 from hpcscale import workloads
-workloads.register("fake-linear", "fake_workload")
+workloads.register(workloads.WorkloadSpec(
+    "fake-linear", "fake_workload", "lartpc", workloads.LARTPC, ("fake-linear",), 100
+))
 from hpcscale.train.config import parse
 from hpcscale.train.loop import run
 sys.exit(run(*parse(sys.argv[1:]), time.time()))
