@@ -11,7 +11,7 @@ from hpcscale.fsutil import atomic_write
 from hpcscale.spec import SPEC_NAME
 from hpcscale.spec import load as load_spec
 from hpcscale.study import collect, load
-from hpcscale.train.records import DLT_PARTS, skipped_lines
+from hpcscale.train.records import DLT_PARTS, SCHEMA_VERSION, skipped_lines
 
 # Hagen et al. (seed 000), SummitDev, 32-192 GPUs: TTL ∝ N^α, epoch rate ∝ N^β.
 PAPER = {
@@ -183,4 +183,6 @@ def study_label(result: dict[str, Any]) -> str:
 
 
 def write_results(results: list[dict[str, Any]], path: Path) -> None:
-    atomic_write(path, json.dumps({"studies": results, "paper": PAPER}, indent=2) + "\n")
+    # the summaries' schema version: results.json, too, only ever gains fields
+    body = {"schema_version": SCHEMA_VERSION, "studies": results, "paper": PAPER}
+    atomic_write(path, json.dumps(body, indent=2) + "\n")
