@@ -198,4 +198,3 @@ def against_prediction(study: Path, tolerance: float) -> Callable[[Measured], Re
         return None if value is None else Reference(value, -tolerance, tolerance, "prediction")
 
     return ref
-
