@@ -58,6 +58,7 @@ class JobRecord(BaseModel):
     trial: int | None = None
     generation: int | None = None
     value: float | None = None  # an optimisation's figure of merit for this trial
+    repeat: int | None = None  # which of a study's --repeats (1-based; None: not repeated)
 
 
 class StudyManifest(BaseModel):
@@ -233,6 +234,7 @@ class Point:
     fold: int | None = None
     trial: int | None = None
     generation: int | None = None
+    repeat: int | None = None  # which of the study's --repeats
 
 
 @dataclass(frozen=True)
@@ -358,6 +360,7 @@ def _record(job: Job, state: str) -> JobRecord:
         fold=point.fold,
         trial=point.trial,
         generation=point.generation,
+        repeat=point.repeat,
     )
 
 
@@ -489,7 +492,8 @@ def job_state(study: Path, manifest: StudyManifest, record: JobRecord) -> str:
 def point_fields(record: JobRecord) -> dict[str, Any]:
     """What sets a job apart in a study beyond its size (empty for a scaling study's)."""
     fields = {"params": record.params, "fold": record.fold, "trial": record.trial,
-              "generation": record.generation, "value": record.value}  # fmt: skip
+              "generation": record.generation, "value": record.value,
+              "repeat": record.repeat}  # fmt: skip
     return {k: v for k, v in fields.items() if v not in (None, {})}
 
 

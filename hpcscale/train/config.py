@@ -77,6 +77,24 @@ class CoreConfig(BaseModel):
     pipeline_schedule: Literal["1f1b", "gpipe"] = Field(
         "1f1b", description="torch.distributed.pipelining's schedule of the micro-batches"
     )
+    lr_scaling: Literal["none", "linear", "sqrt"] | None = Field(
+        None, description="learning rate of N ranks: the one-rank rate × 1, N or √N (Goyal et "
+        "al. 2017: linear); default: the model's"
+    )  # fmt: skip
+    warmup_epochs: float | None = Field(
+        None, ge=0, description="epochs of linear warm-up from the one-rank learning rate to the "
+        "scaled one; default: the model's"
+    )  # fmt: skip
+    synthetic_data: bool = Field(
+        False, description="the control run: stage as usual, then train every step on the first "
+        "minibatch kept on the device (no reads, no decompression, no copies in training): a "
+        "loader-bound job is faster this way, a compute- or network-bound one is not"
+    )  # fmt: skip
+    noise_split: bool = Field(
+        False, description="one rank: measure the gradient noise scale by splitting each "
+        "minibatch in two halves (a second backward per step); ignored by several ranks, which "
+        "measure it for free"
+    )  # fmt: skip
     study: str = ""
     job: str = ""
 

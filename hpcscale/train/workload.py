@@ -31,13 +31,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from hpcscale.errors import DataError
+from hpcscale.errors import DataError, UserError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -70,6 +70,10 @@ class RankContext:
     # where compiled artefacts (torch.compile's) go: beside the job folder, so that the next job
     # of a study, or the next run, reuses them instead of compiling again
     compile_cache: Path | None = None
+    # learning-rate scaling with ranks (the core's --lr-scaling, --warmup-epochs, resolved with
+    # the workload's defaults); a workload applies it with ``workloads.schedule.lr_schedule``
+    lr_scaling: str = "none"
+    warmup_epochs: float = 0.0
 
 
 class Batch(Protocol):
@@ -125,6 +129,11 @@ class Workload(ABC):
     # whether rank 0's ``parts()`` hold everything a requeued job resumes from (not so for a
     # pipeline stage: each rank trains its own stage); if not, the job stops at its time limit
     checkpointable: ClassVar[bool] = True
+    # whether the workload applies ctx.lr_scaling/warmup_epochs (``schedule.lr_schedule``);
+    # the core refuses --lr-scaling for one that does not
+    scales_lr: ClassVar[bool] = False
+    default_lr_scaling: ClassVar[str] = "none"
+    default_warmup_epochs: ClassVar[float] = 0.0
 
     def __init__(self, config: WorkloadConfig, ctx: RankContext) -> None:
         self.config = config
@@ -160,6 +169,33 @@ class Workload(ABC):
                 "(generate more or use fewer ranks)"
             )
         return train
+
+    @classmethod
+    def lr_defaults(cls, config: WorkloadConfig) -> tuple[str, float]:
+        """The learning-rate scaling and warm-up epochs when the core's options leave them."""
+        return cls.default_lr_scaling, cls.default_warmup_epochs
+
+    def split(self, batch: Batch) -> tuple[Batch, Batch]:
+        """The two halves of a minibatch (the core's ``--noise-split`` on one rank). This
+        default halves a dataclass batch whose tensors all have ``size`` rows; a workload whose
+        batches are otherwise made (sparse coordinates) refuses unless it overrides this."""
+        import torch  # only for the isinstance check; the workload module imported it already
+
+        if not is_dataclass(batch) or batch.size < 2:
+            raise UserError(f"--noise-split: {self.name}'s minibatches cannot be split in two")
+        half = batch.size // 2
+        first, second = {"size": half}, {"size": batch.size - half}
+        for f in fields(batch):
+            value = getattr(batch, f.name)
+            if isinstance(value, torch.Tensor):
+                if value.dim() == 0 or value.shape[0] != batch.size:
+                    raise UserError(
+                        f"--noise-split: {self.name}'s minibatch field {f.name!r} does not have "
+                        "one row per sample, so it cannot be split in two"
+                    )
+                first[f.name], second[f.name] = value[:half], value[half:]
+        halves = replace(batch, **first), replace(batch, **second)
+        return halves  # type: ignore[return-value]
 
     @abstractmethod
     def stage(self) -> Staged:
