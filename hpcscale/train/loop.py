@@ -407,7 +407,7 @@ class Loop:
     def split_step(self, batch: Batch) -> tuple[Any, float]:
         """``--noise-split``: the step as two half-minibatch steps whose gradients are averaged
         (the same update as one step), and the mean |g|² of the halves for the noise scale."""
-        first, second = self.workload.split(batch)
+        first, second = self.workload.split_batch(batch)
         a = self.workload.step(first)
         kept = self.bucket.grads.clone()
         sq = self.bucket.global_sq()

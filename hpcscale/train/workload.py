@@ -175,7 +175,7 @@ class Workload(ABC):
         """The learning-rate scaling and warm-up epochs when the core's options leave them."""
         return cls.default_lr_scaling, cls.default_warmup_epochs
 
-    def split(self, batch: Batch) -> tuple[Batch, Batch]:
+    def split_batch(self, batch: Batch) -> tuple[Batch, Batch]:
         """The two halves of a minibatch (the core's ``--noise-split`` on one rank). This
         default halves a dataclass batch whose tensors all have ``size`` rows; a workload whose
         batches are otherwise made (sparse coordinates) refuses unless it overrides this."""
