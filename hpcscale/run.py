@@ -33,6 +33,10 @@ def default_data(
     use and cached: the site's training block describes it when the model trains on the site's
     kind of data, else the model's kind's default size."""
     w = site.training
+    if not workloads.spec(model or w.model).generator:  # it stages its own data
+        folder = cache_root() / "no-data"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
     kind = workloads.data_kind(model or w.model)
     if kind == workloads.data_kind(w.model):
         events = w.events

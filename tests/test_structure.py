@@ -45,7 +45,7 @@ PACKAGE = ROOT / "hpcscale"
 LAYERS: list[list[str]] = [
     ["hpcscale", "hpcscale.errors", "hpcscale.messages", "hpcscale.fmt", "hpcscale.envref",
      "hpcscale.resources", "hpcscale.fsutil", "hpcscale.registry"],
-    ["hpcscale.workloads"],
+    ["hpcscale.workloads", "hpcscale.workloads.plugins"],
     ["hpcscale.sites.models", "hpcscale.sites.yamlload", "hpcscale.data"],
     ["hpcscale.plan"],
     ["hpcscale.containers", "hpcscale.launchers"],

@@ -21,7 +21,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from hpcscale import __version__
-from hpcscale.cli import container, data, follow, run, sites, study
+from hpcscale.cli import container, data, follow, run, sites, study, workloads
 from hpcscale.cli.session import Session, session
 from hpcscale.errors import UserError
 from hpcscale.fsutil import cache_root
@@ -50,6 +50,7 @@ def build() -> typer.Typer:
     data_app = typer.Typer(help="Simulated data sets of the workloads: generate them.", **PLAIN)
     data_app.command("generate")(data.data_generate)
     app.add_typer(data_app, name="data")
+    app.command("workloads")(workloads.workloads_list)
     app.command(context_settings=EXTRA_ARGS)(study.render)
     app.command(context_settings=EXTRA_ARGS)(run.run)
     app.command(context_settings=EXTRA_ARGS)(study.submit)
