@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpcscale import workloads
+from hpcscale.command.jobs import command_argv, rank_command
+from hpcscale.command.summary import summarize_command
 from hpcscale.errors import UserError
 from hpcscale.fsutil import atomic_write, cache_root
 from hpcscale.render.script import JobSpec, train_command
@@ -60,15 +62,15 @@ def default_data(
 def local_script(site: Site, job: Job, data: Path, out: Path) -> str:
     """The script `hpcscale run` runs: the site's template, ranks started by its launcher
     (torch.distributed.run), each running the training core."""
-    command = train_command(
-        site,
-        job.plan,
-        data=str(data),
-        out=str(out),
-        model=job.model,
-        python=sys.executable,
-        extra=["--job", out.name, *job.args],
-    )
+    if job.command:  # a training command, measured on every rank
+        argv = command_argv(site, job.plan, out=str(out), command=job.command, job=out.name,
+                            extra=job.args)  # fmt: skip
+        command = rank_command(sys.executable, argv)
+    else:
+        command = train_command(
+            site, job.plan, data=str(data), out=str(out), model=job.model,
+            python=sys.executable, extra=["--job", out.name, *job.args],
+        )  # fmt: skip
     return render_script(site, job.plan, JobSpec(name=out.name, command=command))
 
 
@@ -90,6 +92,9 @@ def run_local(site: Site, job: Job, data: Path, out: Path) -> tuple[int, dict[st
         rc = subprocess.run(
             ["bash", str(script)], cwd=out, stdout=log, stderr=subprocess.STDOUT
         ).returncode
-    summary = summarize(out, job.plan.ranks)
+    if job.command:
+        summary = summarize_command(out, job.plan.ranks)
+    else:
+        summary = summarize(out, job.plan.ranks)
     summary["wall_s"] = time.time() - start
     return rc, summary

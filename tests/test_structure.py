@@ -50,7 +50,7 @@ LAYERS: list[list[str]] = [
     ["hpcscale.plan"],
     ["hpcscale.containers", "hpcscale.launchers"],
     ["hpcscale.render"],
-    ["hpcscale.train"],
+    ["hpcscale.train", "hpcscale.command", "hpcscale.track"],
     ["hpcscale.workloads."],  # the workload modules (the registry itself is layer 1)
     ["hpcscale.schedulers"],
     ["hpcscale.sites"],  # the loader: it asks every backend for its refusals

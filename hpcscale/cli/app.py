@@ -22,6 +22,7 @@ import typer
 
 from hpcscale import __version__
 from hpcscale.cli import container, data, follow, run, sites, study, workloads
+from hpcscale.cli.command import split_command
 from hpcscale.cli.session import Session, session
 from hpcscale.errors import UserError
 from hpcscale.fsutil import cache_root
@@ -139,7 +140,8 @@ def main(argv: list[str] | None = None) -> None:
 def _invoke(argv: list[str] | None, state: Session) -> Any:
     """Run the command; every exception becomes its line and exit code here."""
     try:
-        return app(args=argv, prog_name="hpcscale", standalone_mode=False, obj=state)
+        args, state.command = split_command(list(sys.argv[1:] if argv is None else argv))
+        return app(args=args, prog_name="hpcscale", standalone_mode=False, obj=state)
     except UserError as exc:
         _fail(state, str(exc), exc.exit_code)
     except typer.Abort:  # Ctrl-C or end of input at a prompt

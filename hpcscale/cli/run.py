@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from hpcscale.cli.options import Model, SitesDir
-from hpcscale.cli.session import writable
+from hpcscale.cli.session import session, writable
 from hpcscale.errors import UserError
 from hpcscale.fmt import plural
 from hpcscale.launch import job_path, prepare_data, resolve
@@ -45,6 +45,7 @@ def run(
     spec = with_flags(None, {
         "site": site, "ranks": [ranks], "walltime": walltime, "model": model,
         "data": job_path(str(data)) if data is not None else None, "options": list(ctx.args),
+        "command": session(ctx).command,
     }, "the command line")  # fmt: skip
     launch = resolve(spec, folder, sites_dir, "the command line")
     if launch.site.scheduler.kind != "local":

@@ -50,6 +50,7 @@ def study_spec(
     if base is None and not sized:
         raise UserError("give exactly one of --gpus, --nodes or --ranks (comma-separated sizes)")
     data = flags.pop("data", None)
+    flags["command"] = session(ctx).command  # after `--`: a training command (cli/command.py)
     flags.update(sized, options=options, requests=requests,
                  data=job_path(str(data)) if data is not None else None)  # fmt: skip
     return with_flags(base, flags, where), where
