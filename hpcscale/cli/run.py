@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from hpcscale.cli.command import print_command_summary
 from hpcscale.cli.options import Model, SitesDir
 from hpcscale.cli.session import session, writable
 from hpcscale.errors import UserError
@@ -59,7 +60,10 @@ def run(
     what = f"training on {plural(ranks, 'rank')} (output in {folder / 'job.log'})"
     with Console(stderr=True).status(what):
         rc, summary = run_local(launch.site, launch.jobs[0], data_path, folder)
-    print_summary(summary, folder)
+    if launch.spec.command:
+        print_command_summary(summary, folder)
+    else:
+        print_summary(summary, folder)
     if summary["status"] == "completed":
         print(f"report with: hpcscale report {folder}")
     if rc != 0 or summary["status"] != "completed":

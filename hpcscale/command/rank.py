@@ -114,11 +114,12 @@ def run(config: CommandConfig, command: list[str], t0: float) -> int:
     status: dict[str, Any] = {
         "status": "failed", "host": host, "study": config.study, "site": config.site,
         "job": config.job, "workload": "command", "model": shlex.join(command),
-        "sample_unit": "samples",
+        "sample_unit": "samples", "metrics": {},  # the summary's figures: command/summary.py
         "config": {**config.model_dump(mode="json"), "command": command},
         "provenance": _provenance(jobenv, config, command),
     }  # fmt: skip
-    stop = {"signal": None}
+    status["provenance"]["rendezvous"] = f"{env.get('MASTER_ADDR')}:{env.get('MASTER_PORT')}"
+    stop: dict[str, int | None] = {"signal": None}
 
     def on_signal(signum: int, _frame: Any) -> None:
         stop["signal"] = signum
@@ -138,10 +139,10 @@ def run(config: CommandConfig, command: list[str], t0: float) -> int:
                 )
             except FileNotFoundError:
                 status["reason"] = f"command not found: {command[0]} (not on PATH of {host})"
-                code = 127
+                code = status["exit_code"] = 127
             except PermissionError:
                 status["reason"] = f"command not executable: {command[0]}"
-                code = 126
+                code = status["exit_code"] = 126
             else:
                 code = _wait(proc, config, t0, stop, status)
     finally:

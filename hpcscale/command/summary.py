@@ -37,6 +37,11 @@ def summarize_command(folder: Path, world: int, write: bool = True) -> dict[str,
     summary = summarize(folder, world, write=False)
     sts = statuses(folder, world)
     summary.update(command_metrics(folder, world, sts))
+    # the first-hand failure: a rank whose command failed on its own, not one stopped by a
+    # signal (the launcher stops the others when one fails) nor one that left no status
+    own = [f for f in summary["failures"] if not sts.get(f["rank"], {"terminated": 1}).get("terminated")]
+    if own:
+        summary["failure"] = own[0]
     if any(s.get("timed_out") for s in sts.values()):
         summary["status"] = "timeout"
     if summary["status"] == "completed":
