@@ -211,16 +211,18 @@ def study_job(
     job's name in the study (default: its size's, ``plan.label``); ``model`` None: the site's."""
     label = label or plan.label
     job_dir = Path(study) / "jobs" / label
-    spec = JobSpec(
-        name=f"hpcscale-{site.name}-{label}",
-        command=["true"],  # replaced by submitit's rank command
-        rank_args=rank_argv(site, plan, study_id, data, job_dir, model, args, label),
-    )
+    name = f"hpcscale-{site.name}-{label}"
     if command:  # the rank measures the command (hpcscale.command)
         argv = command_argv(site, plan, out=str(job_dir), command=command, study=study_id,
                             job=label, extra=args)  # fmt: skip
-        spec = JobSpec(spec.name, spec.command, rank_args=argv,
+        spec = JobSpec(name, ["true"], rank_args=argv,
                        rank_what="the measured command (hpcscale.command)")  # fmt: skip
+    else:
+        spec = JobSpec(
+            name=name,
+            command=["true"],  # replaced by submitit's rank command
+            rank_args=rank_argv(site, plan, study_id, data, job_dir, model, args, label),
+        )
     folder = job_dir / "submitit"
     return spec, folder, job_script(site, plan, spec, folder)
 

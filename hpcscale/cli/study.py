@@ -142,9 +142,11 @@ def render(
     if chosen is None:
         raise UserError(f"--job {job!r}: the study's jobs are {', '.join(labels)}")
     data_path = job_path(spec.data) or launch.site.data_dir
+    if spec.command:  # as launch.prepare_data gives a command's jobs
+        data_path = job_path(spec.data) or str(folder)
     _, _, text = study_job(
         launch.bound(data_path), chosen.plan, folder, study_folder_id(folder),
-        chosen.point.data or data_path, chosen.model, chosen.args, chosen.label,
+        chosen.point.data or data_path, chosen.model, chosen.args, chosen.label, chosen.command,
     )  # fmt: skip
     if out_file is None:
         sys.stdout.write(text)
