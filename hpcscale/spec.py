@@ -259,7 +259,7 @@ def check_command(spec: StudySpec) -> None:
         raise ValueError("command: give the command as a list of words, e.g. [python, train.py]")
     if "\x00" in "".join(spec.command):
         raise ValueError("command: a word holds a NUL character")
-    for name in ("model", "target_loss", "sweep", "kfold", "optimize"):
+    for name in ("model", "sweep", "kfold", "optimize"):
         if getattr(spec, name):
             raise ValueError(
                 f"{name}: a study of a command runs the command as given; {name} is the "
