@@ -7,10 +7,11 @@ Without ``--data``, the site's default synthetic data set is generated once into
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +75,16 @@ def local_script(site: Site, job: Job, data: Path, out: Path) -> str:
     return render_script(site, job.plan, JobSpec(name=out.name, command=command))
 
 
+def absolute_pythonpath(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment with PYTHONPATH's relative entries made absolute: the job runs in its
+    own folder, where ``PYTHONPATH=plugins`` typed in the user's folder would find nothing."""
+    env = dict(environ)
+    if env.get("PYTHONPATH"):
+        parts = env["PYTHONPATH"].split(os.pathsep)
+        env["PYTHONPATH"] = os.pathsep.join(str(Path(p).absolute()) if p else p for p in parts)
+    return env
+
+
 def run_local(site: Site, job: Job, data: Path, out: Path) -> tuple[int, dict[str, Any]]:
     """Render the local job ``job`` (``study.resolve_job``'s) into ``out``, run it (its output
     to ``out/job.log``), and summarise it."""
@@ -90,8 +101,9 @@ def run_local(site: Site, job: Job, data: Path, out: Path) -> tuple[int, dict[st
     # job.log; the summary says what failed, in a line per rank.
     with open(out / "job.log", "wb") as log:
         rc = subprocess.run(
-            ["bash", str(script)], cwd=out, stdout=log, stderr=subprocess.STDOUT
-        ).returncode
+            ["bash", str(script)], cwd=out, stdout=log, stderr=subprocess.STDOUT,
+            env=absolute_pythonpath(os.environ),
+        ).returncode  # fmt: skip
     if job.command:
         summary = summarize_command(out, job.plan.ranks)
     else:
