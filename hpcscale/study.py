@@ -32,7 +32,7 @@ from hpcscale.render.script import JobSpec, train_args
 from hpcscale.schedulers.jobs import job_script, make_executor, plan_job
 from hpcscale.schedulers.jobs import job_state as scheduler_state
 from hpcscale.sites.models import Site
-from hpcscale.train.config import CoreConfig, parse
+from hpcscale.train.config import parse
 from hpcscale.train.entry import TrainTask
 from hpcscale.train.records import summarize
 

@@ -100,8 +100,10 @@ def step(loss: float, samples: int = 0, epoch: float | None = None, **metrics: A
              step_s=round(now - tr.last, 6), **local)  # fmt: skip
     tr.last = now
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    (total, n), wait = _allreduce([float(loss), float(samples)]) if world > 1 else (
-        ([float(loss), float(samples)], 0.0)
+    (total, n), wait = (
+        _allreduce([float(loss), float(samples)])
+        if world > 1
+        else (([float(loss), float(samples)], 0.0))
     )
     global_loss = total / world
     tr.losses.append(global_loss)

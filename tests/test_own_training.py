@@ -234,8 +234,10 @@ def _first_steps(job: Path) -> list[float]:
 
 
 def test_track_is_a_no_op_outside_a_job(tmp_path: Path) -> None:
-    code = "from hpcscale import track; track.phase('x'); track.step(loss=1.0); " \
-           "track.evaluate(a=1); import sys; print(track.active(), 'torch' in sys.modules)"  # fmt: skip
+    code = (
+        "from hpcscale import track; track.phase('x'); track.step(loss=1.0); "
+        "track.evaluate(a=1); import sys; print(track.active(), 'torch' in sys.modules)"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("HPCSCALE_TRACK")}
     env["PYTHONPATH"] = str(ROOT)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -298,7 +300,7 @@ def test_malformed_mllog_and_a_target_the_log_lacks(tmp_path: Path) -> None:
         " 'value': value, 'metadata': meta}), flush=True)\n"
         "log('run_start')\n"
         "print(':::MLLOG {not json')\n"
-        "print(':::MLLOG {\"key\": \"no_time\"}')\n"
+        'print(\':::MLLOG {"key": "no_time"}\')\n'
         "log('eval_accuracy', 0.5, epoch_num=0)\n"
         "log('run_stop', status='success')\n"
     )

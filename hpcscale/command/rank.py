@@ -130,9 +130,10 @@ def run(config: CommandConfig, command: list[str], t0: float) -> int:
     started = time.time()
     code = 1
     try:
-        with open(folder / f"rank-{rank}.out", "ab") as out, open(
-            folder / f"rank-{rank}.err", "ab"
-        ) as err:
+        with (
+            open(folder / f"rank-{rank}.out", "ab") as out,
+            open(folder / f"rank-{rank}.err", "ab") as err,
+        ):
             try:
                 proc = subprocess.Popen(
                     command, stdout=out, stderr=err, env=env, start_new_session=True
@@ -232,8 +233,12 @@ def _gpu_used_mib(smi: str, pid: int) -> float | None:
     except (OSError, subprocess.SubprocessError):
         return None
     tree = _tree(pid)
-    used = [float(m) for p, m in (line.split(",")[:2] for line in out.splitlines() if "," in line)
-            if p.strip().isdigit() and int(p) in tree and m.strip().replace(".", "").isdigit()]  # fmt: skip
+    rows = [line.split(",")[:2] for line in out.splitlines() if "," in line]
+    used = [
+        float(m)
+        for p, m in rows
+        if p.strip().isdigit() and int(p) in tree and m.strip().replace(".", "").isdigit()
+    ]
     return sum(used) if used else None
 
 

@@ -39,7 +39,11 @@ def summarize_command(folder: Path, world: int, write: bool = True) -> dict[str,
     summary.update(command_metrics(folder, world, sts))
     # the first-hand failure: a rank whose command failed on its own, not one stopped by a
     # signal (the launcher stops the others when one fails) nor one that left no status
-    own = [f for f in summary["failures"] if not sts.get(f["rank"], {"terminated": 1}).get("terminated")]
+    own = [
+        f
+        for f in summary["failures"]
+        if not sts.get(f["rank"], {"terminated": 1}).get("terminated")
+    ]
     if own:
         summary["failure"] = own[0]
     if any(s.get("timed_out") for s in sts.values()):
@@ -95,7 +99,9 @@ def track_metrics(folder: Path, world: int, config: dict[str, Any]) -> dict[str,
             firsts.append(first["t"])
     out: dict[str, Any] = {"dlt_s": max(firsts), "steps": len(steps)}
     out["dlt_parts_s"] = _dlt_parts(rows, steps[0]["t"])
-    target = next((r for r in rows if r.get("kind") == "phase" and r.get("phase") == "target"), None)
+    target = next(
+        (r for r in rows if r.get("kind") == "phase" and r.get("phase") == "target"), None
+    )
     out["ttl_s"] = target["ttl_s"] if target else None
     out["target_loss"] = config.get("target_loss")
     out["ttl_window"] = config.get("ttl_window")
@@ -129,8 +135,12 @@ def track_metrics(folder: Path, world: int, config: dict[str, Any]) -> dict[str,
 def _dlt_parts(rows: list[dict[str, Any]], first_step_t: float) -> dict[str, float]:
     """DLT's parts from ``track.phase`` marks: start-up until the first mark, then each marked
     phase until the next mark (or the first step)."""
-    marks = [(r["phase"], r["t"]) for r in rows if r.get("kind") == "phase"
-             and r.get("phase") not in ("command_start", "target") and r["t"] <= first_step_t]  # fmt: skip
+    skip = ("command_start", "target")
+    marks = [
+        (r["phase"], r["t"])
+        for r in rows
+        if r.get("kind") == "phase" and r.get("phase") not in skip and r["t"] <= first_step_t
+    ]
     if not marks:
         return {}
     parts = {"start_up": round(marks[0][1], 4)}
