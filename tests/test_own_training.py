@@ -333,3 +333,33 @@ def test_mllog_parsing_rules(tmp_path: Path) -> None:
     assert m["ttl_s"] == 22.0 and m["val_accuracy"] == 0.8
     m = mllog.metrics(mllog.read([out]), 5.0, parse_target("eval_accuracy>=0.9"))
     assert m["ttl_s"] is None and "never met" in m["ttl_note"]
+
+
+# --- on the real Slurm (.ci/slurm-up; HPCSCALE_REAL_SLURM=1) --------------------------------
+
+real_slurm = pytest.mark.skipif(
+    os.environ.get("HPCSCALE_REAL_SLURM") != "1",
+    reason="needs the real Slurm that .ci/slurm-up starts (HPCSCALE_REAL_SLURM=1)",
+)
+
+
+@real_slurm
+@pytest.mark.slurm
+@pytest.mark.parametrize(
+    ("site", "size", "labels"),
+    [("local-slurm", ["--ranks", "1,2"], ["1r", "2r"]), ("local-nodes", ["--nodes", "2"], ["2r"])],
+)
+def test_ddp_script_on_real_slurm(tmp_path: Path, site: str, size: list, labels: list) -> None:
+    res = hpcscale("submit", "--site", site, *size, "--study", "s", "--wait", "--",
+                   sys.executable, str(DDP / "train.py"), "--epochs", "1", "--samples", "1024",
+                   cwd=tmp_path, timeout=900)  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    for label in labels:
+        s = summary(tmp_path / "s" / "jobs" / label)
+        assert s["status"] == "completed", s
+        assert s["provenance"]["launcher"] == "srun" and s["wall_time_s"] > 0
+        assert all(v == 0 for v in s["exit_status"].values())
+        out = (tmp_path / "s" / "jobs" / label / "rank-0.out").read_text()
+        assert "epoch 0: loss" in out
+        if site == "local-nodes":  # one rank on each node: two hosts
+            assert len(set(s["hosts"].values())) == 2, s["hosts"]
