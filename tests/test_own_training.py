@@ -363,3 +363,35 @@ def test_ddp_script_on_real_slurm(tmp_path: Path, site: str, size: list, labels:
         assert "epoch 0: loss" in out
         if site == "local-nodes":  # one rank on each node: two hosts
             assert len(set(s["hosts"].values())) == 2, s["hosts"]
+
+
+def test_rank_environment_for_torch_and_horovod() -> None:
+    from hpcscale.command.rank import rank_env
+    from hpcscale.train.jobenv import detect
+
+    slurm = {"SLURM_PROCID": "3", "SLURM_NTASKS": "4", "SLURM_LOCALID": "1",
+             "SLURM_STEP_ID": "0", "SLURM_JOB_ID": "77", "SLURM_JOB_NODELIST": "n[1-2]",
+             "HPCSCALE_RANKS_PER_NODE": "2"}  # fmt: skip
+    env = rank_env(detect(slurm), "torch", slurm)
+    assert env == {"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2",
+                   "GROUP_RANK": "1", "MASTER_ADDR": "n1",
+                   "MASTER_PORT": str(detect(slurm).master_port)}  # fmt: skip
+    hvd = rank_env(detect(slurm), "horovod", slurm)
+    assert hvd["HOROVOD_RANK"] == "3" and hvd["HOROVOD_SIZE"] == "4"
+    assert hvd["HOROVOD_LOCAL_RANK"] == "1" and hvd["HOROVOD_LOCAL_SIZE"] == "2"
+    assert hvd["HOROVOD_CROSS_RANK"] == "1" and hvd["HOROVOD_CROSS_SIZE"] == "2"
+    torchrun = {"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2",
+                "MASTER_ADDR": "h", "MASTER_PORT": "5"}  # fmt: skip
+    assert rank_env(detect(torchrun), "torch", torchrun) == {"GROUP_RANK": "0"}
+
+
+def test_render_shows_what_submit_writes_for_a_command(tmp_path: Path) -> None:
+    cmd = ["--", "python", "train.py", "--lr", "0.1"]
+    res = hpcscale("submit", "--site", "local-slurm", "--ranks", "1,2", "--study", "s",
+                   "--dry-run", *cmd, cwd=tmp_path)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    for label in ("1r", "2r"):
+        res = hpcscale("render", "--site", "local-slurm", "--ranks", "1,2", "--study", "s",
+                       "--job", label, *cmd, cwd=tmp_path)  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        assert res.stdout == (tmp_path / "s" / "jobs" / label / "job.sh").read_text()
