@@ -14,6 +14,7 @@ stages its own data, or reads ``--data``), ``generator`` (a module with ``genera
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.metadata as md
@@ -50,9 +51,11 @@ def is_path(model: str) -> bool:
     return ":" in model
 
 
+@functools.cache
 def declared() -> dict[str, list[Plugin]]:
     """Every name the installed packages declare in the group, each with every declaration
-    (more than one is a clash). Reads metadata only."""
+    (more than one is a clash). Reads metadata only, once per process (``declared.cache_clear()``
+    after installing a package into a running Python)."""
     out: dict[str, list[Plugin]] = {}
     seen: set[tuple[str, str, str | None]] = set()
     for dist in md.distributions():
