@@ -128,14 +128,15 @@ def resolve(spec: StudySpec, folder: Path, sites_dir: list[Path] | None, where: 
     as its ranks will parse them (a bad sweep value is refused here, naming ``where`` and the
     job), and an optimisation's search space checked against the model's options."""
     site = study_site(spec, sites_dir)
-    model = workloads.check_name(spec.model or site.training.model)
+    command = spec.command or ()  # a training command's study: the wrapper's options
+    model = "command" if command else workloads.check_name(spec.model or site.training.model)
     args = spec.train_args()
     size = Request(**{spec.size_key: spec.sizes[0]}, walltime=spec.walltime)  # type: ignore[arg-type]
-    shape = resolve_job(site, Point(size), model, args)
+    shape = resolve_job(site, Point(size), model, args, command)
     jobs = []
     for point in points(spec, folder) if spec.optimize is None else []:
         try:
-            jobs.append(resolve_job(site, point, model, args))
+            jobs.append(resolve_job(site, point, model, args, command))
         except UserError as exc:
             if not point.args:
                 raise
@@ -211,6 +212,8 @@ def prepare_data(launch: Launch, dry_run: bool) -> str:
     """The data path the jobs get (made absolute), after generating the site's default set if
     none was given, checking it, and writing the K fold data sets."""
     site, data = launch.site, launch.data
+    if launch.spec.command:  # the command reads its own data; the jobs get the study folder
+        return str(job_path(str(data)) if data is not None else Path(launch.folder).absolute())
     if launch.spec.kfold and data is not None and "$" in str(data):
         raise UserError(
             f"--kfold: --data {data} has a variable; K-fold writes the folds from the data set "

@@ -176,9 +176,14 @@ class StudySpec(BaseModel):
     repeats: int = Field(1, ge=1, le=100)
     optimize: Optimize | None = None
     requests: Requests = Field(default_factory=Requests)
+    # a training command run unmodified on every rank and measured (``hpcscale.command``);
+    # ``options`` are then the measuring wrapper's (--target, --target-loss, --ttl-window)
+    command: list[str] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> StudySpec:
+        if self.command is not None:
+            check_command(self)
         given = [k for k in SIZE_KEYS if getattr(self, k)]
         if len(given) != 1:
             raise ValueError("give exactly one of gpus, nodes or ranks (a list of sizes)")
@@ -247,6 +252,21 @@ class StudySpec(BaseModel):
         names = list(self.sweep)
         return [dict(zip(names, combo, strict=True))
                 for combo in itertools.product(*self.sweep.values())]  # fmt: skip
+
+
+def check_command(spec: StudySpec) -> None:
+    """A study of a training command: the command given, and nothing that only the training
+    core can do."""
+    if not spec.command or not all(isinstance(a, str) and a for a in spec.command):
+        raise ValueError("command: give the command as a list of words, e.g. [python, train.py]")
+    if "\x00" in "".join(spec.command):
+        raise ValueError("command: a word holds a NUL character")
+    for name in ("model", "sweep", "kfold", "optimize"):
+        if getattr(spec, name):
+            raise ValueError(
+                f"{name}: a study of a command runs the command as given; {name} is the "
+                "training core's (give it to the command, or drop the command)"
+            )
 
 
 def point_args(params: dict[str, Value]) -> list[str]:

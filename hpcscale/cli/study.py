@@ -51,6 +51,7 @@ def study_spec(
     if base is None and not sized:
         raise UserError("give exactly one of --gpus, --nodes or --ranks (comma-separated sizes)")
     data = flags.pop("data", None)
+    flags["command"] = session(ctx).command  # after `--`: a training command (cli/command.py)
     flags.update(sized, options=options, requests=requests,
                  data=job_path(str(data)) if data is not None else None)  # fmt: skip
     return with_flags(base, flags, where), where
@@ -144,9 +145,11 @@ def render(
     if chosen is None:
         raise UserError(f"--job {job!r}: the study's jobs are {', '.join(labels)}")
     data_path = job_path(spec.data) or launch.site.data_dir
+    if spec.command:  # as launch.prepare_data gives a command's jobs
+        data_path = job_path(spec.data) or str(folder)
     _, _, text = study_job(
         launch.bound(data_path), chosen.plan, folder, study_folder_id(folder),
-        chosen.point.data or data_path, chosen.model, chosen.args, chosen.label,
+        chosen.point.data or data_path, chosen.model, chosen.args, chosen.label, chosen.command,
     )  # fmt: skip
     if out_file is None:
         sys.stdout.write(text)

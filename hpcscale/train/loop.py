@@ -185,7 +185,7 @@ def _train(
             **workload.config.model_dump(mode="json"),
         },
         "data": staged.summary,
-        "provenance": _provenance(ctx.engine, jobenv),
+        "provenance": {**_provenance(ctx.engine, jobenv), "workload": workloads.origin(core.model)},
     }
 
 
