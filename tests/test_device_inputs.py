@@ -114,3 +114,11 @@ def test_cms_jets_20_steps_on_either_input_give_the_same_losses(tmp_path):
     device = _losses(data, tmp_path / "d", "cms-jets-small", [*run, "--input", "sparse-device"])
     assert len(host) == 20 and device == host  # the same images: the same arithmetic
     assert min(host) < 0.97 * host[0]  # the curve moves: the comparison means something
+
+
+def test_staging_with_a_pool_of_threads_gives_the_same_store(events):
+    one, stats1 = load_shard(events, "train", 0, 1, Codec(), threads=1)
+    pool, stats3 = load_shard(events, "train", 1, 2, Codec(threads=1), threads=3)
+    half, _ = load_shard(events, "train", 1, 2, Codec(), threads=1)
+    assert pool.blobs == half.blobs and pool.labels.tolist() == half.labels.tolist()
+    assert len(one) == 10 and len(pool) == 5 and stats3.total_events == stats1.total_events

@@ -43,7 +43,7 @@ from hpcscale.workloads.gan3d.model import (
 )
 from hpcscale.workloads.gan3d.showers import KIND
 from hpcscale.workloads.schedule import goyal
-from hpcscale.workloads.threads import set_threads
+from hpcscale.workloads.threads import preimport_compiler, set_threads
 
 INFERENCE_BATCH = 128  # the seed's inference table: batch 128
 # TTL targets on the figure of merit: 10 % mean relative difference; the small network, trained
@@ -128,6 +128,7 @@ class Gan3DWorkload(Workload):
 
     # -- data -----------------------------------------------------------------------------------
     def stage(self) -> Staged:
+        preimport_compiler()  # torch.optim's, while the data is read
         ctx = self.ctx
         start = time.perf_counter()
         self.manifest = manifest = tensors.read_manifest(ctx.data, KIND)

@@ -32,7 +32,7 @@ from hpcscale.train.workload import RankContext, Staged, StepResult, Workload, W
 from hpcscale.workloads.jets import roc
 from hpcscale.workloads.jets.model import JetResNet
 from hpcscale.workloads.jets.simulate import CLASSES, KIND
-from hpcscale.workloads.threads import set_threads
+from hpcscale.workloads.threads import preimport_compiler, set_threads
 
 EVAL_BATCH = 256  # validation minibatch (at most): a dense batch of 1024 jets is 0.5 GB
 TARGETS = {"cms-jets": 0.25, "cms-jets-small": 0.4}  # BCE; the small network on a minute's data
@@ -88,6 +88,7 @@ class JetsWorkload(Workload):
         return train
 
     def stage(self) -> Staged:
+        preimport_compiler()  # torch.optim's, while the data is read
         ctx = self.ctx
         start = time.perf_counter()
         self.manifest = manifest = tensors.read_manifest(ctx.data, KIND)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from hpcscale.data import files
 from hpcscale.data.store import Codec, load_shard
 from hpcscale.errors import UserError
 from hpcscale.train.workload import Staged
@@ -27,6 +28,7 @@ from hpcscale.workloads.jishnet.data import DenseBatch, DeviceDense, Prefetcher
 from hpcscale.workloads.jishnet.model import MIN_RESOLUTION, JishNet, feature_side
 from hpcscale.workloads.lartpc import ClassifierConfig, LArTPCClassifier, too_small, val_order
 from hpcscale.workloads.scnet.data import load_sparse
+from hpcscale.workloads.threads import Background, preimport_compiler
 
 
 class JishNetConfig(ClassifierConfig):
@@ -46,6 +48,18 @@ class JishNetConfig(ClassifierConfig):
         "zstd:9:none, lz4:5:byte",
     )
     blosc_threads: int = Field(0, ge=0, description="Blosc threads; 0: Blosc's default")
+    stage_threads: int = Field(
+        1,
+        ge=0,
+        description="events compressed at once while staging (--input blosc; 0: one per core, "
+        "at most 8)",
+    )
+    warm_up: bool = Field(
+        True,
+        description="on GPUs, run one forward and backward pass on a zero minibatch while the "
+        "data is staged (cuDNN's algorithm search, the fused block's Triton compilation), so "
+        "the first step does not wait for them (not with --compile)",
+    )
     prefetch: int = Field(2, ge=0, description="minibatches prepared ahead of the step")
     channels_last: bool = Field(False, description="channels-last memory format (GPUs)")
     cudnn_benchmark: bool = Field(
@@ -84,11 +98,19 @@ class JishNetWorkload(LArTPCClassifier):
         )
 
     def stage(self) -> Staged:
+        preimport_compiler()
+        self.warming = self.start_warm_up()
         if self.config.input == "sparse-device":
             return self.stage_sparse()
         ctx, codec = self.ctx, self.codec()
         self.store, stats = load_shard(
-            ctx.data, "train", ctx.rank, ctx.world_size, codec, limit=ctx.max_events
+            ctx.data,
+            "train",
+            ctx.rank,
+            ctx.world_size,
+            codec,
+            limit=ctx.max_events,
+            threads=self.config.stage_threads,
         )
         self.val_store, _ = load_shard(ctx.data, "val", ctx.rank, ctx.world_size, codec)
         self.resolution = self.store.resolution
@@ -145,6 +167,39 @@ class JishNetWorkload(LArTPCClassifier):
             },
         )
 
+    def start_warm_up(self) -> Background | None:
+        """A zero minibatch through a model of the same shapes, in a thread, while the rank
+        stages its data: the first step then finds cuDNN's algorithms chosen and the fused
+        block compiled (both are cached per process). The model is made here, in the calling
+        thread, so that the random draws of its initialisation happen before ``build`` seeds
+        and makes the real one."""
+        ctx, cfg = self.ctx, self.config
+        if ctx.device.type != "cuda" or not cfg.warm_up or cfg.compile != "off":
+            return None
+        self.resolution = files.read_manifest(ctx.data).resolution
+        self.check_resolution(cfg, self.resolution)
+        model = self.make_model().to(ctx.device)
+        bf16 = cfg.bf16 if cfg.bf16 is not None else self.bf16_on_gpus
+        memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        shape = (ctx.batch, 1, self.resolution, self.resolution)
+
+        def warm_up() -> None:
+            torch.cuda.set_device(ctx.device)
+            x = torch.zeros(shape, device=ctx.device).contiguous(memory_format=memory_format)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+                out = model(x)
+            out.float().sum().backward()
+            torch.cuda.synchronize(ctx.device)
+
+        return Background(warm_up, "warm-up")
+
+    def build(self, steps_per_epoch: int) -> None:
+        super().build(steps_per_epoch)
+        warming = getattr(self, "warming", None)
+        if warming is not None:
+            error = warming.wait()
+            self.warm_up_report = {"seconds": warming.seconds, "error": error}
+
     def make_model(self) -> torch.nn.Module:
         if self.ctx.device.type == "cuda":
             # Every step has the same shapes, so let cuDNN time its algorithms once: without
@@ -178,7 +233,11 @@ class JishNetWorkload(LArTPCClassifier):
         return self.first_block == "fused"
 
     def evaluate(self) -> dict[str, Any]:
-        return {**super().evaluate(), "first_block": getattr(self, "first_block", "unfused")}
+        return {
+            **super().evaluate(),
+            "first_block": getattr(self, "first_block", "unfused"),
+            "warm_up": getattr(self, "warm_up_report", None),
+        }
 
     def _prefetcher(self, store: Any) -> Prefetcher:
         return Prefetcher(

@@ -18,6 +18,7 @@ from hpcscale.train.workload import Staged
 from hpcscale.workloads.lartpc import ClassifierConfig, LArTPCClassifier, too_small, val_order
 from hpcscale.workloads.scnet.data import SparseBatch, SparsePrefetcher, load_sparse
 from hpcscale.workloads.scnet.model import PRESETS, SCNet, feature_side
+from hpcscale.workloads.threads import preimport_compiler
 
 MIN_RESOLUTION = 400  # pools of 5, 5, 4, 4 without padding leave one cell at 400 × 400
 
@@ -40,6 +41,7 @@ class SCNetWorkload(LArTPCClassifier):
         feature_side(resolution)  # the model's own check
 
     def stage(self) -> Staged:
+        preimport_compiler()  # torch.optim's, while the data is read
         ctx = self.ctx
         self.store, total, seconds = load_sparse(
             ctx.data, "train", ctx.rank, ctx.world_size, limit=ctx.max_events
