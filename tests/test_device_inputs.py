@@ -15,7 +15,7 @@ from hpcscale.data import tensors  # noqa: E402
 from hpcscale.data.scatter import Densifier, host_rows, linear_index  # noqa: E402
 from hpcscale.data.store import Codec, load_shard  # noqa: E402
 from hpcscale.workloads.jishnet.data import DeviceDense, Prefetcher  # noqa: E402
-from hpcscale.workloads.scnet.data import load_sparse  # noqa: E402
+from hpcscale.workloads.scnet.data import DeviceSparse, SparsePrefetcher, load_sparse  # noqa: E402
 
 CPU = torch.device("cpu")
 ORDER = [np.array([3, 0, 7]), np.array([1, 2, 5]), np.array([6, 4])]  # the last one short
@@ -122,3 +122,25 @@ def test_staging_with_a_pool_of_threads_gives_the_same_store(events):
     half, _ = load_shard(events, "train", 1, 2, Codec(), threads=1)
     assert pool.blobs == half.blobs and pool.labels.tolist() == half.labels.tolist()
     assert len(one) == 10 and len(pool) == 5 and stats3.total_events == stats1.total_events
+
+
+def test_scnet_device_minibatches_equal_the_host_assembled_ones(events):
+    sparse, _, _ = load_sparse(events, "train", 0, 1)
+    host = list(SparsePrefetcher(sparse, CPU).batches(ORDER))
+    device = list(DeviceSparse(sparse, CPU).batches(ORDER))
+    for h, d in zip(host, device, strict=True):
+        assert torch.equal(h.coords, d.coords) and h.coords.dtype == d.coords.dtype
+        assert torch.equal(h.features, d.features) and torch.equal(h.y, d.y)
+        assert h.size == d.size
+
+
+def test_scnet_20_steps_on_either_input_give_the_same_losses(tmp_path):
+    from hpcscale.data.generate import generate
+
+    data = tmp_path / "ev"
+    generate(data, 160, resolution=400, seed=3, val_fraction=0.0)  # 20 steps of 8
+    run = ["--batch", "8", "--epochs", "1", "--loss", "standard", "--lr", "3e-3"]
+    host = _losses(data, tmp_path / "h", "scnet-small", [*run, "--input", "host"])
+    device = _losses(data, tmp_path / "d", "scnet-small", [*run, "--input", "device"])
+    assert len(host) == 20 and device == host
+    assert min(host) < 0.97 * host[0]

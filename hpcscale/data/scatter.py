@@ -40,6 +40,20 @@ def host_rows(offsets: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndar
     return first + np.arange(total, dtype=np.int64), counts
 
 
+def device_rows(
+    starts: torch.Tensor, counts: torch.Tensor, idx: torch.Tensor, total: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """On the device: the store rows of samples ``idx`` (concatenated, in order) and, for each
+    row, its sample's place in ``idx``. ``starts``/``counts``: every sample's first row and
+    cell count; ``total``: the cells of ``idx`` (known on the host, so there is no sync)."""
+    n = counts[idx]
+    ends = torch.cumsum(n, 0)
+    place = torch.repeat_interleave(torch.arange(len(idx), device=idx.device), n, output_size=total)
+    # row = starts[sample] + (position of the cell within its sample)
+    rows = (starts[idx] - (ends - n))[place] + torch.arange(total, device=idx.device)
+    return rows, place
+
+
 class Densifier:
     """Scatters minibatches of a sparse store into dense tensors on ``device``.
 
@@ -97,19 +111,9 @@ class Densifier:
         counts_h = self.offsets[idx + 1] - self.offsets[idx]
         total = int(counts_h.sum())
         if self.resident:
-            dev = self.device
-            i = torch.from_numpy(idx).to(dev, non_blocking=True)
-            counts = self.counts[i]
-            # rows: starts[k] + (position of the cell within sample k), without a host sync
-            ends = torch.cumsum(counts, 0)
-            shift = torch.repeat_interleave(
-                self.starts[i] - (ends - counts), counts, output_size=total
-            )
-            rows = shift + torch.arange(total, device=dev)
-            base = torch.repeat_interleave(
-                torch.arange(len(idx), device=dev) * self.sample_numel, counts, output_size=total
-            )
-            return self.linear[rows].long() + base, self.values[rows]
+            i = torch.from_numpy(idx).to(self.device, non_blocking=True)
+            rows, sample = device_rows(self.starts, self.counts, i, total)
+            return self.linear[rows].long() + sample * self.sample_numel, self.values[rows]
         rows, counts_h = host_rows(self.offsets, idx)
         base = np.repeat(np.arange(len(idx), dtype=np.int64) * self.sample_numel, counts_h)
         index = self.linear_np[rows].astype(np.int64) + base

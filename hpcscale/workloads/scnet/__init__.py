@@ -8,7 +8,7 @@ compare; the data stay sparse from the HDF5 shards to the device (``data.py``) a
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -16,7 +16,7 @@ from pydantic import Field
 
 from hpcscale.train.workload import Staged
 from hpcscale.workloads.lartpc import ClassifierConfig, LArTPCClassifier, too_small, val_order
-from hpcscale.workloads.scnet.data import SparseBatch, SparsePrefetcher, load_sparse
+from hpcscale.workloads.scnet.data import DeviceSparse, SparseBatch, SparsePrefetcher, load_sparse
 from hpcscale.workloads.scnet.model import PRESETS, SCNet, feature_side
 from hpcscale.workloads.threads import preimport_compiler
 
@@ -27,6 +27,11 @@ class SCNetConfig(ClassifierConfig):
     """SCNet options"""
 
     prefetch: int = Field(2, ge=0, description="minibatches assembled ahead of the step")
+    input: Literal["device", "host"] = Field(
+        "device",
+        description="device: the rank's events kept on the device, each minibatch assembled "
+        "there; host: assembled by a thread ahead of the step and copied (the earlier path)",
+    )
 
 
 class SCNetWorkload(LArTPCClassifier):
@@ -69,6 +74,7 @@ class SCNetWorkload(LArTPCClassifier):
                 "occupancy": mean_active / self.resolution**2,
                 "bytes_per_rank": self.store.nbytes,
                 "load_s_rank": seconds,
+                "input": self.config.input,
             },
         )
 
@@ -79,11 +85,17 @@ class SCNetWorkload(LArTPCClassifier):
         )
 
     def batches(self, order: Sequence[np.ndarray]) -> Iterator[SparseBatch]:
+        if self.config.input == "device":
+            if not hasattr(self, "train_device"):
+                self.train_device = DeviceSparse(self.store, self.ctx.device)
+            return self.train_device.batches(order)
         prefetcher = SparsePrefetcher(self.store, self.ctx.device, self.config.prefetch)
         return prefetcher.batches(order)
 
     def val_batches(self) -> Iterator[SparseBatch]:
         order = val_order(len(self.val_store), self.ctx.batch)
+        if self.config.input == "device":
+            return DeviceSparse(self.val_store, self.ctx.device).batches(order)
         return SparsePrefetcher(self.val_store, self.ctx.device).batches(order)
 
     def forward(self, net: torch.nn.Module, batch: SparseBatch) -> torch.Tensor:
