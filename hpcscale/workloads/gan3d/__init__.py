@@ -87,6 +87,11 @@ class GanConfig(WorkloadConfig):
         128, ge=1, description="validation showers per rank for the in-training figure of merit "
         "(the final evaluation uses all)"
     )  # fmt: skip
+    cudnn_benchmark: bool = Field(
+        True,
+        description="let cuDNN time its convolution algorithms at the first step of each shape "
+        "(GPUs; every training step has the same shapes)",
+    )
     intra_threads: int = Field(
         0, ge=0, description="torch intra-op threads (0: OMP_NUM_THREADS, as the descriptor sets)"
     )
@@ -180,6 +185,8 @@ class Gan3DWorkload(Workload):
     # -- model ----------------------------------------------------------------------------------
     def build(self, steps_per_epoch: int) -> None:
         ctx, cfg = self.ctx, self.config
+        if ctx.device.type == "cuda":
+            torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
         torch.manual_seed(ctx.seed)
         g, d = make(cfg.model)
         self.g, self.d = g.to(ctx.device), d.to(ctx.device)

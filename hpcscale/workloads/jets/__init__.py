@@ -46,6 +46,11 @@ class JetsConfig(WorkloadConfig):
     weight_decay: float = Field(0.0, ge=0)
     intra_threads: int = Field(0, ge=0, description="torch intra-op threads (0: OMP_NUM_THREADS)")
     inter_threads: int = Field(0, ge=0, description="torch inter-op threads (0: torch's default)")
+    cudnn_benchmark: bool = Field(
+        True,
+        description="let cuDNN time its convolution algorithms at the first step of each shape "
+        "(GPUs; every training step has the same shapes)",
+    )
     input: Literal["sparse-device", "dense-host"] = Field(
         "sparse-device",
         description="sparse-device: each minibatch's cells scattered into the dense images on "
@@ -134,6 +139,8 @@ class JetsWorkload(Workload):
 
     def build(self, steps_per_epoch: int) -> None:
         ctx, cfg = self.ctx, self.config
+        if ctx.device.type == "cuda":
+            torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
         torch.manual_seed(ctx.seed)
         self.model = JetResNet(cfg.model).to(ctx.device)
         lr = cfg.lr * (ctx.world_size if cfg.scale_lr else 1)
