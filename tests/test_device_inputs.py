@@ -120,7 +120,9 @@ def test_staging_with_a_pool_of_threads_gives_the_same_store(events):
     one, stats1 = load_shard(events, "train", 0, 1, Codec(), threads=1)
     pool, stats3 = load_shard(events, "train", 1, 2, Codec(threads=1), threads=3)
     half, _ = load_shard(events, "train", 1, 2, Codec(), threads=1)
-    assert pool.blobs == half.blobs and pool.labels.tolist() == half.labels.tolist()
+    # the same images (Blosc's bytes may depend on its thread count)
+    assert all(np.array_equal(pool.image(i), half.image(i)) for i in range(len(half)))
+    assert pool.labels.tolist() == half.labels.tolist()
     assert len(one) == 10 and len(pool) == 5 and stats3.total_events == stats1.total_events
 
 

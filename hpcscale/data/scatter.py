@@ -82,10 +82,8 @@ class Densifier:
         )
         self.values_np = np.ascontiguousarray(values, dtype=np.float32)
         nbytes = self.linear_np.nbytes + self.values_np.nbytes + self.offsets.nbytes
-        if resident is None:
-            resident = device.type != "cuda" or nbytes <= RESIDENT_FRACTION * _memory(device)
-        self.resident = resident
-        if resident:
+        self.resident = fits(nbytes, device) if resident is None else resident
+        if self.resident:
             self.linear = torch.from_numpy(self.linear_np).to(device)
             self.values = torch.from_numpy(self.values_np).to(device)
             self.starts = torch.from_numpy(self.offsets[:-1]).to(device)
@@ -123,5 +121,8 @@ class Densifier:
         )
 
 
-def _memory(device: torch.device) -> int:
-    return torch.cuda.get_device_properties(device).total_memory
+def fits(nbytes: int, device: torch.device) -> bool:
+    """Whether ``nbytes`` of a rank's data may live on ``device`` (always, on the CPU)."""
+    if device.type != "cuda":
+        return True
+    return nbytes <= RESIDENT_FRACTION * torch.cuda.get_device_properties(device).total_memory

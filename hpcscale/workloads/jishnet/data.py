@@ -16,6 +16,7 @@ overwritten while a step may still use it.
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -27,6 +28,8 @@ import torch
 
 from hpcscale.data.scatter import Densifier
 from hpcscale.data.store import EventStore
+
+SWITCH_INTERVAL_S = 0.0005  # Python's GIL switch interval while the prefetch thread runs
 
 
 @dataclass
@@ -104,6 +107,10 @@ class Prefetcher:
             free.put(slot)
         stop = threading.Event()
         thread = threading.Thread(target=self._fill, args=(order, free, ready, stop), daemon=True)
+        # the thread gives the GIL back for each image it decompresses; with the step's Python
+        # holding it, each return waited up to the 5 ms switch interval (7 per minibatch)
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch, SWITCH_INTERVAL_S))
         thread.start()
         labels = torch.as_tensor(self.store.labels)
         previous: int | None = None
@@ -132,6 +139,7 @@ class Prefetcher:
             stop.set()
             free.put(0)  # wake the thread if it waits for a slot
             thread.join(timeout=5)
+            sys.setswitchinterval(switch)
 
     def _release(self, slot: int, free: queue.Queue) -> None:
         if self.cuda:  # the thread's next copy into this slot waits for the step that read it

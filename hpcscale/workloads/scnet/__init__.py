@@ -27,10 +27,12 @@ class SCNetConfig(ClassifierConfig):
     """SCNet options"""
 
     prefetch: int = Field(2, ge=0, description="minibatches assembled ahead of the step")
-    input: Literal["device", "host"] = Field(
-        "device",
-        description="device: the rank's events kept on the device, each minibatch assembled "
-        "there; host: assembled by a thread ahead of the step and copied (the earlier path)",
+    input: Literal["host", "device"] = Field(
+        "host",
+        description="host: each minibatch assembled by a thread ahead of the step and copied; "
+        "device: the rank's events kept on the device, each minibatch assembled there (H200: "
+        "11.9 ms per step vs 10.9 on the host path; the step is bound by its Python, which the "
+        "device path adds to)",
     )
 
 
