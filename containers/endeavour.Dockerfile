@@ -1,7 +1,7 @@
 FROM intel/oneapi-hpckit:2023.2.1-devel-ubuntu22.04
 
 LABEL org.hpcscale.arch=x86_64 \
-    org.hpcscale.descriptor-sha256=a41f43777b1e3440b8b8e18d7823ae30c9914bfaf8bcdf35c34b91983d978811 \
+    org.hpcscale.descriptor-sha256=978d40a4e99c9e26e6451bff43467575a6255272b5a89c0520154d5def35dc4e \
     org.hpcscale.site=endeavour \
     org.hpcscale.version=0.1.0
 

@@ -21,7 +21,7 @@ COPY src /opt/hpcscale
 RUN /opt/venv/bin/python -m pip install --no-deps --no-build-isolation /opt/hpcscale
 
 LABEL org.hpcscale.arch=x86_64 \
-    org.hpcscale.descriptor-sha256=12ad5697038d217d2f4d5cdbf32a82c9ad277fb6288017697d2751e88bff4935 \
+    org.hpcscale.descriptor-sha256=040b8442594d1c03e612bda4bb819f4ac550db4f36ddb8965eccaf9dde96d9b4 \
     org.hpcscale.site=local-nodes \
     org.hpcscale.version=0.1.0
 

@@ -21,7 +21,7 @@ COPY src /opt/hpcscale
 RUN /opt/venv/bin/python -m pip install --no-deps --no-build-isolation /opt/hpcscale
 
 LABEL org.hpcscale.arch=x86_64 \
-    org.hpcscale.descriptor-sha256=c1c42d857b8c9e4f0eff45493558618395206a48616ba9f72bf10df18a604868 \
+    org.hpcscale.descriptor-sha256=a3ee89c14726fb16238ca3b1158f3c7a8c4fa9bfab52d9322f104488a531a8dd \
     org.hpcscale.site=local-slurm \
     org.hpcscale.version=0.1.0
 

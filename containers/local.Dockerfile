@@ -21,7 +21,7 @@ COPY src /opt/hpcscale
 RUN /opt/venv/bin/python -m pip install --no-deps --no-build-isolation /opt/hpcscale
 
 LABEL org.hpcscale.arch=x86_64 \
-    org.hpcscale.descriptor-sha256=7425bbd0f8c58a003f0bc8a65ee65f018d1f7e8838a6766e02c5e26c14bf35d7 \
+    org.hpcscale.descriptor-sha256=029a079781b3d60687cc7d22105dd67e6812e11fcb49bf6f16c5a0398d48742a \
     org.hpcscale.site=local \
     org.hpcscale.version=0.1.0
 

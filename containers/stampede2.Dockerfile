@@ -1,7 +1,7 @@
 FROM intel/oneapi-hpckit:2023.2.1-devel-ubuntu22.04
 
 LABEL org.hpcscale.arch=x86_64 \
-    org.hpcscale.descriptor-sha256=2293445e4355ca1689185f9eda439bab1dcf1e5a8ca5a5ec55739129eb405249 \
+    org.hpcscale.descriptor-sha256=12fc3a078108049f6966f34290116ce08f8fdf829feb58f8e453432d76b018c6 \
     org.hpcscale.site=stampede2 \
     org.hpcscale.version=0.1.0
 

@@ -22,6 +22,10 @@ class UnknownSiteError(UserError):
     """A site name that no descriptor on the search path defines."""
 
 
+class UnknownNameError(UserError):
+    """A name that no registry entry of its axis (scheduler, launcher, ...) has."""
+
+
 class PlanError(UserError):
     """A request the site cannot run (too many nodes, walltime over the limit, ...)."""
 

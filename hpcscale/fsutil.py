@@ -1,5 +1,6 @@
-"""Atomic file writes (manifests, summaries, scripts never half-written) and the folder lock
-that keeps two writers of one study from losing each other's changes."""
+"""Atomic file writes (manifests, summaries, scripts never half-written), the folder lock
+that keeps two writers of one study from losing each other's changes, and hpcscale's cache
+folder."""
 
 from __future__ import annotations
 
@@ -14,6 +15,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from hpcscale.errors import UserError
+
+
+def cache_root() -> Path:
+    """hpcscale's cache (generated data sets, base images, logs): $HPCSCALE_CACHE, else
+    ~/.cache/hpcscale."""
+    return Path(os.environ.get("HPCSCALE_CACHE") or Path.home() / ".cache" / "hpcscale")
 
 
 def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
@@ -58,8 +67,6 @@ def folder_lock(folder: Path, command: str, wait_s: float = 60.0) -> Iterator[No
     (``submit`` takes it once per job) first lets such waiters go. The kernel drops the lock
     when its holder exits, however it exits: there is no stale lock to clean up by hand.
     """
-    from hpcscale.errors import UserError
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME

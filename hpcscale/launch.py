@@ -18,10 +18,10 @@ from typing import Any
 from rich.console import Console
 
 from hpcscale import workloads
-from hpcscale.containers.runtime import switched, with_binds
-from hpcscale.data.folds import fold_sets
+from hpcscale.containers.runtime import with_binds
 from hpcscale.errors import UserError
-from hpcscale.fsutil import atomic_write, folder_lock
+from hpcscale.fmt import duration_text, plural
+from hpcscale.fsutil import atomic_write, cache_root, folder_lock
 from hpcscale.plan import Request
 from hpcscale.preflight import (
     check_container,
@@ -30,15 +30,16 @@ from hpcscale.preflight import (
     check_scheduler,
     check_writable,
 )
-from hpcscale.run import cache_root, default_data
+from hpcscale.run import default_data
 from hpcscale.sites import load_site
 from hpcscale.sites.detect import resolve as resolve_node
 from hpcscale.sites.models import Site
 from hpcscale.sites.registry import with_requests
+from hpcscale.sites.switch import switched
 from hpcscale.spec import SPEC_NAME, StudySpec, dump, point_args, point_label
 from hpcscale.spec import load as load_spec
 from hpcscale.study import Job, Point, job_state, load, resolve_job, save, submit_study
-from hpcscale.tables import duration_text, plural, print_collect
+from hpcscale.tables import print_collect
 
 
 @dataclass
@@ -116,7 +117,7 @@ def resolve(spec: StudySpec, folder: Path, sites_dir: list[Path] | None, where: 
     as its ranks will parse them (a bad sweep value is refused here, naming ``where`` and the
     job), and an optimisation's search space checked against the model's options."""
     site = study_site(spec, sites_dir)
-    model = workloads.check_name(spec.model or site.workload.model)
+    model = workloads.check_name(spec.model or site.training.model)
     args = spec.train_args()
     size = Request(**{spec.size_key: spec.sizes[0]}, walltime=spec.walltime)  # type: ignore[arg-type]
     shape = resolve_job(site, Point(size), model, args)
@@ -220,6 +221,8 @@ def prepare_data(launch: Launch, dry_run: bool) -> str:
             for note in check_data(data, biggest.plan.ranks, biggest.core, biggest.config):
                 print(note, file=sys.stderr)
     if launch.spec.kfold and not dry_run and data is not None:
+        from hpcscale.data.folds import fold_sets  # numpy: only K folds need it at start-up
+
         with Console(stderr=True).status(f"writing {launch.spec.kfold} folds of {data}"):
             fold_sets(data, launch.spec.kfold, launch.folder / "folds")
     return str(job_path(str(data)) if data is not None else site.data_dir)

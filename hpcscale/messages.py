@@ -8,6 +8,7 @@ quoted inside a message, ``describe`` turns a pydantic ``ValidationError`` into
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from typing import Any
 
@@ -45,6 +46,12 @@ def one_line(message: str, limit: int = LINE_LIMIT) -> str:
         return text
     half = limit // 2 - 10
     return f"{text[:half]} … {text[-half:]}"
+
+
+def did_you_mean(value: str, allowed: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the allowed name closest to ``value``, else empty."""
+    close = difflib.get_close_matches(value, list(allowed), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def describe(exc: ValidationError, model: type[BaseModel]) -> str:

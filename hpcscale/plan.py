@@ -1,7 +1,9 @@
 """From a site and a request to one job's shape: nodes, ranks, GPUs and threads per rank.
 
 Pure arithmetic, no I/O: ``plan_job`` either returns a ``JobPlan`` or raises ``PlanError`` saying
-which limit the request breaks.
+which limit the request breaks. What it needs from the site's scheduler (walltime resolution,
+refusals) comes in as ``SchedulerRules``: the plan sits below the schedulers, which use its types;
+``hpcscale.schedulers.plan_job`` passes the site's backend.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from hpcscale.errors import PlanError
 from hpcscale.sites.models import Site, format_walltime, walltime_seconds
@@ -110,10 +113,26 @@ def gpu_sharing(site: Site, workers: int, gpus_per_node: int) -> tuple[int, int]
     return 0, workers // gpus_per_node
 
 
-def plan_job(site: Site, request: Request) -> JobPlan:
-    """Shape one job; ``site`` must be resolved (``detect.resolve``) first."""
-    from hpcscale.schedulers.registry import for_site  # a table; the backend module on demand
+class SchedulerRules(Protocol):
+    """What shaping a job needs from the site's scheduler (a ``schedulers.base.Backend``)."""
 
+    @property
+    def requeue_command(self) -> tuple[str, ...]:
+        """Empty where the scheduler cannot requeue (then it does not warn before the limit)."""
+        ...
+
+    def round_walltime(self, seconds: int) -> int:
+        """The walltime the scheduler enforces for a request of ``seconds``."""
+        ...
+
+    def plan_refusal(self, site: Site, plan: JobPlan) -> str | None:
+        """A job shape the scheduler cannot ask for (one line), or None."""
+        ...
+
+
+def plan_job(site: Site, request: Request, scheduler: SchedulerRules) -> JobPlan:
+    """Shape one job on ``scheduler`` (the site's backend: ``hpcscale.schedulers.plan_job``
+    looks it up); ``site`` must be resolved (``detect.resolve``) first."""
     if site.node is None:
         raise PlanError(f"site {site.name} has no node description; resolve it first")
     node = site.node
@@ -143,7 +162,6 @@ def plan_job(site: Site, request: Request) -> JobPlan:
     else:
         gpus = ranks * gpus_per_rank or ranks // ranks_per_gpu
         gpus_node = ranks_per_node * gpus_per_rank or ranks_per_node // ranks_per_gpu
-    backend = for_site(site)
     plan = JobPlan(
         site=site.name,
         nodes=nodes,
@@ -151,12 +169,14 @@ def plan_job(site: Site, request: Request) -> JobPlan:
         ranks_per_node=ranks_per_node,
         gpus_per_rank=gpus_per_rank,
         cpus_per_rank=_cpus_per_rank(site, ranks_per_node),
-        walltime_s=_walltime(site, request, backend.round_walltime, bool(backend.requeue_command)),
+        walltime_s=_walltime(
+            site, request, scheduler.round_walltime, bool(scheduler.requeue_command)
+        ),
         ranks_per_gpu=ranks_per_gpu,
         gpus=gpus,
         gpus_per_node=gpus_node,
     )
-    refusal = backend.plan_refusal(site, plan)
+    refusal = scheduler.plan_refusal(site, plan)
     if refusal:
         raise PlanError(f"site {site.name}: {refusal}")
     return plan

@@ -18,9 +18,9 @@ from typing import Any
 from hpcscale import workloads
 from hpcscale.containers.runtime import command
 from hpcscale.errors import UserError
+from hpcscale.fmt import plural
 from hpcscale.schedulers.registry import for_site
 from hpcscale.sites.models import Site
-from hpcscale.tables import plural
 from hpcscale.train.config import CoreConfig
 
 

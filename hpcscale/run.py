@@ -7,7 +7,6 @@ Without ``--data``, the site's default synthetic data set is generated once into
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -17,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from hpcscale import workloads
 from hpcscale.errors import UserError
-from hpcscale.fsutil import atomic_write
-from hpcscale.render.script import JobSpec, render_script, train_command
+from hpcscale.fsutil import atomic_write, cache_root
+from hpcscale.render.script import JobSpec, train_command
+from hpcscale.schedulers.jobs import render_script
 from hpcscale.sites.models import Site
 from hpcscale.train.records import summarize
 
@@ -26,17 +26,13 @@ if TYPE_CHECKING:
     from hpcscale.study import Job
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("HPCSCALE_CACHE") or Path.home() / ".cache" / "hpcscale")
-
-
 def default_data(
     site: Site, progress: Callable[[int, int], None] | None = None, model: str | None = None
 ) -> Path:
     """The default data set for ``model`` (default: the site's) on this site, generated on first
-    use and cached: the site's workload block describes it when the model trains on the site's
+    use and cached: the site's training block describes it when the model trains on the site's
     kind of data, else the model's kind's default size."""
-    w = site.workload
+    w = site.training
     kind = workloads.data_kind(model or w.model)
     if kind == workloads.data_kind(w.model):
         events = w.events

@@ -1,6 +1,6 @@
 """A study is a file: the typed study spec (YAML) that ``hpcscale submit SPEC`` runs.
 
-What a study varies is data (DESIGN.md, "Study"): the sizes, a sweep over training options, K
+What a study varies is data (ARCHITECTURE.md, "Contracts"): the sizes, a sweep over training options, K
 folds of the events, or a search space to optimise. The command-line flags of ``submit`` and
 ``optimize`` write the same spec, and the study folder keeps it as ``STUDY/study.yaml`` beside
 its manifest, so ``hpcscale submit --like STUDY --site OTHER`` repeats a study elsewhere::

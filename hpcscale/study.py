@@ -20,13 +20,14 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from hpcscale import __version__
+from hpcscale.data.manifest import is_data_manifest
 from hpcscale.errors import UserError
 from hpcscale.fsutil import atomic_write, atomic_write_json, folder_lock
 from hpcscale.messages import describe
-from hpcscale.plan import JobPlan, Request, plan_job
+from hpcscale.plan import JobPlan, Request
 from hpcscale.render.script import JobSpec, train_args
-from hpcscale.schedulers import job_script, make_executor
-from hpcscale.schedulers import job_state as scheduler_state
+from hpcscale.schedulers.jobs import job_script, make_executor, plan_job
+from hpcscale.schedulers.jobs import job_state as scheduler_state
 from hpcscale.sites.models import Site
 from hpcscale.train.config import CoreConfig, parse
 from hpcscale.train.entry import TrainTask
@@ -98,9 +99,9 @@ def load(study: Path) -> StudyManifest:
             "(from `hpcscale run`, with summary.json)"
         ) from None
     except ValidationError as exc:
-        if '"hpcscale-lartpc-sparse"' in path.read_text(errors="replace"):
+        if is_data_manifest(path):
             raise UserError(
-                f"{study} is an events folder (from `hpcscale data generate`), not a study; give "
+                f"{study} is a data set (from `hpcscale data generate`), not a study; give "
                 "a study folder (from `hpcscale submit`) or a job folder (from `hpcscale run`)"
             ) from None
         raise UserError(

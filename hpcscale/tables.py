@@ -9,8 +9,12 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from hpcscale.fmt import duration_text, mean_std, params_text, plural
 from hpcscale.messages import cut, one_line
 from hpcscale.sites.models import Gpus
+from hpcscale.spec import SPEC_NAME
+from hpcscale.spec import load as load_spec
+from hpcscale.study import collect as collect_rows
 from hpcscale.train.records import DLT_PARTS
 
 out = Console()
@@ -28,8 +32,6 @@ def quality(summary: dict) -> tuple[str, str]:
 
 
 def print_collect(study_dir: Path) -> None:
-    from hpcscale.study import collect as collect_rows
-
     rows = collect_rows(study_dir)
 
     def fmt(value: object, spec: str = ".1f") -> str:
@@ -77,13 +79,10 @@ def print_collect(study_dir: Path) -> None:
 def study_lines(study_dir: Path, rows: list[dict]) -> list[str]:
     """What a study of more than sizes adds below its table: K-fold's mean ± standard deviation
     of the validation figure, an optimisation's best trial."""
-    from hpcscale.analysis.kinds import mean_std
-    from hpcscale.spec import SPEC_NAME, load
-
     path = Path(study_dir) / SPEC_NAME
     if not path.exists():
         return []
-    spec = load(path)
+    spec = load_spec(path)
     done = [r for r in rows if r.get("status") == "completed"]
     if spec.kind == "kfold" and done:
         head = quality(done[0])[0]
@@ -96,14 +95,13 @@ def study_lines(study_dir: Path, rows: list[dict]) -> list[str]:
                 else f"{stats[0]:.4g} ± {stats[1]:.2g}")  # fmt: skip
         return [f"{head} over {len(done)} of {len(rows)} folds: {text} (mean ± std)"]
     if spec.optimize is not None:
-        from hpcscale.optimize.space import describe
-
         scored = [r for r in rows if r.get("value") is not None]
         if not scored:
             return []
         sign = 1 if spec.optimize.direction == "maximize" else -1
         top = max(scored, key=lambda r: sign * r["value"])
-        return [f"best of {len(scored)} trials: {top['label']} {describe(top.get('params', {}))}: "
+        point = params_text(top.get("params", {}))
+        return [f"best of {len(scored)} trials: {top['label']} {point}: "
                 f"{spec.optimize.objective} {top['value']:.4g}"]  # fmt: skip
     return []
 
@@ -129,7 +127,7 @@ def print_summary(s: dict, folder: Path) -> None:
     for line in timing_lines(s):
         out.print(line)
     if s.get("confusion_percent"):
-        from hpcscale.data.simulate import LABELS
+        from hpcscale.data.simulate import LABELS  # imports numpy: not at `hpcscale --help`
 
         cm = Table(
             box=box.SIMPLE_HEAD,
@@ -194,27 +192,6 @@ def ttl_unset_reason(s: dict) -> str:
         f"TTL not set: target loss {s.get('target_loss')} not reached (smoothed loss at the "
         f"end: {end}); train longer (--epochs) or raise --target-loss"
     )
-
-
-def duration_text(seconds: float | None) -> str:
-    """A duration in the unit that reads best: 0.25 s, 12.3 s, 4 min 5 s, 2 h 50 min."""
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds:.2f} s"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    total = round(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    return f"{minutes} min {secs} s" if secs else f"{minutes} min"
-
-
-def plural(n: int, word: str) -> str:
-    """``1 rank``, ``2 ranks``."""
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def gpu_text(gpus: Gpus | None, short: bool = False) -> str:

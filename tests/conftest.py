@@ -111,7 +111,7 @@ def tiny_site(folder: Path, name: str, workload: str, extra: str = "") -> Path:
         "scheduler: {kind: slurm, exclusive: false}\nlauncher: {kind: srun}\n"
         "node: {cpu: test, arch: x86_64, sockets: 1, cores_per_socket: 2, memory_gb: 4}\n"
         "limits: {max_nodes: 1, max_walltime: '00:30:00'}\nworkers_per_node: 2\n"
-        f"workload: {{resolution: 300, model: jishnet-small, {workload}}}\n{extra}"
+        f"training: {{resolution: 300, model: jishnet-small, {workload}}}\n{extra}"
     )
     return folder
 

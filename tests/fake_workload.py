@@ -2,7 +2,7 @@
 
 It shares nothing with the LArTPC classifiers (no files, no images, no classes, its own metric and
 evaluation), so a run of it proves that the loop, records, engines and summary need no change
-for a new workload: registering its module under a name is all it takes.
+for a new workload: registering its ``WorkloadSpec`` is all it takes.
 """
 
 from __future__ import annotations

@@ -12,6 +12,13 @@ import pytest
 
 from hpcscale.data import files
 from hpcscale.data.generate import generate
+from hpcscale.data.manifest import (
+    LArTPCManifest,
+    TensorManifest,
+    is_data_manifest,
+    kind_of,
+    read_manifest,
+)
 from hpcscale.data.simulate import CLASSES
 from hpcscale.data.store import Codec, EventStore, load_shard, shard_indices
 from hpcscale.errors import DataError
@@ -27,7 +34,7 @@ def dataset(tmp_path_factory):
 
 
 def _arrays(folder, split="train"):
-    return list(files.iter_events(files.read_manifest(folder), split))
+    return list(files.iter_events(read_manifest(folder, "lartpc"), split))
 
 
 def test_manifest_and_splits(dataset):
@@ -63,7 +70,7 @@ def test_events_have_physics_shapes(dataset):
 
 
 def test_store_is_bit_identical(dataset):
-    manifest = files.read_manifest(dataset)
+    manifest = read_manifest(dataset, "lartpc")
     for codec in (Codec(), Codec(cname="zstd", clevel=9, shuffle="bit")):
         store = EventStore(R, codec)
         dense = []
@@ -141,7 +148,7 @@ def test_generate_cli_and_refuses_overwrite(tmp_path):
 
 def test_sparse_and_whole_shard_reads_agree(dataset):
     """A rank of a large job reads single events; a small job whole datasets: same bytes."""
-    manifest = files.read_manifest(dataset)
+    manifest = read_manifest(dataset, "lartpc")
     every = list(files.iter_events(manifest, "train"))
     picked = [0, 17, 40]  # one event per 16-event shard: the per-event path
     for index, (label, wire, tick, charge) in zip(
@@ -150,3 +157,51 @@ def test_sparse_and_whole_shard_reads_agree(dataset):
         assert label == every[index][0]
         for x, y in zip((wire, tick, charge), every[index][1:], strict=True):
             np.testing.assert_array_equal(x, y)
+
+
+def _json(folder, data) -> object:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "manifest.json").write_text(json.dumps(data))
+    return folder / "manifest.json"
+
+
+def test_a_data_manifest_has_a_kind_and_a_studys_is_not_one(dataset, tmp_path):
+    manifest = read_manifest(dataset)
+    assert isinstance(manifest, LArTPCManifest) and manifest.kind == "lartpc"
+    assert manifest.resolution == R and manifest.count("train") == 54
+    assert manifest.generator["workers"] == 2
+    assert json.loads((dataset / "manifest.json").read_text())["kind"] == "lartpc"
+    # a data set written before the kind field: its format says what it is
+    old = json.loads((dataset / "manifest.json").read_text())
+    del old["kind"]
+    assert kind_of(old) == "lartpc" and is_data_manifest(_json(tmp_path / "old", old))
+    assert read_manifest(tmp_path / "old", "lartpc").kind == "lartpc"
+    tensor = {
+        "format": "hpcscale-sparse-tensor", "version": 1, "kind": "jets", "shape": [8, 125, 125],
+        "scalars": {"label": "int8"}, "files": [{"name": "train-00000.h5", "split": "train",
+        "events": 4}], "meta": {"channels": ["track_pt"]},
+    }  # fmt: skip
+    jets = read_manifest(_json(tmp_path / "jets", tensor).parent, "jets")
+    assert isinstance(jets, TensorManifest) and (jets.kind, jets.shape) == ("jets", (8, 125, 125))
+    assert jets.meta == {"channels": ["track_pt"]} and jets.count("train") == 4
+    with pytest.raises(DataError, match="a 'jets' data set; this model trains on 'lartpc'"):
+        read_manifest(tmp_path / "jets", "lartpc")
+    study = {"study": "s", "site": "local", "site_digest": "0" * 64, "scheduler": "local",
+             "created": 0.0, "kind": "scaling", "jobs": []}  # fmt: skip
+    assert kind_of(study) is None and not is_data_manifest(_json(tmp_path / "study", study))
+    assert not is_data_manifest(tmp_path / "nowhere" / "manifest.json")
+    (tmp_path / "study" / "manifest.json").write_text("{not json")
+    assert not is_data_manifest(tmp_path / "study" / "manifest.json")
+
+
+def test_a_bad_data_manifest_is_one_line_naming_the_field(dataset, tmp_path):
+    raw = json.loads((dataset / "manifest.json").read_text())
+    raw["files"][0]["split"] = "test"
+    _json(tmp_path / "bad", raw)
+    with pytest.raises(DataError, match=r"manifest\.json: .*files\.0\.split") as info:
+        read_manifest(tmp_path / "bad", "lartpc")
+    assert "\n" not in str(info.value)
+    raw["format"] = "something-else"
+    _json(tmp_path / "bad", raw)
+    with pytest.raises(DataError, match="expected 'hpcscale-lartpc-sparse' version 1"):
+        read_manifest(tmp_path / "bad", "lartpc")

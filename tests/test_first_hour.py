@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from conftest import cli, tiny_events
 
+from hpcscale.fmt import duration_text, plural
 from hpcscale.preflight import check_data
-from hpcscale.tables import duration_text, plural, ttl_unset_reason
+from hpcscale.tables import ttl_unset_reason
 
 
 def test_acceptance_from_an_empty_folder_without_absolute_paths(tmp_path):

@@ -17,6 +17,7 @@ torch = pytest.importorskip("torch")
 
 from hpcscale import workloads  # noqa: E402
 from hpcscale.data import tensors  # noqa: E402
+from hpcscale.data.manifest import read_manifest  # noqa: E402
 from hpcscale.errors import DataError  # noqa: E402
 from hpcscale.workloads.gan3d import physics  # noqa: E402
 from hpcscale.workloads.gan3d.showers import shower  # noqa: E402
@@ -114,7 +115,7 @@ def test_roc_auc_known_values_and_bad_input():
 
 # -- the simulated data ---------------------------------------------------------------------------
 def test_showers_have_the_seeds_properties(showers):
-    manifest = tensors.read_manifest(showers, "calo3d")
+    manifest = read_manifest(showers, "calo3d")
     assert manifest.shape == (25, 25, 25) and manifest.count("val") == 240
     data = tensors.load_split(manifest, "train", range(400))
     occupancy = np.diff(data.offsets) / 25**3
@@ -131,7 +132,7 @@ def test_showers_have_the_seeds_properties(showers):
 
 
 def test_top_jets_differ_from_qcd_as_the_physics_does(jets):
-    manifest = tensors.read_manifest(jets, "jets")
+    manifest = read_manifest(jets, "jets")
     data = tensors.load_split(manifest, "train", range(600))
     images, top = data.dense(), data.scalars["label"] == 1
     assert 0.4 < top.mean() < 0.6

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import GOLDEN, check_golden
 
-from hpcscale.plan import Request, plan_job
+from hpcscale.plan import Request
+from hpcscale.schedulers.jobs import plan_job
 from hpcscale.sites import load_site, site_files
 from hpcscale.sites.detect import resolve
 from hpcscale.study import study_job
@@ -55,7 +56,7 @@ def test_local_run_script_matches_golden(ranks, fixed_local, regen, monkeypatch)
 
     monkeypatch.setattr(sys, "executable", PYTHON)
     site = resolve(load_site("local"))
-    job = resolve_job(site, Point(Request(ranks=ranks)), site.workload.model, [])
+    job = resolve_job(site, Point(Request(ranks=ranks)), site.training.model, [])
     script = local_script(site, job, Path("/scratch/events"), Path("/scratch/runs/first"))
     check_golden(GOLDEN / "scripts" / f"local-run-{ranks}r.sh", script, regen)
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import yaml
 
-from hpcscale.plan import Request, plan_job
-from hpcscale.render.script import JobSpec, render_script, train_command
+from hpcscale.plan import Request
+from hpcscale.render.script import JobSpec, train_command
+from hpcscale.schedulers.jobs import plan_job, render_script
 from hpcscale.sites import load_file
 
 HOSTILE = [

@@ -149,7 +149,7 @@ def test_port_from_job_id_is_stable_and_distinct():
 
 
 def test_rank_arguments_expand_env_references_as_a_job_shell_would():
-    from hpcscale.train.entry import expand_refs
+    from hpcscale.envref import expand_refs
 
     env = {"SCRATCH": "/scratch/u1", "PROJ": "p 1"}
     argv = ["--data", "${SCRATCH}/lartpc", "--out", "${PROJ}/${SCRATCH}", "--job", "$SCRATCH"]

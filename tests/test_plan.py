@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from hpcscale.errors import PlanError
-from hpcscale.plan import Request, plan_job
+from hpcscale.plan import Request
+from hpcscale.schedulers.jobs import plan_job
 from hpcscale.sites import load_site
 from hpcscale.sites.detect import resolve
 

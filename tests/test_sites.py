@@ -221,19 +221,31 @@ def test_a_few_aliases_are_fine(tmp_path):
 
 
 def test_an_unknown_workload_is_one_line_and_exit_2(tmp_path):
-    bad = with_change("workload", {"model": "4dgan"})
+    bad = with_change("training", {"model": "4dgan"})
     msg = error_for(tmp_path, bad)
     path = write(tmp_path, bad)
-    assert "workload.model" in msg and "'4dgan'" in msg and "3dgan, 3dgan-small" in msg
+    assert msg == (
+        f"{path}: training.model: '4dgan' is unknown; choose one of jishnet, jishnet-small, "
+        "scnet, scnet-small, 3dgan, 3dgan-small, cms-jets, cms-jets-small"
+    )
     res = cli("sites", "validate", str(path))
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert "Traceback" not in res.stderr
 
 
+def test_the_old_workload_block_is_refused_with_its_new_name(tmp_path):
+    old = with_change("workload", {"model": "jishnet", "batch": 4})
+    path = write(tmp_path, old)
+    assert error_for(tmp_path, old) == f"{path}: workload: was renamed to training: (same fields)"
+    res = cli("sites", "validate", str(path))
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().splitlines()[-1].endswith("was renamed to training: (same fields)")
+
+
 def test_cpu_sites_default_to_3dgan_and_gpu_sites_keep_jishnet():
     for name in ("stampede2", "endeavour"):
-        w = load_site(name).workload
+        w = load_site(name).training
         assert (w.model, w.batch, w.epochs, w.options) == ("3dgan", 8, 25, ["--inter-threads", "2"])
         assert load_site(name).env["OMP_NUM_THREADS"] == "11"
     for name in ("summitdev", "pizdaint", "pnnl", "titan"):
-        assert load_site(name).workload.model == "jishnet"
+        assert load_site(name).training.model == "jishnet"

@@ -14,6 +14,7 @@ from conftest import cli, tiny_events, tiny_site
 
 from hpcscale.data import files
 from hpcscale.data.folds import assign, fold_sets
+from hpcscale.data.manifest import read_manifest
 from hpcscale.fsutil import atomic_write_json, folder_lock
 from hpcscale.optimize import driver, evolution
 from hpcscale.optimize.space import decode, encode
@@ -39,7 +40,7 @@ def test_fold_split_is_disjoint_complete_balanced_and_deterministic(n, k):
 
 def test_fold_data_sets_hold_each_event_once_as_validation(tmp_path):
     data = tiny_events(tmp_path / "events", 45, seed=1)
-    source = files.read_manifest(data)
+    source = read_manifest(data, "lartpc")
 
     def events(m, split):
         return sorted((lab, int(c.sum() * 1000)) for lab, _, _, c in files.iter_events(m, split))
@@ -48,7 +49,7 @@ def test_fold_data_sets_hold_each_event_once_as_validation(tmp_path):
     folders = fold_sets(data, 3, tmp_path / "folds")
     vals = []
     for i, folder in enumerate(folders):
-        m = files.read_manifest(folder)
+        m = read_manifest(folder, "lartpc")
         files.check_shards(m)
         meta = json.loads((folder / "manifest.json").read_text())
         assert meta["kfold"]["fold"] == i and meta["splits"]["val"] == m.count("val")
@@ -186,7 +187,7 @@ def test_an_interrupted_search_resumes_without_running_a_trial_twice(
     opt = {"method": method, "space": space, "trials": 6, "parallel": 2, "population": 3}
     spec = StudySpec(site="local", ranks=[1], optimize=opt)  # type: ignore[arg-type]
     create_study(study, site, {}, "optimize")
-    shape = resolve_job(site, Point(Request(ranks=1)), site.workload.model, [])
+    shape = resolve_job(site, Point(Request(ranks=1)), site.training.model, [])
     first = FakeTrials(study, interrupt_after=3)
     monkeypatch.setattr(driver, "submit_point", first)
     monkeypatch.setattr(driver.time, "sleep", first.sleep)

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from conftest import cli, rank_pids, tiny_events, tiny_site
 
-from hpcscale.plan import Request, plan_job
+from hpcscale.plan import Request
 from hpcscale.render.script import JobSpec
-from hpcscale.schedulers import make_executor
+from hpcscale.schedulers.jobs import make_executor, plan_job
 from hpcscale.sites import load_site, site_files
 from hpcscale.sites.detect import resolve
 from hpcscale.train.jobenv import detect

@@ -28,7 +28,9 @@ DRIVER = f"""
 import sys, time
 sys.path.insert(0, {str(TESTS)!r})
 from hpcscale import workloads
-workloads.register("fake-linear", "fake_workload")
+workloads.register(workloads.WorkloadSpec(
+    "fake-linear", "fake_workload", "lartpc", workloads.LARTPC, ("fake-linear",), 100
+))
 from hpcscale.train.config import parse
 from hpcscale.train.loop import run
 sys.exit(run(*parse(sys.argv[1:]), time.time()))
@@ -147,6 +149,8 @@ def test_registry_names_match_the_presets():
     for name in workloads.names():
         spec = workloads.get(name)
         assert name in presets[spec.name]
+    for entry in workloads.SPECS:  # every preset a model module knows is a registered name
+        assert set(entry.presets) == set(presets[entry.name])
     with pytest.raises(UserError, match="unknown; choose one of jishnet"):
         workloads.get("resnet")
 
@@ -192,3 +196,59 @@ def test_scnet_on_two_gloo_ranks_reaches_its_target(tmp_path):
     assert summary["data"]["occupancy"] < 0.2  # sparse all the way: no dense images staged
     assert "assemble_s" in summary["step_time_split_s"]
     assert "decompress_s" not in summary["step_time_split_s"]
+
+
+def test_a_preset_selects_its_workloads_one_spec():
+    small = workloads.spec("jishnet-small")
+    assert small is workloads.spec("jishnet")
+    assert (small.name, small.module, small.data, small.presets) == (
+        "jishnet", "hpcscale.workloads.jishnet", "lartpc", ("jishnet", "jishnet-small")
+    )  # fmt: skip
+    gan = workloads.spec("3dgan-small")
+    assert (gan.name, gan.data, gan.generator, gan.events) == (
+        "3dgan", "calo3d", "hpcscale.workloads.gan3d.showers", 4000
+    )  # fmt: skip
+    kinds = [workloads.data_kind(m) for m in ("scnet-small", "3dgan", "cms-jets-small")]
+    assert kinds == ["lartpc", "calo3d", "jets"]
+    assert workloads.names() == [m for entry in workloads.SPECS for m in entry.presets]
+    assert workloads.MODELS["cms-jets-small"] == "hpcscale.workloads.jets"
+    assert dict(workloads.DEFAULT_EVENTS) == {"lartpc": 2000, "calo3d": 4000, "jets": 4000}
+    with pytest.raises(TypeError):
+        workloads.MODELS["resnet"] = "x"  # type: ignore[index]  # a read-only view
+    assert workloads.get("3dgan-small").name == "3dgan"
+    assert workloads.generator("cms-jets").__module__ == "hpcscale.workloads.jets.simulate"
+
+
+def test_an_unknown_model_is_one_line_naming_the_flag_and_the_names():
+    with pytest.raises(UserError) as info:
+        workloads.spec("resnet", "--workload")
+    assert str(info.value) == (
+        "--workload 'resnet' is unknown; choose one of jishnet, jishnet-small, scnet, "
+        "scnet-small, 3dgan, 3dgan-small, cms-jets, cms-jets-small"
+    )
+    with pytest.raises(UserError, match=r"^--model 'jishnet-tiny' is unknown"):
+        workloads.data_kind("jishnet-tiny")
+
+
+def test_a_spec_keeps_its_names_to_itself():
+    with pytest.raises(ValueError, match="presets start with its name"):
+        workloads.WorkloadSpec("other", "m", "lartpc", workloads.LARTPC, ("other-small",), 10)
+    taken = workloads.WorkloadSpec("other", "m", "lartpc", workloads.LARTPC, ("other", "scnet"), 10)
+    with pytest.raises(ValueError, match="'scnet' already selects 'scnet'"):
+        workloads.register(taken)
+    assert "other" not in workloads.names()
+
+
+def test_listing_and_checking_names_imports_no_workload_and_no_torch():
+    code = (
+        "import sys\n"
+        "from hpcscale import workloads\n"
+        "workloads.names(); workloads.check_name('3dgan'); workloads.spec('cms-jets-small')\n"
+        "assert workloads.data_kind('3dgan-small') == 'calo3d'\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'\n"
+        "             or m.startswith('hpcscale.workloads.')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert out.stdout.strip() == "[]", out.stdout

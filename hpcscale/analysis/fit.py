@@ -26,9 +26,6 @@ class PowerLaw:
     curvature: float | None
     max_residual: float | None  # largest |log10 residual|: 0.1 ≈ 26 % off the line
 
-    def predict(self, n: np.ndarray) -> np.ndarray:
-        return self.prefactor * np.asarray(n, dtype=float) ** self.exponent
-
     def as_dict(self) -> dict:
         return asdict(self)
 
@@ -39,7 +36,7 @@ class PowerLaw:
 
 
 def _t975(dof: int) -> float:
-    from scipy import stats
+    from scipy import stats  # slow to import (~0.5 s), needed only for a fit's interval
 
     return float(stats.t.ppf(0.975, dof))
 

@@ -10,26 +10,21 @@ named here.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hpcscale.tables import duration_text
+from hpcscale.analysis.plots import save, two_panels
+from hpcscale.analysis.studies.registry import STUDY_KINDS
+from hpcscale.fmt import duration_text, mean_std
 
 Block = tuple[str, Any]
 
 
 def sections(r: dict[str, Any], out: Path, tag: str) -> list[Block]:
-    kind = r.get("kind") or "scaling"
-    if kind == "sweep":
-        return sweep_section(r, out, tag)
-    if kind == "kfold":
-        return kfold_section(r)
-    if kind == "optimize":
-        return optimize_section(r, out, tag)
-    return []
+    """The study kind's own report section (``hpcscale.analysis.studies``, by ``r["kind"]``)."""
+    return STUDY_KINDS.get(r.get("kind") or "scaling").section(r, out, tag)
 
 
 def quality(r: dict[str, Any]) -> tuple[str, str, bool]:
@@ -88,8 +83,6 @@ def sweep_plot(
 ) -> Path | None:
     """Time per epoch (left) and the validation figure (right) against one swept option; one
     line per size and combination of the other swept options."""
-    from hpcscale.analysis.plots import save, two_panels
-
     done = [j for j in r["jobs"] if j["status"] == "completed" and name in (j.get("params") or {})]
     if not done:
         return None
@@ -123,14 +116,6 @@ def sweep_plot(
 
 
 # --- K-fold -----------------------------------------------------------------------------------
-
-
-def mean_std(values: list[float]) -> tuple[float, float] | None:
-    """Mean and sample standard deviation (n − 1; 0 for one value); None for no values."""
-    xs = [v for v in values if v is not None and math.isfinite(v)]
-    if not xs:
-        return None
-    return float(np.mean(xs)), float(np.std(xs, ddof=1)) if len(xs) > 1 else 0.0
 
 
 def class_accuracy(job: dict[str, Any]) -> list[float] | None:
@@ -238,8 +223,6 @@ def optimize_plot(
 ) -> Path | None:
     """The figure of merit per trial with the best so far (left), and against the first
     searched option (right)."""
-    from hpcscale.analysis.plots import save, two_panels
-
     scored = sorted((j for j in trials if j.get("value") is not None), key=lambda j: j["trial"])
     if not scored:
         return None
@@ -275,7 +258,7 @@ def optimize_plot(
 
 def _log_x(ax: Any) -> None:
     """A log x axis labelled at its decades only (minor labels crowd a short range)."""
-    from matplotlib.ticker import NullFormatter
+    from matplotlib.ticker import NullFormatter  # matplotlib: slow; only a report draws
 
     ax.set_xscale("log")
     ax.xaxis.set_minor_formatter(NullFormatter())

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from hpcscale.analysis.results import PAPER, study_label
-from hpcscale.tables import duration_text
+from hpcscale.data.simulate import LABELS
+from hpcscale.fmt import duration_text
 from hpcscale.train.records import read_records
 
 SIZE_IN, DPI = (9.6, 6.0), 100  # 960 × 600 px
@@ -27,6 +28,7 @@ THREAD_SPLIT = [
 
 
 def _figure():  # type: ignore[no-untyped-def]
+    # matplotlib (slow, the [plots] extra) only when a report draws; so in two_panels
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,7 +40,7 @@ def _figure():  # type: ignore[no-untyped-def]
 
 def two_panels():  # type: ignore[no-untyped-def]
     """(pyplot, figure, (left, right)): two plots side by side, the report's figure size."""
-    import matplotlib
+    import matplotlib  # matplotlib: see _figure
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -203,8 +205,6 @@ def scaling(
 
 def confusion(result: dict[str, Any], out: Path) -> Path | None:
     """Heat map of the confusion matrix of the study's largest completed job."""
-    from hpcscale.data.simulate import LABELS
-
     jobs = [j for j in result["jobs"] if j["status"] == "completed" and j.get("confusion_percent")]
     if not jobs:
         return None

@@ -16,8 +16,10 @@ from typing import Any
 from hpcscale.analysis import kinds, plots
 from hpcscale.analysis.fit import PowerLaw
 from hpcscale.analysis.results import PAPER, study_label, study_results, write_results
+from hpcscale.data.simulate import LABELS
+from hpcscale.errors import UserError
+from hpcscale.fmt import duration_text
 from hpcscale.fsutil import atomic_write
-from hpcscale.tables import duration_text
 from hpcscale.train.records import DLT_PARTS
 
 Block = tuple[str, Any]
@@ -25,8 +27,6 @@ Block = tuple[str, Any]
 
 def build_report(studies: list[Path], out: Path, fmt: str = "md") -> Path:
     if fmt not in ("md", "html"):
-        from hpcscale.errors import UserError
-
         raise UserError(f"--format {fmt!r}: choose md or html")
     results = [study_results(s) for s in studies]
     _require_finished(results)
@@ -61,8 +61,6 @@ def _require_finished(results: list[dict[str, Any]]) -> None:
     """Refuse to draw empty plots: at least one job must have completed; say what failed."""
     if any(j["status"] == "completed" for r in results for j in r["jobs"]):
         return
-    from hpcscale.errors import UserError
-
     failed = "; ".join(
         f"{r['folder']} job {m['label']}: {' '.join(str(m['reason']).split())}"
         for r in results
@@ -409,8 +407,6 @@ def _timing_blocks(r: dict[str, Any]) -> list[Block]:
 
 
 def _paper_section() -> list[Block]:
-    from hpcscale.data.simulate import LABELS
-
     rows = [
         [LABELS[i], *(f"{v:.1f}" for v in row)]
         for i, row in enumerate(PAPER["jishnet_confusion_percent"])

@@ -7,6 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from hpcscale.analysis.fit import fit_power_law
+from hpcscale.fsutil import atomic_write
+from hpcscale.spec import SPEC_NAME
+from hpcscale.spec import load as load_spec
 from hpcscale.study import collect, load
 from hpcscale.train.records import DLT_PARTS, skipped_lines
 
@@ -144,10 +147,8 @@ def study_results(study: Path) -> dict[str, Any]:
 
 def study_spec(study: Path) -> dict[str, Any] | None:
     """The study's kept spec (``study.yaml``) as data; None for a study without one."""
-    from hpcscale.spec import SPEC_NAME, load
-
     path = Path(study) / SPEC_NAME
-    return load(path).model_dump(mode="json") if path.exists() else None
+    return load_spec(path).model_dump(mode="json") if path.exists() else None
 
 
 def declared_values(summary: dict[str, Any]) -> dict[str, Any]:
@@ -175,6 +176,4 @@ def study_label(result: dict[str, Any]) -> str:
 
 
 def write_results(results: list[dict[str, Any]], path: Path) -> None:
-    from hpcscale.fsutil import atomic_write
-
     atomic_write(path, json.dumps({"studies": results, "paper": PAPER}, indent=2) + "\n")

@@ -24,8 +24,8 @@ from hpcscale import __version__
 from hpcscale.cli import container, data, follow, run, sites, study
 from hpcscale.cli.session import Session, session
 from hpcscale.errors import UserError
+from hpcscale.fsutil import cache_root
 from hpcscale.messages import cut, escaped, one_line
-from hpcscale.run import cache_root
 
 PLAIN: dict[str, Any] = {"rich_markup_mode": None}  # plain help: `--dry-run / --no-dry-run`
 EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}  # training options

@@ -11,11 +11,11 @@ from rich.console import Console
 from rich.table import Table
 
 from hpcscale.cli.session import writable
+from hpcscale.fmt import params_text, plural
 from hpcscale.fsutil import folder_lock
-from hpcscale.optimize.space import describe
-from hpcscale.schedulers import cancel as cancel_job
+from hpcscale.schedulers.jobs import cancel as cancel_job
 from hpcscale.study import DONE_STATES, is_job_folder, job_state, load, save
-from hpcscale.tables import plural, print_collect
+from hpcscale.tables import print_collect
 
 
 def status(
@@ -49,7 +49,7 @@ def status(
 
 
 def _point_text(record: Any) -> str:
-    parts = [describe(record.params)] if record.params else []
+    parts = [params_text(record.params)] if record.params else []
     if record.fold is not None:
         parts.append(f"fold {record.fold}")
     if record.value is not None:

@@ -13,11 +13,12 @@ from rich.console import Console
 from hpcscale.cli.options import Model, SitesDir
 from hpcscale.cli.session import writable
 from hpcscale.errors import UserError
+from hpcscale.fmt import plural
 from hpcscale.launch import job_path, prepare_data, resolve
 from hpcscale.preflight import check_engine
 from hpcscale.run import run_local
 from hpcscale.spec import with_flags
-from hpcscale.tables import plural, print_summary
+from hpcscale.tables import print_summary
 
 
 def run(

@@ -31,11 +31,10 @@ from hpcscale.cli.options import (
 )  # fmt: skip
 from hpcscale.cli.session import session, writable
 from hpcscale.errors import UserError
+from hpcscale.fmt import params_text
 from hpcscale.fsutil import atomic_write
 from hpcscale.launch import job_path, resolve, stage, study_folder_id
 from hpcscale.launch import submit as submit_launch
-from hpcscale.optimize import driver
-from hpcscale.optimize.space import describe
 from hpcscale.spec import SPEC_NAME, StudySpec, load_space, parse_sweep, with_flags
 from hpcscale.study import create_study, study_job
 
@@ -217,7 +216,7 @@ def optimize(
     folder = study_folder(study_dir, spec.site)
     launch = resolve(spec, folder, sites_dir, str(space) if space else where)
     writable(ctx, folder, "--study")
-    data_path = stage(launch, False, driver.COMMAND)
+    data_path = stage(launch, False, "hpcscale optimize")
     _search(ctx, launch, folder, data_path)
 
 
@@ -229,6 +228,9 @@ def _space(space: Path | None) -> dict[str, Any] | None:
 
 def _search(ctx: typer.Context, launch: Any, folder: Path, data_path: str) -> None:
     """Run the search to its budget, one line per trial, then the best trial."""
+    # numpy (and Optuna for a GP search): only a search needs them, not `hpcscale --help`
+    from hpcscale.optimize import driver
+
     out = Console()
     request = {"sizes": [launch.shape.plan.label], "data": data_path, "model": launch.model,
                "extra": launch.args}  # fmt: skip
@@ -250,6 +252,6 @@ def _search(ctx: typer.Context, launch: Any, folder: Path, data_path: str) -> No
     if top is None:
         out.print(f"no trial gave a figure ({opt.objective}); see hpcscale collect {folder}")
         raise typer.Exit(1)
-    out.print(f"best: trial {top.label} {describe(top.params)}: {opt.objective} "
+    out.print(f"best: trial {top.label} {params_text(top.params)}: {opt.objective} "
               f"{top.value:.4g} ({folder / top.folder})", soft_wrap=True)  # fmt: skip
     out.print(f"report with: hpcscale report {folder}")

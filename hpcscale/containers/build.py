@@ -27,17 +27,16 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from hpcscale.containers import chimage, debbase
+from hpcscale.containers.chimage import file_sha, size_bytes
+from hpcscale.containers.context import assemble
 from hpcscale.containers.recipe import LOCAL_BASE, is_local, recipe
+from hpcscale.containers.runtimes.registry import RUNTIMES
 from hpcscale.errors import UserError
-from hpcscale.fsutil import atomic_write
+from hpcscale.fsutil import atomic_write, cache_root
 from hpcscale.sites.models import Site
 
 BUILDERS = ("apptainer", "singularity", "docker", "podman", "ch-image")
-BY_RUNTIME = {
-    "charliecloud": ("ch-image",),
-    "apptainer": ("apptainer", "singularity"),
-    "singularity": ("singularity", "apptainer"),
-}
 INSTALL = {
     "ch-image": "install Charliecloud (apt-get install charliecloud charliecloud-builders)",
     "apptainer": "install Apptainer (https://apptainer.org)",
@@ -50,8 +49,6 @@ def _usable(builder: str) -> bool:
     if shutil.which(builder) is None:
         return False
     if builder == "ch-image":
-        from hpcscale.containers import chimage
-
         return chimage.usable()
     if builder in ("docker", "podman"):
         return subprocess.run([builder, "info"], capture_output=True).returncode == 0
@@ -61,7 +58,7 @@ def _usable(builder: str) -> bool:
 def candidates(site: Site, builder: str | None) -> tuple[str, ...]:
     if builder:
         return (builder,)
-    return BY_RUNTIME.get(site.container.runtime, ("docker", "podman", "apptainer", "singularity"))
+    return RUNTIMES.get(site.container.runtime).builders
 
 
 def default_out(site: Site, builder: str) -> Path:
@@ -99,8 +96,6 @@ def build(
         base_note = None
         if chosen == "ch-image" or base is not None:
             text, base_note = _with_base(text, chosen, base, say)
-        from hpcscale.containers.context import assemble
-
         say(f"context: {context} (hpcscale source{', wheels' if is_local(site) else ''})")
         inputs = assemble(context, recipe_name, text, is_local(site), say)
         previous = _previous(out)
@@ -165,8 +160,6 @@ def _with_base(
     text: str, builder: str, base: str | None, say: Callable[[str], None]
 ) -> tuple[str, str | None]:
     """The recipe with its base replaced by a local one where none can be fetched."""
-    from hpcscale.containers import debbase
-
     first = text.splitlines()[0]
     wanted = first.split(None, 1)[1] if first.startswith("FROM ") else None
     if base is None:
@@ -177,9 +170,6 @@ def _with_base(
             raise UserError(
                 f"no registry reachable for {wanted}; give --base (with --builder ch-image)"
             )
-        from hpcscale.containers import chimage
-        from hpcscale.run import cache_root
-
         name = debbase.IMAGE_NAME
         if chimage.has(name):
             say(f"base: {name} (in ch-image's storage)")
@@ -191,8 +181,6 @@ def _with_base(
     if builder != "ch-image":
         raise UserError(f"--base {base}: only the ch-image builder takes a local base here")
     if Path(base).is_file():
-        from hpcscale.containers import chimage
-
         name = chimage.import_base(Path(base))
         say(f"base: {base} imported as {name}")
     elif not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*", base):
@@ -225,8 +213,6 @@ def _run_builder(
     say: Callable[[str], None],
 ) -> tuple[list[str], str]:
     if builder == "ch-image":
-        from hpcscale.containers import chimage
-
         tag = f"hpcscale-{site.name}"
         command = chimage.build(context, recipe_name, tag, say)
         say(f"exporting {tag} to {out} (ch-convert)")
@@ -243,8 +229,6 @@ def _run_builder(
     if builder in ("docker", "podman"):
         return command, _store_digest(builder, site)
     os.replace(scratch, out)
-    from hpcscale.containers.chimage import file_sha
-
     return command, f"sha256:{file_sha(out)}"
 
 
@@ -261,7 +245,5 @@ def _size(out: Path) -> int | None:
     if out.is_file():
         return out.stat().st_size
     if out.is_dir():
-        from hpcscale.containers.chimage import size_bytes
-
         return size_bytes(out)
     return None

@@ -8,6 +8,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,9 +24,6 @@ IMAGE_NAME = f"hpcscale-base:{SUITE}-minbase-python3"
 
 def registry_reachable(url: str = REGISTRY, timeout_s: float = 5.0) -> bool:
     """Whether a container registry answers at all (401 is an answer)."""
-    import urllib.error
-    import urllib.request
-
     try:
         urllib.request.urlopen(url, timeout=timeout_s)
     except urllib.error.HTTPError:

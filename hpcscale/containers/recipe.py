@@ -6,10 +6,10 @@ container's MPI must be ABI-compatible with the host's):
 - architecture: ``node.arch`` (ppc64le for SummitDev);
 - base image: CUDA + cuDNN on GPU sites, Intel oneAPI (MKL, compilers) on CPU sites, Debian
   bookworm on this machine (``detect: true`` without GPUs: `local`, `local-slurm`);
-- MPI: ``launcher.mpi`` when set, else by launcher: jsrun → OpenMPI (Spectrum MPI is OpenMPI
-  based), ibrun → Intel MPI, srun/aprun on a Cray (network "Cray ...") → MPICH (ABI-compatible
-  with Cray MPICH), other srun/mpirun → OpenMPI with UCX; OFED for InfiniBand networks; none on
-  this machine (Gloo);
+- MPI: ``launcher.mpi`` when set, else the launcher's (``hpcscale.launchers``, ``image_mpi``):
+  jsrun → OpenMPI (Spectrum MPI is OpenMPI based), ibrun → Intel MPI, srun/aprun on a Cray
+  (network "Cray ...") → MPICH (ABI-compatible with Cray MPICH), other srun/mpirun → OpenMPI
+  with UCX; OFED for InfiniBand networks; none on this machine (Gloo);
 - torch (pip on x86_64: CUDA 11.8 builds on GPU sites, CPU builds elsewhere; conda-forge on
   ppc64le, where PyPI has no wheels), blosc, h5py, and Horovod 0.28.1 built by the project's one
   build script, ``scripts/build-horovod.sh``, with the flags it takes everywhere: ``--cuda-cc``
@@ -31,6 +31,7 @@ from typing import Literal
 
 from hpcscale import __version__
 from hpcscale.errors import UserError
+from hpcscale.launchers.registry import for_site
 from hpcscale.sites.models import Site
 
 Format = Literal["singularity", "docker"]
@@ -67,18 +68,12 @@ PY_PACKAGES = [
 def mpi_flavour(site: Site) -> str:
     if site.launcher.mpi is not None:
         return {"spectrum": "openmpi", "cray": "mpich"}.get(site.launcher.mpi, site.launcher.mpi)
-    kind = site.launcher.kind
-    if kind == "jsrun":
-        return "openmpi"
-    if kind == "ibrun":
-        return "intel"
-    if kind in ("srun", "aprun") and site.network.lower().startswith("cray"):
-        return "mpich"
-    return "openmpi"
+    return for_site(site).image_mpi(site)
 
 
 def recipe(site: Site, fmt: Format = "singularity") -> str:
     """The container recipe for ``site`` as an Apptainer/Singularity definition or Dockerfile."""
+    # hpccm: the [containers] extra, and slow to import; only a recipe needs it
     import hpccm
     import hpccm.config
     from hpccm import building_blocks as bb

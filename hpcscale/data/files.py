@@ -1,8 +1,8 @@
 """The on-disk event format: sparse events in HDF5 shards plus a JSON manifest.
 
-A data set is a folder::
+A data set is a folder (its manifest: ``data/manifest.py``, kind "lartpc")::
 
-    manifest.json          format, version, resolution, classes, seed, splits, files
+    manifest.json          format, version, kind, resolution, classes, seed, splits, files
     train-00000.h5 ...     one HDF5 file per shard
     val-00000.h5 ...
 
@@ -21,20 +21,16 @@ Images are R × R, zero where no deposit is listed.
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hpcscale.data.manifest import LARTPC_FORMAT as FORMAT
+from hpcscale.data.manifest import VERSION, LArTPCManifest
 from hpcscale.errors import DataError
-from hpcscale.messages import describe, shown
 
-FORMAT = "hpcscale-lartpc-sparse"
-VERSION = 1
 DATASETS = {
     "offsets": "int64",
     "wire": "int16",
@@ -70,72 +66,7 @@ def write_shard(path: Path, events: Sequence[Any], resolution: int) -> None:
     tmp.replace(path)
 
 
-@dataclass(frozen=True)
-class EventsManifest:
-    folder: Path
-    resolution: int
-    classes: list[str]
-    files: list[dict[str, Any]]  # {"name", "split", "events"}
-
-    def split(self, name: str) -> list[dict[str, Any]]:
-        return [f for f in self.files if f["split"] == name]
-
-    def count(self, split: str) -> int:
-        return sum(f["events"] for f in self.split(split))
-
-
-class ShardEntry(BaseModel):
-    """One file of the manifest's ``files`` list (other keys, such as ``bytes``, are kept)."""
-
-    model_config = ConfigDict(extra="allow")
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=200)  # in the folder
-    split: Literal["train", "val"]
-    events: int = Field(ge=0)
-
-
-class ManifestModel(BaseModel):
-    """What ``manifest.json`` must hold; checked before any rank starts."""
-
-    model_config = ConfigDict(extra="allow")
-    resolution: int = Field(ge=16, le=100_000)
-    classes: list[str] = Field(min_length=2, max_length=1000)
-    files: list[ShardEntry] = Field(min_length=1)
-
-
-def read_manifest(folder: Path) -> EventsManifest:
-    """The data set's manifest, validated: every problem named by file, field and value."""
-    path = Path(folder) / "manifest.json"
-    try:
-        raw = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise DataError(
-            f"{path}: no such file; create events with `hpcscale data generate --out {folder}`"
-        ) from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    if not isinstance(raw, dict):
-        raise DataError(f"{path}: a manifest is a JSON object, not {type(raw).__name__}")
-    if raw.get("format") != FORMAT or raw.get("version") != VERSION:
-        raise DataError(
-            f"{path}: format {shown(raw.get('format'))} version {shown(raw.get('version'))}; "
-            f"expected {FORMAT!r} version {VERSION}"
-        )
-    try:
-        model = ManifestModel.model_validate(raw)
-    except ValidationError as exc:
-        raise DataError(f"{path}: {describe(exc, ManifestModel)}") from None
-    names = [f.name for f in model.files]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise DataError(f"{path}: files: {twice[0]!r} is listed twice")
-    return EventsManifest(
-        Path(folder), model.resolution, model.classes, [f.model_dump() for f in model.files]
-    )
-
-
-def check_shards(manifest: EventsManifest) -> None:
+def check_shards(manifest: LArTPCManifest) -> None:
     """Every shard's layout and labels, read before any rank starts (labels and offsets are
     small; the deposits themselves are checked as the ranks read them). Names the file and
     the event."""
@@ -167,7 +98,7 @@ def check_shards(manifest: EventsManifest) -> None:
 
 
 def iter_events(
-    manifest: EventsManifest, split: str, select: Sequence[int] | None = None
+    manifest: LArTPCManifest, split: str, select: Sequence[int] | None = None
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
     """Yield (label, wire, tick, charge) for the events of ``split`` whose global index
     (position within the split, files in manifest order) is in ``select`` (all if None)."""

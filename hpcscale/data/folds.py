@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from hpcscale.data.manifest import read_manifest
 from hpcscale.errors import DataError
 from hpcscale.fsutil import atomic_write
 
@@ -81,16 +82,12 @@ def fold_sets(data: Path, k: int, out: Path, seed: int = 0) -> list[Path]:
 
 
 def _manifest(data: Path) -> dict[str, Any]:
+    """The source data set's manifest as written (any kind), after ``read_manifest`` checked it."""
     path = data / "manifest.json"
-    try:
-        raw = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file; --kfold needs a data set on this machine") from None
-    except ValueError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("files"), list) or not raw["files"]:
-        raise DataError(f"{path}: no files listed; not a data set from `hpcscale data generate`")
-    return raw
+    if not path.is_file():
+        raise DataError(f"{path}: no such file; --kfold needs a data set on this machine")
+    read_manifest(data)
+    return json.loads(path.read_bytes())
 
 
 def _write_parts(

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from hpcscale.data import files
+from hpcscale.data.manifest import LARTPC, read_manifest
 
 Shuffle = Literal["none", "byte", "bit"]
 
@@ -145,7 +146,7 @@ def load_shard(
 ) -> tuple[EventStore, LoadStats]:
     """Read this rank's 1/N of ``split`` from ``folder`` into a compressed store, compressing
     ``threads`` events at once (0: one per core, at most 8)."""
-    manifest = files.read_manifest(folder)
+    manifest = read_manifest(folder, LARTPC)
     start = time.perf_counter()
     n = manifest.count(split)
     if limit is not None:

@@ -2,7 +2,7 @@
 parallel and renamed into place) for any workload whose samples are mostly-zero tensors of one
 fixed shape, such as calorimeter showers (25 × 25 × 25) or jet images (8 × 125 × 125).
 
-A data set is a folder::
+A data set is a folder (its manifest: ``data/manifest.py``, ``TensorManifest``)::
 
     manifest.json          format, version, kind, shape, scalars, seed, splits, files, generator
     train-00000.h5 ...     one HDF5 file per shard
@@ -21,24 +21,18 @@ Sample ``i`` depends only on (seed, i), so a data set is the same for any number
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hpcscale.data.pool import worker_pool
+from hpcscale.data.manifest import TENSOR_FORMAT as FORMAT
+from hpcscale.data.manifest import VERSION, TensorManifest
+from hpcscale.data.shards import ShardPlan, check_request, plan, write_dataset
 from hpcscale.errors import DataError
-from hpcscale.fsutil import atomic_write
-
-FORMAT = "hpcscale-sparse-tensor"
-VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -50,23 +44,6 @@ class SparseSample:
 
 # simulate(i, seed) → sample i of the data set with this seed
 Simulator = Callable[[int, int], SparseSample]
-
-
-@dataclass(frozen=True)
-class TensorManifest:
-    folder: Path
-    kind: str
-    shape: tuple[int, ...]
-    scalars: dict[str, str]  # name → numpy dtype
-    files: list[dict[str, Any]]  # {"name", "split", "events"}
-    meta: dict[str, Any] = field(default_factory=dict)
-    generator: dict[str, Any] = field(default_factory=dict)  # how it was made: seconds, rates
-
-    def split(self, name: str) -> list[dict[str, Any]]:
-        return [f for f in self.files if f["split"] == name]
-
-    def count(self, split: str) -> int:
-        return sum(f["events"] for f in self.split(split))
 
 
 @dataclass
@@ -119,45 +96,6 @@ def write_shard(path: Path, kind: str, samples: Sequence[SparseSample], scalars:
     tmp.replace(path)
 
 
-def read_manifest(folder: Path, kind: str | None = None) -> TensorManifest:
-    """The manifest of a sparse tensor data set; ``kind`` (e.g. "calo3d"): the one expected."""
-    path = Path(folder) / "manifest.json"
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        hint = f" --workload {kind}" if kind else ""
-        raise DataError(
-            f"{path}: no such file; create a data set with `hpcscale data generate{hint} "
-            f"--out {folder}`"
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    if raw.get("format") != FORMAT or raw.get("version") != VERSION:
-        raise DataError(
-            f"{path}: format {raw.get('format')!r} version {raw.get('version')!r}; expected "
-            f"{FORMAT!r} version {VERSION} (a {kind or 'sparse tensor'} data set)"
-        )
-    if kind is not None and raw.get("kind") != kind:
-        raise DataError(f"{path}: a {raw.get('kind')!r} data set; this model trains on {kind!r}")
-    try:
-        return TensorManifest(
-            Path(folder), str(raw["kind"]), tuple(int(s) for s in raw["shape"]),
-            dict(raw["scalars"]), list(raw["files"]), dict(raw.get("meta") or {}),
-            dict(raw.get("generator") or {}),
-        )  # fmt: skip
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"{path}: missing or malformed field {exc}") from None
-
-
-def check_files(manifest: TensorManifest) -> None:
-    missing = [f["name"] for f in manifest.files if not (manifest.folder / f["name"]).is_file()]
-    if missing:
-        raise DataError(
-            f"{manifest.folder / missing[0]}: no such file (listed in manifest.json; "
-            f"{len(missing)} of {len(manifest.files)} shards missing)"
-        )
-
-
 def load_split(manifest: TensorManifest, split: str, select: Sequence[int]) -> SparseSet:
     """The samples of ``split`` whose position in the split is in ``select``, in that order."""
     import h5py
@@ -206,13 +144,12 @@ def load_split(manifest: TensorManifest, split: str, select: Sequence[int]) -> S
 
 
 def _write(
-    name: str, first: int, n: int, folder: str, kind: str, scalars: dict, simulate: Simulator,
-    seed: int,
-) -> tuple[str, int, int]:  # fmt: skip
-    samples = [simulate(first + i, seed) for i in range(n)]
-    path = Path(folder) / name
+    shard: ShardPlan, folder: str, kind: str, scalars: dict, simulate: Simulator, seed: int
+) -> int:
+    samples = [simulate(shard.first + i, seed) for i in range(shard.count)]
+    path = Path(folder) / shard.name
     write_shard(path, kind, samples, scalars)
-    return name, n, path.stat().st_size
+    return path.stat().st_size
 
 
 def generate(
@@ -233,55 +170,13 @@ def generate(
 ) -> dict:
     """Simulate ``n_events`` samples into ``out`` in parallel; returns the manifest.
     ``simulate`` must be picklable (a module-level function or a partial of one)."""
-    if n_events < 1:
-        raise DataError(f"--events must be at least 1 (got {n_events})")
-    if not 0 <= val_fraction < 1:
-        raise DataError(f"--val-fraction must be in [0, 1) (got {val_fraction})")
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise DataError(f"{out}: folder exists and is not empty; use --force to replace it")
-    workers = workers or os.cpu_count() or 1
-    n_val = round(n_events * val_fraction) if n_events > 1 else 0
-    shards = []
-    for split, lo, hi in (("train", 0, n_events - n_val), ("val", n_events - n_val, n_events)):
-        for k, start in enumerate(range(lo, hi, per_file)):
-            shards.append((f"{split}-{k:05d}.h5", split, start, min(per_file, hi - start)))
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    tmp.mkdir(parents=True)
-    start = time.perf_counter()
-    sizes: dict[str, int] = {}
-    try:
-        with worker_pool(workers) as pool:
-            futures = [
-                pool.submit(_write, name, first, n, str(tmp), kind, scalars, simulate, seed)
-                for name, _, first, n in shards
-            ]
-            for fut in as_completed(futures):
-                name, n, size = fut.result()
-                sizes[name] = size
-                if progress:
-                    progress(n)
-        elapsed = time.perf_counter() - start
-        manifest = {
-            "format": FORMAT, "version": VERSION, "kind": kind, "shape": list(shape),
-            "scalars": scalars, "seed": seed, "events": n_events,
-            "splits": {"train": n_events - n_val, "val": n_val},
-            "files": [
-                {"name": name, "split": split, "events": n, "bytes": sizes[name]}
-                for name, split, _, n in shards
-            ],
-            "meta": meta or {},
-            "generator": {
-                "workers": workers, "seconds": round(elapsed, 3),
-                "events_per_s": round(n_events / elapsed, 2),
-                "events_per_s_per_core": round(n_events / elapsed / workers, 2),
-            },
-        }  # fmt: skip
-        atomic_write(tmp / "manifest.json", json.dumps(manifest, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.replace(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return manifest
+    check_request(n_events, val_fraction, workers)
+    write = partial(_write, kind=kind, scalars=scalars, simulate=simulate, seed=seed)
+    manifest = {
+        "format": FORMAT, "version": VERSION, "kind": kind, "shape": list(shape),
+        "scalars": scalars, "seed": seed, "meta": meta or {},
+    }  # fmt: skip
+    return write_dataset(
+        out, plan(n_events, val_fraction, per_file), write, manifest,
+        workers=workers, force=force, progress=progress,
+    )  # fmt: skip

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from hpcscale.errors import UserError
+from hpcscale.fmt import params_text
 from hpcscale.fsutil import folder_lock
 from hpcscale.optimize import evolution
-from hpcscale.optimize.space import decode, describe, encode
+from hpcscale.optimize.gp import propose as gp_propose
+from hpcscale.optimize.space import decode, encode
 from hpcscale.sites.models import Site
 from hpcscale.spec import Optimize, StudySpec, Value, point_args
 from hpcscale.study import (
@@ -81,8 +83,6 @@ def propose(opt: Optimize, trials: list[JobRecord], count: int) -> list[tuple[di
     wait for running trials (evolution: a generation breeds only from finished ones)."""
     finished = {t.label for t in trials if ended(t.state)}
     if opt.method == "gp":
-        from hpcscale.optimize.gp import propose as gp_propose
-
         return gp_propose(opt, trials, finished, count)
     return propose_evolution(opt, trials, count, finished)
 
@@ -151,7 +151,7 @@ def run(
         for params, generation in new:
             trials.append(_submit(site, study, data, shape, params, generation, trials))
             say(f"  {trials[-1].label}: submitted as job {trials[-1].job_id} "
-                f"({describe(params)})")  # fmt: skip
+                f"({params_text(params)})")  # fmt: skip
         if not new:
             time.sleep(poll_s)
         trials = refresh(study, opt.objective)
@@ -181,4 +181,4 @@ def _finished_line(t: JobRecord, told: list[JobRecord], opt: Optimize, done: int
     value = f"{opt.objective} {t.value:.4g}" if t.value is not None else f"{t.state}, no figure"
     lead = f"; best {top.label} {top.value:.4g}" if top is not None else ""
     gen = f" (generation {t.generation})" if opt.method == "evolution" else ""
-    return f"trial {t.label}{gen} {describe(t.params)}: {value}{lead} [{done}/{opt.trials}]"
+    return f"trial {t.label}{gen} {params_text(t.params)}: {value}{lead} [{done}/{opt.trials}]"

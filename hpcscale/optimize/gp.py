@@ -9,12 +9,14 @@ failed, running ones as running), so what the search knows lives in the manifest
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from hpcscale.spec import Optimize, Value
 from hpcscale.study import JobRecord
 
 
+# optuna (the [optimize] extra; it imports torch and scipy) only in the functions that use it
 def distributions(opt: Optimize) -> dict[str, Any]:
     from optuna.distributions import (
         CategoricalDistribution,
@@ -36,9 +38,7 @@ def distributions(opt: Optimize) -> dict[str, Any]:
 def propose(opt: Optimize, trials: list[JobRecord], finished: set[str], count: int) -> list:
     """``count`` new points ({option: value}, generation None) given the study's trials;
     ``finished``: the labels of those that have ended (the others are running)."""
-    import warnings
-
-    import optuna
+    import optuna  # optuna: see distributions
     from optuna.trial import TrialState, create_trial
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -67,7 +67,7 @@ def propose(opt: Optimize, trials: list[JobRecord], finished: set[str], count: i
 def _fit(dist: Any, value: Any) -> Any:
     """A recorded value inside its distribution (a choice compared as text: YAML may have read
     ``1`` where the trial recorded ``'1'``)."""
-    from optuna.distributions import CategoricalDistribution
+    from optuna.distributions import CategoricalDistribution  # optuna: see distributions
 
     if isinstance(dist, CategoricalDistribution):
         return next((c for c in dist.choices if str(c) == str(value)), dist.choices[0])

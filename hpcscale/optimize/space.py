@@ -48,9 +48,3 @@ def encode(space: dict[str, Param], params: dict[str, Any]) -> np.ndarray:
             u = (x - p.low) / (p.high - p.low)
         out.append(u)
     return np.clip(np.asarray(out, dtype=float), 0.0, 1.0)
-
-
-def describe(params: dict[str, Any]) -> str:
-    """``lr=0.00123 batch=8`` for progress lines and tables."""
-    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                    for k, v in params.items())  # fmt: skip

@@ -21,11 +21,13 @@ import jinja2
 
 from hpcscale import __version__, workloads
 from hpcscale.containers.runtime import recorded_digest
+from hpcscale.containers.runtimes.registry import RUNTIMES
+from hpcscale.envref import ENV_REF
 from hpcscale.errors import RenderError
+from hpcscale.launchers.registry import LAUNCHERS
 from hpcscale.plan import CHECKPOINT_LEAD_S, JobPlan
 from hpcscale.resources import resource_dir
 from hpcscale.sites.models import Site
-from hpcscale.train.entry import ENV_REF  # the ranks expand what the shell would
 
 _DIRECTIVE_VALUE = re.compile(r"^[^\s\x00-\x1f\x7f]+$")
 
@@ -147,7 +149,7 @@ def train_args(
     default for it (each option reaches the rank once). The site's defaults apply when the
     model trains on the site's kind of data; another model (``cms-jets`` on a LArTPC site) runs
     with its own defaults."""
-    w = site.workload
+    w = site.training
     extra = list(extra)
     given = {arg.split("=", 1)[0] for arg in extra if arg.startswith("--")}
     model = model or w.model
@@ -192,24 +194,23 @@ def job_environment(site: Site, plan: JobPlan, extra: Mapping[str, str]) -> dict
     return env
 
 
-def render_script(site: Site, plan: JobPlan, job: JobSpec) -> str:
-    """The job script text for one job from the site's scheduler template (``hpcscale.schedulers``
-    wraps it with submitit's command and paths for what is submitted)."""
+def render_script(site: Site, plan: JobPlan, job: JobSpec, sched: Mapping[str, Any]) -> str:
+    """The job script text for one job from the site's scheduler template; ``sched``: the values
+    its header needs from the scheduler's backend (``Backend.context``). The backends call this
+    (``hpcscale.schedulers.render_script`` looks the backend up); render sits below them and
+    looks up none."""
     if not job.command:
         raise RenderError("the rank command is empty")
-    return _render(f"schedulers/{site.scheduler.backend}.j2", site, plan, job)
+    return _render(f"schedulers/{site.scheduler.backend}.j2", site, plan, job, sched)
 
 
 def render_environment(site: Site, plan: JobPlan, job: JobSpec) -> list[str]:
     """Just the module loads and exports of the job script, one shell line each."""
-    return _render("env.sh.j2", site, plan, job).splitlines()
+    return _render("env.sh.j2", site, plan, job, {}).splitlines()
 
 
-def _render(name: str, site: Site, plan: JobPlan, job: JobSpec) -> str:
-    from hpcscale.schedulers.registry import for_site
-
+def _render(name: str, site: Site, plan: JobPlan, job: JobSpec, sched: Mapping[str, Any]) -> str:
     template = environment().get_template(name)
-    backend = for_site(site)
     try:
         return template.render(
             site=site,
@@ -217,8 +218,10 @@ def _render(name: str, site: Site, plan: JobPlan, job: JobSpec) -> str:
             job=job,
             env=job_environment(site, plan, job.env),
             version=__version__,
-            backend=backend.name,
-            sched=backend.context(site, plan),
+            backend=site.scheduler.backend,  # the registry name (``BACKEND.name``)
+            sched=sched,
+            launcher=LAUNCHERS.get(site.launcher.kind),
+            runtime=RUNTIMES.get(site.container.runtime),
         )
     except jinja2.TemplateError as exc:  # a template bug, not a user error
         raise RuntimeError(f"template error: {exc}") from exc

@@ -1,10 +1,10 @@
 """What every scheduler backend provides, and the parts they share.
 
-A backend owns everything hpcscale does in one scheduler's words: which descriptor fields and
-launchers it can honour (``refusals``), how it rounds a walltime, the values its header template
+A backend owns everything hpcscale does in one scheduler's words: which descriptor fields it
+can honour (``refusals``), how it rounds a walltime, the values its header template
 needs (``context``), the submitted script (``script``), submission (a submitit executor), state
 polling, cancel and requeue, and the node list a per-node launcher (torchrun) starts from
-(``templates/nodes/<name>.j2``). One module per backend, one line in ``registry.BACKENDS``.
+(``templates/nodes/<name>.j2``). One module per backend, one line in ``registry.SCHEDULERS``.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from __future__ import annotations
 import math
 import re
 import shlex
+import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
 from hpcscale.plan import JobPlan
-from hpcscale.render.script import JobSpec, render_script
+from hpcscale.render.script import JobSpec
 from hpcscale.sites.models import Site
 
 # Request fields of ``scheduler``, by name, with how each is shown in refusals.
@@ -43,7 +44,6 @@ class Backend:
     label: ClassVar[str]  # how messages name the scheduler: Slurm, LSF, PBS Pro, ...
     submit_command: ClassVar[str | None] = None  # must be on PATH to submit
     requeue_command: ClassVar[tuple[str, ...]] = ()
-    launchers: ClassVar[frozenset[str]] = frozenset()
     walltime_step_s: ClassVar[int] = 60  # the scheduler's walltime resolution
     # Request fields this scheduler cannot express at all: field -> what to do instead.
     cannot: ClassVar[dict[str, str]] = {}
@@ -51,15 +51,10 @@ class Backend:
     # --- validation ---------------------------------------------------------------------------
 
     def refusals(self, site: Site) -> list[str]:
-        """One message per descriptor field (or launcher) this scheduler cannot honour."""
+        """One message per descriptor field this scheduler cannot honour (which launchers
+        start ranks under it is the launchers' to say: ``hpcscale.launchers``)."""
         s = site.scheduler
         out = []
-        if site.launcher.kind not in self.launchers:
-            allowed = ", ".join(sorted(self.launchers))
-            out.append(
-                f"launcher.kind {site.launcher.kind!r} cannot start ranks under {self.label} "
-                f"(scheduler.kind {s.kind!r}); with {self.label} use one of: {allowed}"
-            )
         for field, instead in self.cannot.items():
             if getattr(s, field) not in (None, []):
                 out.append(
@@ -124,9 +119,6 @@ class Backend:
         """The script submitted for ``job``: every rank runs submitit's ``_submit FOLDER``."""
         raise NotImplementedError
 
-    def render(self, site: Site, plan: JobPlan, job: JobSpec) -> str:
-        return render_script(site, plan, job, self.context(site, plan))
-
     # --- submission and jobs ------------------------------------------------------------------
 
     def executor(self, site: Site, plan: JobPlan, job: JobSpec, folder: Path) -> Any:
@@ -153,7 +145,5 @@ def _shown(value: object) -> str:
 
 def submit_command(folder: Path, python: str | None = None) -> str:
     """submitit's rank command: load the pickled function from ``folder`` and call it."""
-    import sys
-
     py = python or shlex.quote(sys.executable)
     return f"{py} -u -m submitit.core._submit {shlex.quote(str(folder))}"

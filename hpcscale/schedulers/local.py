@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import submitit
+from submitit.local.local import LocalJob
 
 from hpcscale.plan import JobPlan
 from hpcscale.render.script import JobSpec, comment_text, render_environment
@@ -24,7 +25,6 @@ from hpcscale.sites.models import Site
 class Local(Backend):
     name = "local"
     label = "the local scheduler"
-    launchers = frozenset({"local", "torchrun"})
     walltime_step_s = 1
     cannot = {  # noqa: RUF012
         field: "it runs on this machine only"
@@ -80,14 +80,14 @@ class Local(Backend):
 class QuietLocalExecutor(submitit.LocalExecutor):
     """submitit's LocalExecutor whose job controller runs as a batch job does: in a session of
     its own (Ctrl-C at the terminal that submitted it does not reach it or its ranks; `hpcscale
-    cancel` stops it), writing to ``controller.log`` in the job's submitit folder.
+    cancel` stops it), writing to ``controller.log`` in the job's submitit folder."""
 
-    ``_submit_command`` is submitit's own (``LocalExecutor._submit_command`` and
-    ``start_controller``), with those two changes."""
-
+    # Not through submitit's public surface, on purpose: its _submit_command hands everything to
+    # submitit.local.local.start_controller, whose Popen takes neither a new session nor an
+    # output file, and setpgid cannot be applied to the child after it has started; so this
+    # repeats those two functions' body (environment included) with the two changes. Checked
+    # against submitit 1.5.4; pyproject.toml pins submitit to that series (>=1.5.4,<1.6).
     def _submit_command(self, command: str) -> Any:
-        from submitit.local.local import LocalJob
-
         p = self.parameters
         ntasks = p.get("tasks_per_node", 1)
         env = dict(os.environ)

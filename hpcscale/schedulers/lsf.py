@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shlex
@@ -11,6 +12,7 @@ from typing import Any
 
 from submitit.core import core, utils
 
+from hpcscale.launchers.registry import for_site
 from hpcscale.plan import JobPlan
 from hpcscale.schedulers import pickling
 from hpcscale.sites.models import Site
@@ -36,8 +38,6 @@ class LsfInfoWatcher(pickling.StateWatcher):
         return ["bjobs", "-o", "jobid stat", "-json", *to_check] if to_check else None
 
     def read_info(self, string: bytes | str) -> dict[str, dict[str, str]]:
-        import json
-
         text = string.decode() if isinstance(string, bytes) else string
         records = json.loads(text or "{}").get("RECORDS", [])
         return {
@@ -84,7 +84,6 @@ class Lsf(pickling.PicklingBackend):
     label = "LSF"
     submit_command = "bsub"
     requeue_command = ("brequeue",)
-    launchers = frozenset({"jsrun", "mpirun", "torchrun"})
     cannot = {  # noqa: RUF012
         "qos": "LSF has no QoS; use scheduler.partition (the queue), or an -sla line in "
         "scheduler.directives",
@@ -93,7 +92,7 @@ class Lsf(pickling.PicklingBackend):
     def refusals(self, site: Site) -> list[str]:
         s = site.scheduler
         out = [*super().refusals(site), *self.feature_refusal(site, or_allowed=True)]
-        jsrun = site.launcher.kind == "jsrun"
+        jsrun = for_site(site).resource_sets
         if jsrun and s.memory_gb:
             out.append(
                 f"scheduler.memory_gb {s.memory_gb:g}: LSF with jsrun allocates whole nodes "
@@ -107,7 +106,7 @@ class Lsf(pickling.PicklingBackend):
         return out
 
     def plan_refusal(self, site: Site, plan: JobPlan) -> str | None:
-        jsrun = site.launcher.kind == "jsrun"
+        jsrun = for_site(site).resource_sets
         if not jsrun and plan.uneven and plan.ranks_per_gpu > 1 and site.scheduler.request_gpus:
             return (
                 f"{plan.ranks} ranks sharing GPUs leave the last node short, and LSF asks for "
@@ -117,7 +116,7 @@ class Lsf(pickling.PicklingBackend):
 
     def context(self, site: Site, plan: JobPlan) -> dict[str, Any]:
         s = site.scheduler
-        jsrun = site.launcher.kind == "jsrun"
+        jsrun = for_site(site).resource_sets
         select = []
         features, how = self.features(site)
         if features:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,6 @@ class PbsInfoWatcher(pickling.StateWatcher):
         return ["qstat", "-f", "-F", "json", "-x", *to_check] if to_check else None
 
     def read_info(self, string: bytes | str) -> dict[str, dict[str, str]]:
-        import json
-
         text = string.decode() if isinstance(string, bytes) else string
         jobs = json.loads(text or "{}").get("Jobs", {})
         info = {}
@@ -81,7 +80,6 @@ class PbsPro(pickling.PicklingBackend):
     label = "PBS Pro"
     submit_command = "qsub"
     requeue_command = ("qrerun",)
-    launchers = frozenset({"mpirun", "aprun", "torchrun"})
     walltime_step_s = 1
     cannot = {  # noqa: RUF012
         "qos": "PBS Pro has no QoS; use scheduler.partition (the queue)",

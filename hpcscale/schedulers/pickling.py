@@ -23,7 +23,9 @@ from hpcscale.containers.runtime import rank_python
 from hpcscale.plan import JobPlan
 from hpcscale.render.script import JobSpec, render_script
 from hpcscale.schedulers.base import Backend, submit_command
+from hpcscale.schedulers.registry import get
 from hpcscale.sites.models import Site
+from hpcscale.train.jobenv import detect
 
 
 def script(
@@ -45,7 +47,7 @@ def script(
         error=log(paths.stderr),
         env={**job.env, "SUBMITIT_EXECUTOR": backend.name},
     )
-    return render_script(site, plan, spec)
+    return render_script(site, plan, spec, backend.context(site, plan))
 
 
 class SiteExecutor(core.PicklingExecutor):
@@ -70,8 +72,6 @@ class SiteExecutor(core.PicklingExecutor):
         return submit_command(self.folder, rank_python(self.site))
 
     def _make_submission_file_text(self, command: str, uid: str) -> str:
-        from hpcscale.schedulers.registry import get
-
         return get(self.executor_name).script(self.site, self.plan, self.job, self.folder)
 
 
@@ -114,8 +114,6 @@ class SiteJobEnvironment(job_environment.JobEnvironment):
 
     @property
     def _job(self) -> Any:
-        from hpcscale.train.jobenv import detect
-
         return detect()
 
     @property
@@ -143,7 +141,5 @@ class SiteJobEnvironment(job_environment.JobEnvironment):
         return int(self._job.local_rank)
 
     def _requeue(self, countdown: int) -> None:
-        from hpcscale.schedulers.registry import get
-
         name = os.environ["SUBMITIT_EXECUTOR"].removesuffix("-mpi")
         subprocess.check_call([*get(name).requeue_command, self.job_id])

@@ -1,35 +1,45 @@
 """Every scheduler backend, by name: one module each, loaded when first asked for.
 
 A backend module ``hpcscale.schedulers.<name>`` defines ``BACKEND`` (a ``base.Backend``). A new
-scheduler is one module and one line here. The descriptor's ``scheduler.kind`` picks the backend;
-``pbs`` splits on ``scheduler.pbs_flavor`` into ``pbs`` (PBS Pro) and ``torque``.
+scheduler is one module and one line in ``SCHEDULERS`` (the idiom: ``hpcscale.registry``). The
+descriptor's ``scheduler.kind`` picks the backend; ``pbs`` splits on ``scheduler.pbs_flavor``
+into ``pbs`` (PBS Pro) and ``torque`` (a backend no descriptor names as its kind).
 """
 
 from __future__ import annotations
 
-from functools import cache
-from importlib import import_module
 from typing import TYPE_CHECKING
+
+from hpcscale.registry import Registry
 
 if TYPE_CHECKING:
     from hpcscale.schedulers.base import Backend
     from hpcscale.sites.models import Site
 
-BACKENDS: dict[str, str] = {
-    "slurm": "hpcscale.schedulers.slurm",
-    "lsf": "hpcscale.schedulers.lsf",
-    "pbs": "hpcscale.schedulers.pbs",
-    "torque": "hpcscale.schedulers.torque",
-    "local": "hpcscale.schedulers.local",
-}
+SCHEDULERS: Registry[Backend] = Registry(
+    "scheduler",
+    {
+        "slurm": "hpcscale.schedulers.slurm",
+        "lsf": "hpcscale.schedulers.lsf",
+        "pbs": "hpcscale.schedulers.pbs",
+        "torque": "hpcscale.schedulers.torque",
+        "local": "hpcscale.schedulers.local",
+    },
+    attr="BACKEND",
+    field="scheduler.kind",
+)
+# Backends chosen by a flavour of another kind, not by scheduler.kind itself.
+FLAVOURS = {"torque": "pbs"}
+BACKENDS = SCHEDULERS  # the name this table had before the registries were one idiom
 
 
-@cache
+def names() -> tuple[str, ...]:
+    return SCHEDULERS.names()
+
+
 def get(name: str) -> Backend:
     """The backend registered as ``name`` (a study manifest's ``scheduler``)."""
-    if name not in BACKENDS:
-        raise KeyError(f"no scheduler backend {name!r}; known: {', '.join(BACKENDS)}")
-    return import_module(BACKENDS[name]).BACKEND
+    return SCHEDULERS.get(name)
 
 
 def for_site(site: Site) -> Backend:

@@ -13,6 +13,7 @@ import submitit
 from submitit.core.utils import JobPaths
 
 from hpcscale.containers.runtime import rank_python
+from hpcscale.launchers.registry import for_site
 from hpcscale.plan import JobPlan
 from hpcscale.render.script import JobSpec, render_script
 from hpcscale.schedulers.base import Backend, submit_command
@@ -29,7 +30,6 @@ class Slurm(Backend):
     label = "Slurm"
     submit_command = "sbatch"
     requeue_command = ("scontrol", "requeue")
-    launchers = frozenset({"srun", "mpirun", "ibrun", "torchrun"})
 
     def plan_refusal(self, site: Site, plan: JobPlan) -> str | None:
         if plan.uneven and plan.ranks_per_gpu > 1 and site.scheduler.request_gpus:
@@ -69,10 +69,10 @@ class Slurm(Backend):
             # under mpirun or ibrun every rank would be 0, so hpcscale's environment takes over.
             env={
                 **job.env,
-                "SUBMITIT_EXECUTOR": "slurm" if site.launcher.kind == "srun" else "slurm-mpi",
+                "SUBMITIT_EXECUTOR": "slurm" if for_site(site).slurm_tasks else "slurm-mpi",
             },
         )
-        return render_script(site, plan, spec)
+        return render_script(site, plan, spec, self.context(site, plan))
 
     def executor(self, site: Site, plan: JobPlan, job: JobSpec, folder: Path) -> Any:
         return SiteSlurmExecutor(folder, site, plan, job)

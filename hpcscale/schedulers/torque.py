@@ -54,7 +54,6 @@ class Torque(pickling.PicklingBackend):
     label = "Torque"
     submit_command = "qsub"
     requeue_command = ("qrerun",)
-    launchers = frozenset({"mpirun", "aprun", "torchrun"})
     walltime_step_s = 1
     cannot = {  # noqa: RUF012
         "nodelist": "Torque names hosts in place of node counts; use a queue or reservation",

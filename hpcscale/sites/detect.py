@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 from hpcscale.sites.models import Gpus, Node, Site
+from hpcscale.sites.refusals import refuse
 
 _ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "ppc64le": "ppc64le", "aarch64": "aarch64"}
 
@@ -60,7 +61,8 @@ def resolve(site: Site) -> Site:
     """Return ``site`` with its node filled in from this machine when it asks for detection."""
     if not site.detect:
         return site
-    return site.model_copy(update={"node": detect_node(), "detect": False})
+    detected = site.model_copy(update={"node": detect_node(), "detect": False})
+    return refuse(detected, f"site {site.name} (node detected on this machine)")
 
 
 def _cpu_model() -> str:

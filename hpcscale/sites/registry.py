@@ -16,7 +16,9 @@ from hpcscale.errors import DescriptorError, UnknownSiteError, UserError
 from hpcscale.messages import describe
 from hpcscale.resources import resource_dir
 from hpcscale.sites.models import Site
+from hpcscale.sites.refusals import refuse
 from hpcscale.sites.yamlload import load_yaml
+from hpcscale.workloads import check_training
 
 ENV_PATH = "HPCSCALE_SITES_PATH"
 
@@ -48,7 +50,8 @@ def load_site(name: str, extra: Sequence[Path] = ()) -> Site:
 
 
 def load_file(path: Path) -> Site:
-    """Parse and validate one descriptor; errors name the file, field, value and what is allowed."""
+    """Parse and validate one descriptor, then ask its scheduler, launcher and runtime what they
+    cannot honour (``refusals``); errors name the file, field, value and what is allowed."""
     raw = load_yaml(path)
     if not isinstance(raw, dict):
         raise DescriptorError(f"{path}: a site descriptor is a YAML mapping")
@@ -57,10 +60,18 @@ def load_file(path: Path) -> Site:
         raise DescriptorError(
             f"{path}: name: {raw['name']!r} must match the file name {path.stem!r}"
         )
+    if "workload" in raw:  # the block's name before issue 26 (it named the training component)
+        raise DescriptorError(f"{path}: workload: was renamed to training: (same fields)")
     try:
-        return Site.model_validate(raw)
+        site = Site.model_validate(raw)
     except ValidationError as exc:
         raise DescriptorError(f"{path}: {describe(exc, Site)}") from None
+    # the names the descriptor's fields select, checked against their registries
+    try:
+        check_training(site)
+    except UserError as exc:
+        raise DescriptorError(f"{path}: {exc}") from None
+    return refuse(site, str(path), DescriptorError)
 
 
 # The command-line options of the scheduler's request fields (`render`, `submit`).
@@ -84,6 +95,7 @@ def with_requests(site: Site, **given: object) -> Site:
     data["scheduler"].update(updates)
     flags = ", ".join(FLAGS.get(k, f"--{k.replace('_', '-')}") for k in updates)
     try:
-        return Site.model_validate(data)
+        site = Site.model_validate(data)
     except ValidationError as exc:
         raise UserError(f"{flags}: {describe(exc, Site)}") from None
+    return refuse(site, flags)

@@ -8,15 +8,16 @@ is the same one ``python -m hpcscale.train`` runs.
 from __future__ import annotations
 
 import os
-import re
+import signal
+import sys
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-# The one expansion a descriptor's values may carry into a job: ``${NAME}``
-# (``render.script.shell_quote`` leaves it to the job's shell; ``expand_refs`` below to the rank).
-ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+import submitit
+
+from hpcscale.envref import expand_refs
+from hpcscale.train.config import parse
 
 
 @dataclass
@@ -24,8 +25,9 @@ class TrainTask:
     argv: list[str]  # arguments of `python -m hpcscale.train`
 
     def __call__(self) -> int:
+        # torch (through the loop and checkpoint) on the rank only: the submitting process
+        # pickles this task without importing it
         from hpcscale.train.checkpoint import REQUEUE_EXIT
-        from hpcscale.train.config import parse
         from hpcscale.train.loop import run
 
         core, wconfig = parse(expand_refs(self.argv))
@@ -40,27 +42,14 @@ class TrainTask:
     def checkpoint(self) -> object:
         """submitit's checkpoint hook (its USR2 handler calls it before requeueing): the same
         task again; the training core resumes from the job's own checkpoint.pt."""
-        import submitit
-
         return submitit.helpers.DelayedSubmission(self)
-
-
-def expand_refs(argv: list[str], environ: Mapping[str, str] = os.environ) -> list[str]:
-    """``${NAME}`` in the rank's arguments (e.g. a site's ``data_dir: ${SCRATCH}/lartpc``),
-    expanded from the rank's environment as a job script's shell expands them: submitit's
-    pickle carries the arguments past the shell. A name that is not set stays as written, so
-    the error that follows (no such data folder ``${SCRATCH}/lartpc``) shows which one."""
-    return [ENV_REF.sub(lambda m: environ.get(m.group(1), m.group(0)), arg) for arg in argv]
 
 
 def requeue(code: int = 3) -> None:
     """After the checkpoint, hand USR2 back to submitit's handler: on rank 0 it requeues the job
     (counting timeouts) and ends the process; the other ranks leave without a result, so that
     submitit waits for the next segment."""
-    import signal
-    import sys
-
-    from hpcscale.train.checkpoint import hand_over
+    from hpcscale.train.checkpoint import hand_over  # imports torch: see TrainTask.__call__
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the scheduler ends this segment now
     hand_over()

@@ -16,6 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+# submitit's parser of Slurm's compressed host lists ("nid[0001-0004,0010]").
+from submitit.slurm.slurm import _parse_node_list
+
 DEFAULT_PORT = 29500
 
 # (launcher, rank, size, local rank) variable names, most specific first.
@@ -47,10 +50,6 @@ class JobEnvironment:
     master_port: int
     job_id: str | None
     nodes: tuple[str, ...]
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
 
 
 def detect(env: Mapping[str, str] | None = None) -> JobEnvironment:
@@ -94,9 +93,6 @@ def detect(env: Mapping[str, str] | None = None) -> JobEnvironment:
 def _allocation_nodes(env: Mapping[str, str]) -> list[str]:
     """The allocation's hosts, first one first (the rendezvous host)."""
     if "SLURM_JOB_NODELIST" in env or "SLURM_NODELIST" in env:
-        # submitit's parser of Slurm's compressed host lists ("nid[0001-0004,0010]").
-        from submitit.slurm.slurm import _parse_node_list
-
         return _parse_node_list(env.get("SLURM_JOB_NODELIST") or env["SLURM_NODELIST"])
     if "LSB_MCPU_HOSTS" in env:
         # "launch 1 h41n01 42 h41n02 42": host/slot pairs; on CSM systems the first is the

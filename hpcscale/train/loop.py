@@ -25,10 +25,12 @@ import numpy as np
 import torch
 
 from hpcscale import __version__, workloads
+from hpcscale.containers.runtime import recorded_digest, runtime_inside
 from hpcscale.errors import PeerFailure, Requeue, Terminated, UserError
 from hpcscale.train import checkpoint
 from hpcscale.train.config import CoreConfig
-from hpcscale.train.engine import Engine, make_engine
+from hpcscale.train.engine import make_engine
+from hpcscale.train.engine.base import Engine
 from hpcscale.train.jobenv import JobEnvironment, detect
 from hpcscale.train.mlperf import MLLog
 from hpcscale.train.records import RecordWriter, Smoother, summarize, write_status
@@ -401,29 +403,14 @@ def _provenance(engine: Engine, jobenv: JobEnvironment) -> dict[str, Any]:
         "site_digest": os.environ.get("HPCSCALE_SITE_DIGEST"),
         "image": os.environ.get("HPCSCALE_IMAGE"),
         "image_digest": os.environ.get("HPCSCALE_IMAGE_DIGEST") or _image_digest(),
-        "container": _container_seen(),
+        "container": runtime_inside(os.environ),
     }
-
-
-def _container_seen() -> str | None:
-    """The runtime this rank runs inside, from the variables each one sets, or None."""
-    for variable, runtime in (
-        ("CH_RUNNING", "charliecloud"),
-        ("APPTAINER_CONTAINER", "apptainer"),
-        ("SINGULARITY_CONTAINER", "singularity"),
-        ("SHIFTER_RUNTIME", "shifter"),
-    ):
-        if os.environ.get(variable):
-            return runtime
-    return None
 
 
 def _image_digest() -> str | None:
     image = os.environ.get("HPCSCALE_IMAGE")
     if not image:
         return None
-    from hpcscale.containers.runtime import recorded_digest
-
     return recorded_digest(image)
 
 

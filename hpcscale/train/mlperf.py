@@ -5,6 +5,7 @@ Only rank 0 logs (as MLPerf reference implementations do); other ranks get a no-
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,7 @@ class MLLog:
         self._log = None
         if path is None:
             return
-        import logging
-
+        # mlperf-logging: the [torch] extra; a run without an event log needs none
         from mlperf_logging import mllog
 
         # A logger of our own that writes only the file (mllog's default also prints to stdout).

@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from hpcscale.errors import DataError
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
@@ -125,8 +127,6 @@ class Workload(ABC):
     ) -> int:
         """The training samples a job uses (``available``, at most ``max_events``); refuses a data
         set that gives a rank less than one minibatch. For ``check``."""
-        from hpcscale.errors import DataError
-
         train = available if max_events is None else min(available, max_events)
         if (train // world_size) // batch < 1:
             raise DataError(

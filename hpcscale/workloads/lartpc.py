@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from hpcscale.data import files
+from hpcscale.data.manifest import LARTPC, read_manifest
 from hpcscale.data.simulate import CLASSES
-from hpcscale.errors import DataError, UserError
+from hpcscale.errors import UserError
 from hpcscale.train.workload import Batch, StepResult, Workload, WorkloadConfig
 from hpcscale.workloads.schedule import goyal
 
@@ -118,13 +119,8 @@ class LArTPCClassifier(Workload):
         batch: int,
         max_events: int | None = None,
     ) -> int:
-        manifest = files.read_manifest(data)  # names the file and what is wrong with it
-        missing = [f["name"] for f in manifest.files if not (Path(data) / f["name"]).is_file()]
-        if missing:
-            raise DataError(
-                f"{Path(data) / missing[0]}: no such file (listed in manifest.json; "
-                f"{len(missing)} of {len(manifest.files)} shards missing)"
-            )
+        manifest = read_manifest(data, LARTPC)  # names the file and what is wrong with it
+        manifest.check_files()
         cls.check_resolution(config, manifest.resolution)
         files.check_shards(manifest)
         train = cls.training_samples(data, manifest.count("train"), world_size, batch, max_events)

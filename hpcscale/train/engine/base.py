@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import ClassVar
 
 import torch
 
@@ -12,11 +13,15 @@ __all__ = ["Engine", "PeerFailure", "pick_device"]
 
 
 class Engine(ABC):
+    """One engine, made as ``Engine(jobenv, timeout_s, device)`` (plus ``timeline=`` where
+    ``writes_timeline``); its module defines ``ENGINE = TheClass`` (``registry.ENGINES``)."""
+
     rank: int
     world_size: int
     local_rank: int
     device: torch.device
     name: str
+    writes_timeline: ClassVar[bool] = False
 
     @abstractmethod
     def broadcast_parameters(self, module: torch.nn.Module) -> None:

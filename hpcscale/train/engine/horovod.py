@@ -19,12 +19,13 @@ from hpcscale.train.jobenv import JobEnvironment
 
 class HorovodEngine(Engine):
     name = "horovod"
+    writes_timeline = True
 
     def __init__(
         self, jobenv: JobEnvironment, timeout_s: float, device: str, timeline: Path | None = None
     ) -> None:
         try:
-            import horovod.torch as hvd
+            import horovod.torch as hvd  # horovod: optional, and only with --engine horovod
         except ImportError as exc:
             raise RuntimeError(
                 "engine horovod needs Horovod built with PyTorch support "
@@ -60,7 +61,7 @@ class HorovodEngine(Engine):
             self._store.shutdown()
 
     def versions(self) -> dict[str, str | None]:
-        import horovod
+        import horovod  # see __init__
 
         return {**super().versions(), "horovod": horovod.__version__}
 
@@ -69,3 +70,6 @@ class HorovodEngine(Engine):
             return fn(*args, **kwargs)
         except self.hvd.HorovodInternalError as exc:
             raise PeerFailure(f"horovod {fn.__name__} failed: {exc}") from exc
+
+
+ENGINE = HorovodEngine

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import threading
 import time
 from typing import Any
 
@@ -34,6 +35,7 @@ def needed(jobenv: JobEnvironment, mpi_built: bool) -> bool:
 def slots(jobenv: JobEnvironment) -> list[Any]:
     """Horovod's slot of every rank (its ``SlotInfo``s), from the allocation's node list: as many
     ranks on each node as on the first, the last node short if the count is uneven."""
+    # horovod: optional, and only with --engine horovod
     from horovod.runner.common.util.hosts import get_host_assignments, parse_hosts
 
     if not jobenv.nodes:
@@ -72,8 +74,7 @@ def environment(jobenv: JobEnvironment, slot: Any, addr: str) -> dict[str, str]:
 def serve(port: int, plan: list[Any]) -> Any:
     """Rank 0: Horovod's rendezvous store on every address of this node, in a daemon thread.
     Returns the server (``shutdown()`` stops it)."""
-    import threading
-
+    # horovod: optional, and only with --engine horovod
     from horovod.runner.http.http_server import RendezvousHandler, RendezvousHTTPServer
 
     server = RendezvousHTTPServer(("", port), RendezvousHandler, 0)

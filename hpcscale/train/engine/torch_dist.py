@@ -75,3 +75,6 @@ class TorchEngine(Engine):
             raise PeerFailure(
                 f"collective {fn.__name__} failed: {str(exc).splitlines()[0]}"
             ) from exc
+
+
+ENGINE = TorchEngine

@@ -27,12 +27,10 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from hpcscale.data import tensors
 from hpcscale.data.scatter import fits
-from hpcscale.data.store import shard_indices
 from hpcscale.errors import DataError
 from hpcscale.train.sync import GradBucket
-from hpcscale.train.workload import RankContext, Staged, StepResult, Workload, WorkloadConfig
+from hpcscale.train.workload import Staged, StepResult
 from hpcscale.workloads.gan3d import physics
 from hpcscale.workloads.gan3d.model import (
     energy_code,
@@ -44,7 +42,7 @@ from hpcscale.workloads.gan3d.model import (
 )
 from hpcscale.workloads.gan3d.showers import KIND
 from hpcscale.workloads.schedule import goyal
-from hpcscale.workloads.threads import preimport_compiler, set_threads
+from hpcscale.workloads.tensordata import TensorConfig, TensorDataWorkload
 
 INFERENCE_BATCH = 128  # the seed's inference table: batch 128
 # TTL targets on the figure of merit: 10 % mean relative difference; the small network, trained
@@ -52,7 +50,7 @@ INFERENCE_BATCH = 128  # the seed's inference table: batch 128
 TARGETS = {"3dgan": 0.1, "3dgan-small": 0.15}
 
 
-class GanConfig(WorkloadConfig):
+class GanConfig(TensorConfig):
     """3DGAN options"""
 
     lr: float = Field(1e-3, gt=0, description="RMSprop learning rate per worker (seed: 1e-3)")
@@ -91,13 +89,9 @@ class GanConfig(WorkloadConfig):
     cudnn_benchmark: bool = Field(
         False,
         description="let cuDNN time its convolution algorithms at the first step of each shape "
-        "(GPUs; every training step has the same shapes). H200: 3dgan 20.9 ms per step with it, "
+        "(GPUs; every training step has the same shapes). H200: 20.9 ms per step with it, "
         "18.8 without, and a first step of 8.5 s instead of 0.8",
     )
-    intra_threads: int = Field(
-        0, ge=0, description="torch intra-op threads (0: OMP_NUM_THREADS, as the descriptor sets)"
-    )
-    inter_threads: int = Field(0, ge=0, description="torch inter-op threads (0: torch's default)")
 
 
 @dataclass
@@ -108,70 +102,43 @@ class ShowerBatch:
     timings: dict[str, float]
 
 
-class Gan3DWorkload(Workload):
+class Gan3DWorkload(TensorDataWorkload):
     name = "3dgan"
     Config: ClassVar[type[GanConfig]] = GanConfig
+    kind = KIND
+    targets = TARGETS
     sample_unit = "showers"
     default_batch = 8  # the seed's, per worker
     default_target_loss = TARGETS["3dgan"]
     metric_names = ("d_loss", "g_loss")
     config: GanConfig
 
-    def __init__(self, config: GanConfig, ctx: RankContext) -> None:
-        super().__init__(config, ctx)
-        self.default_target_loss = TARGETS.get(config.model, self.default_target_loss)
-        self.threads = set_threads(config.intra_threads, config.inter_threads)
-
     @classmethod
-    def check(
-        cls, config: Any, data: Path, world_size: int, batch: int, max_events: int | None = None
-    ) -> int:
-        manifest = tensors.read_manifest(data, KIND)
-        tensors.check_files(manifest)
-        train = cls.training_samples(data, manifest.count("train"), world_size, batch, max_events)
-        if manifest.count("val") < world_size:
+    def check_val(cls, data: Path, val_events: int, world_size: int) -> None:
+        if val_events < world_size:
             raise DataError(f"{data}: fewer validation showers than ranks ({world_size})")
-        return train
 
     # -- data -----------------------------------------------------------------------------------
     def stage(self) -> Staged:
-        preimport_compiler()  # torch.optim's, while the data is read
-        ctx = self.ctx
-        start = time.perf_counter()
-        self.manifest = manifest = tensors.read_manifest(ctx.data, KIND)
-        n = manifest.count("train")
-        if ctx.max_events is not None:
-            n = min(n, ctx.max_events)
-        train = tensors.load_split(manifest, "train", shard_indices(n, ctx.rank, ctx.world_size))
+        splits = self.stage_splits()
+        self.manifest, train = splits.manifest, splits.train
         self.x = to_u(torch.from_numpy(train.dense()))  # showers in memory, dense
         self.energy = torch.from_numpy(train.scalars["energy"].astype(np.float32))
-        n_val = manifest.count("val")
-        val = tensors.load_split(manifest, "val", shard_indices(n_val, ctx.rank, ctx.world_size))
-        self.val_energy = torch.from_numpy(val.scalars["energy"].astype(np.float32))
+        self.val_energy = torch.from_numpy(splits.val.scalars["energy"].astype(np.float32))
         self.val_features = physics.shower_features(
-            torch.from_numpy(val.dense()), self.val_energy
+            torch.from_numpy(splits.val.dense()), self.val_energy
         )  # the simulated reference
-        seconds = time.perf_counter() - start
-        occupancy = float(np.diff(train.offsets).mean()) / np.prod(manifest.shape) if n else 0.0
-        return Staged(
-            train_samples=n,
-            local_samples=len(self.energy),
-            record={
-                "showers": len(self.energy),
-                "val_showers": len(self.val_energy),
-                "load_s": round(seconds, 4),
-            },
+        n = splits.train_events
+        occupancy = (
+            float(np.diff(train.offsets).mean()) / np.prod(self.manifest.shape) if n else 0.0
+        )
+        return self.staged(
+            splits,
+            record={"showers": len(self.energy), "val_showers": len(self.val_energy)},
             summary={
-                "folder": str(ctx.data),
-                "kind": KIND,
-                "shape": list(manifest.shape),
-                "train_events": n,
-                "train_events_per_rank": len(self.energy),
-                "val_events": n_val,
                 "occupancy": occupancy,
                 "dynamic_range_decades": _decades(train.value),
-                "load_s_rank": seconds,
-                "generator": manifest.meta,
+                "generator": self.manifest.meta,
             },
         )
 

@@ -26,31 +26,28 @@ from pydantic import Field
 
 from hpcscale.data import tensors
 from hpcscale.data.scatter import Densifier, linear_index
-from hpcscale.data.store import shard_indices
 from hpcscale.errors import DataError
-from hpcscale.train.workload import RankContext, Staged, StepResult, Workload, WorkloadConfig
+from hpcscale.train.workload import Staged, StepResult
 from hpcscale.workloads.jets import roc
 from hpcscale.workloads.jets.model import JetResNet
 from hpcscale.workloads.jets.simulate import CLASSES, KIND
-from hpcscale.workloads.threads import preimport_compiler, set_threads
+from hpcscale.workloads.tensordata import TensorConfig, TensorDataWorkload
 
 EVAL_BATCH = 256  # validation minibatch (at most): a dense batch of 1024 jets is 0.5 GB
 TARGETS = {"cms-jets": 0.25, "cms-jets-small": 0.4}  # BCE; the small network on a minute's data
 
 
-class JetsConfig(WorkloadConfig):
+class JetsConfig(TensorConfig):
     """CMS jet-image options"""
 
     lr: float = Field(1e-3, gt=0, description="Adam learning rate")
     scale_lr: bool = Field(False, description="multiply the learning rate by the ranks")
     weight_decay: float = Field(0.0, ge=0)
-    intra_threads: int = Field(0, ge=0, description="torch intra-op threads (0: OMP_NUM_THREADS)")
-    inter_threads: int = Field(0, ge=0, description="torch inter-op threads (0: torch's default)")
     cudnn_benchmark: bool = Field(
         False,
         description="let cuDNN time its convolution algorithms at the first step of each shape "
-        "(GPUs; every training step has the same shapes). H200: 3dgan 20.9 ms per step with it, "
-        "18.8 without, and a first step of 8.5 s instead of 0.8",
+        "(GPUs; every training step has the same shapes; not measured to pay here, and it costs "
+        "seconds in the first step)",
     )
     input: Literal["sparse-device", "dense-host"] = Field(
         "sparse-device",
@@ -68,72 +65,42 @@ class JetBatch:
     timings: dict[str, float]
 
 
-class JetsWorkload(Workload):
+class JetsWorkload(TensorDataWorkload):
     name = "cms-jets"
     Config: ClassVar[type[JetsConfig]] = JetsConfig
+    kind = KIND
+    targets = TARGETS
     sample_unit = "images"
     default_batch = 64  # the seed's V100 batch
     default_target_loss = TARGETS["cms-jets"]
     metric_names = ("acc",)
     config: JetsConfig
 
-    def __init__(self, config: JetsConfig, ctx: RankContext) -> None:
-        super().__init__(config, ctx)
-        self.default_target_loss = TARGETS.get(config.model, self.default_target_loss)
-        self.threads = set_threads(config.intra_threads, config.inter_threads)
-
     @classmethod
-    def check(
-        cls, config: Any, data: Path, world_size: int, batch: int, max_events: int | None = None
-    ) -> int:
-        manifest = tensors.read_manifest(data, KIND)
-        tensors.check_files(manifest)
-        train = cls.training_samples(data, manifest.count("train"), world_size, batch, max_events)
-        if manifest.count("val") < 2:
+    def check_val(cls, data: Path, val_events: int, world_size: int) -> None:
+        if val_events < 2:
             raise DataError(f"{data}: the ROC needs at least 2 validation jets")
-        return train
 
     def stage(self) -> Staged:
-        preimport_compiler()  # torch.optim's, while the data is read
-        ctx = self.ctx
-        start = time.perf_counter()
-        self.manifest = manifest = tensors.read_manifest(ctx.data, KIND)
-        n = manifest.count("train")
-        if ctx.max_events is not None:
-            n = min(n, ctx.max_events)
-        self.train = tensors.load_split(
-            manifest, "train", shard_indices(n, ctx.rank, ctx.world_size)
-        )
-        self.n_val = manifest.count("val")
-        self.val_index = shard_indices(self.n_val, ctx.rank, ctx.world_size)
-        self.val = tensors.load_split(manifest, "val", self.val_index)
+        splits = self.stage_splits()
+        self.manifest, self.train, self.val = splits.manifest, splits.train, splits.val
+        self.n_val, self.val_index = splits.val_events, splits.val_index
         if self.config.input == "sparse-device":
             self.densifiers = {
                 "train": self._densifier(self.train),
                 "val": self._densifier(self.val),
             }
-        seconds = time.perf_counter() - start
         cells = np.diff(self.train.offsets)
-        return Staged(
-            train_samples=n,
-            local_samples=len(self.train),
-            record={
-                "jets": len(self.train),
-                "val_jets": len(self.val),
-                "load_s": round(seconds, 4),
-            },
+        return self.staged(
+            splits,
+            record={"jets": len(self.train), "val_jets": len(self.val)},
             summary={
-                "folder": str(ctx.data),
-                "kind": KIND,
-                "shape": list(manifest.shape),
-                "channels": manifest.meta.get("channels"),
-                "train_events": n,
-                "train_events_per_rank": len(self.train),
-                "val_events": self.n_val,
+                "channels": self.manifest.meta.get("channels"),
                 "nonzero_cells_mean": float(cells.mean()) if cells.size else 0.0,
                 "bytes_per_rank": self.train.nbytes,
-                "load_s_rank": seconds,
-                "top_fraction": float(self.train.scalars["label"].mean()) if n else None,
+                "top_fraction": float(self.train.scalars["label"].mean())
+                if splits.train_events
+                else None,
                 "input": self.config.input,
             },
         )

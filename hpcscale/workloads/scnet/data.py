@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from hpcscale.data import files
+from hpcscale.data.manifest import LARTPC, read_manifest
 from hpcscale.data.scatter import device_rows
 from hpcscale.data.store import shard_indices
 
@@ -73,7 +74,7 @@ def load_sparse(
     """Read this rank's 1/N of ``split``; returns the store, the split's event count (all
     ranks) and the seconds it took."""
     start = time.perf_counter()
-    manifest = files.read_manifest(folder)
+    manifest = read_manifest(folder, LARTPC)
     n = manifest.count(split)
     if limit is not None:
         n = min(n, limit)

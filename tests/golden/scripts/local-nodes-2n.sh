@@ -18,6 +18,6 @@ export OMP_NUM_THREADS=1
 export HPCSCALE_SITE=local-nodes
 export HPCSCALE_WORLD_SIZE=2
 export HPCSCALE_RANKS_PER_NODE=1
-export HPCSCALE_SITE_DIGEST=12ad5697038d217d2f4d5cdbf32a82c9ad277fb6288017697d2751e88bff4935
+export HPCSCALE_SITE_DIGEST=040b8442594d1c03e612bda4bb819f4ac550db4f36ddb8965eccaf9dde96d9b4
 export SUBMITIT_EXECUTOR=slurm
 srun --kill-on-bad-exit=1 --ntasks=2 --ntasks-per-node=1 --cpus-per-task=1 --unbuffered --output /scratch/study/jobs/2r/submitit/%j_%t_log.out --error /scratch/study/jobs/2r/submitit/%j_%t_log.err /opt/venv/bin/python -u -m submitit.core._submit /scratch/study/jobs/2r/submitit

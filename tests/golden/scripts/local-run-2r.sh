@@ -8,5 +8,5 @@ export OMP_NUM_THREADS=4
 export HPCSCALE_SITE=local
 export HPCSCALE_WORLD_SIZE=2
 export HPCSCALE_RANKS_PER_NODE=2
-export HPCSCALE_SITE_DIGEST=7425bbd0f8c58a003f0bc8a65ee65f018d1f7e8838a6766e02c5e26c14bf35d7
+export HPCSCALE_SITE_DIGEST=029a079781b3d60687cc7d22105dd67e6812e11fcb49bf6f16c5a0398d48742a
 /opt/venv/bin/python -m torch.distributed.run --standalone --nnodes=1 --nproc-per-node=2 --no-python /opt/venv/bin/python -u -m hpcscale.train --site local --engine torch --data /scratch/events --out /scratch/runs/first --model jishnet --batch 7 --epochs 5 --target-loss 1.4 --max-requeues 3 --time-limit 3600 --job first

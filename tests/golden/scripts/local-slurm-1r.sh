@@ -17,6 +17,6 @@ export OMP_NUM_THREADS=8
 export HPCSCALE_SITE=local-slurm
 export HPCSCALE_WORLD_SIZE=1
 export HPCSCALE_RANKS_PER_NODE=1
-export HPCSCALE_SITE_DIGEST=c1c42d857b8c9e4f0eff45493558618395206a48616ba9f72bf10df18a604868
+export HPCSCALE_SITE_DIGEST=a3ee89c14726fb16238ca3b1158f3c7a8c4fa9bfab52d9322f104488a531a8dd
 export SUBMITIT_EXECUTOR=slurm
 srun --kill-on-bad-exit=1 --ntasks=1 --ntasks-per-node=1 --cpus-per-task=8 --unbuffered --output /scratch/study/jobs/1r/submitit/%j_%t_log.out --error /scratch/study/jobs/1r/submitit/%j_%t_log.err /opt/venv/bin/python -u -m submitit.core._submit /scratch/study/jobs/1r/submitit

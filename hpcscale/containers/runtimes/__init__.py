@@ -1,0 +1,1 @@
+"""Container runtimes, one module per runtime (``registry.RUNTIMES``): what wraps every rank."""
