@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from hpcscale.data import files
+from hpcscale.data.manifest import LARTPC, read_manifest
 from hpcscale.data.store import Codec, load_shard
 from hpcscale.errors import UserError
 from hpcscale.train.workload import Staged
@@ -176,7 +176,7 @@ class JishNetWorkload(LArTPCClassifier):
         ctx, cfg = self.ctx, self.config
         if ctx.device.type != "cuda" or not cfg.warm_up or cfg.compile != "off":
             return None
-        self.resolution = files.read_manifest(ctx.data).resolution
+        self.resolution = read_manifest(ctx.data, LARTPC).resolution
         self.check_resolution(cfg, self.resolution)
         model = self.make_model().to(ctx.device)
         bf16 = cfg.bf16 if cfg.bf16 is not None else self.bf16_on_gpus
