@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,17 @@ def job_path(path: str | None) -> str | None:
 def points(spec: StudySpec, folder: Path) -> list[Point]:
     """The study's jobs: every size × every point of the sweep grid × every fold (an
     optimisation adds its trials as it goes, ``optimize.driver``)."""
+    out = [
+        replace(point, label=f"{point.label or tag}-rep{i + 1}", repeat=i + 1)
+        if spec.repeats > 1 else point
+        for point, tag in _points(spec, folder)
+        for i in range(spec.repeats)
+    ]  # fmt: skip
+    return out
+
+
+def _points(spec: StudySpec, folder: Path) -> list[tuple[Point, str]]:
+    """Every point once, with the label of its size (``2r``)."""
     out = []
     for size in spec.sizes:
         request = Request(**{spec.size_key: size}, walltime=spec.walltime)  # type: ignore[arg-type]
@@ -104,11 +115,11 @@ def points(spec: StudySpec, folder: Path) -> list[Point]:
             args = tuple(point_args(params))
             if not spec.kfold:
                 label = base if params else None  # a plain size keeps its label (8g, 2r)
-                out.append(Point(request, label, args, params=params))
+                out.append((Point(request, label, args, params=params), tag))
                 continue
             for i in range(spec.kfold):
                 data = str(Path(folder).absolute() / "folds" / f"fold-{i}")
-                out.append(Point(request, f"{base}-fold{i}", args, data, params, fold=i))
+                out.append((Point(request, f"{base}-fold{i}", args, data, params, fold=i), tag))
     return out
 
 

@@ -1,6 +1,6 @@
 """A study is a file: the typed study spec (YAML) that ``hpcscale submit SPEC`` runs.
 
-What a study varies is data (ARCHITECTURE.md, "Contracts"): the sizes, a sweep over training options, K
+What a study varies is data (ARCHITECTURE.md, "Contracts"): the sizes, a sweep over options, K
 folds of the events, or a search space to optimise. The command-line flags of ``submit`` and
 ``optimize`` write the same spec, and the study folder keeps it as ``STUDY/study.yaml`` beside
 its manifest, so ``hpcscale submit --like STUDY --site OTHER`` repeats a study elsewhere::
@@ -11,6 +11,7 @@ its manifest, so ``hpcscale submit --like STUDY --site OTHER`` repeats a study e
     options: [--epochs, "2"]        # more options of the training core, as typed
     sweep: {batch: [4, 8, 16]}      # a grid: every combination is one job per size
     kfold: 3                        # K folds of the events: K jobs per point
+    repeats: 3                      # every job R times (label suffix -rep1 … -rep3)
     optimize:                       # a search (hpcscale optimize); see SearchSpace
       method: gp
       space: {lr: {low: 1.0e-4, high: 1.0e-1, log: true}}
@@ -172,6 +173,7 @@ class StudySpec(BaseModel):
     options: list[str] = Field(default_factory=list)
     sweep: dict[Option, list[Value]] = Field(default_factory=dict)
     kfold: int | None = Field(None, ge=2, le=100)
+    repeats: int = Field(1, ge=1, le=100)
     optimize: Optimize | None = None
     requests: Requests = Field(default_factory=Requests)
 

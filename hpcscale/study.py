@@ -24,7 +24,7 @@ from hpcscale.data.manifest import is_data_manifest
 from hpcscale.errors import UserError
 from hpcscale.fsutil import atomic_write, atomic_write_json, folder_lock
 from hpcscale.messages import describe
-from hpcscale.plan import JobPlan, Request
+from hpcscale.plan import JobPlan, Request, check_model_parallel
 from hpcscale.render.script import JobSpec, train_args
 from hpcscale.schedulers.jobs import job_script, make_executor, plan_job
 from hpcscale.schedulers.jobs import job_state as scheduler_state
@@ -58,6 +58,7 @@ class JobRecord(BaseModel):
     trial: int | None = None
     generation: int | None = None
     value: float | None = None  # an optimisation's figure of merit for this trial
+    repeat: int | None = None  # which of a study's --repeats (1-based; None: not repeated)
 
 
 class StudyManifest(BaseModel):
@@ -233,6 +234,7 @@ class Point:
     fold: int | None = None
     trial: int | None = None
     generation: int | None = None
+    repeat: int | None = None  # which of the study's --repeats
 
 
 @dataclass(frozen=True)
@@ -261,6 +263,7 @@ def resolve_job(site: Site, point: Point, model: str, args: Sequence[str]) -> Jo
     plan = plan_job(site, point.request)
     every = (*args, *point.args)
     core, config = parse(train_args(site, plan, data="-", out="-", model=model, extra=every))
+    check_model_parallel(site, plan, core.model_parallel)
     return Job(point, plan, model, every, core, config)
 
 
@@ -357,6 +360,7 @@ def _record(job: Job, state: str) -> JobRecord:
         fold=point.fold,
         trial=point.trial,
         generation=point.generation,
+        repeat=point.repeat,
     )
 
 
@@ -488,7 +492,8 @@ def job_state(study: Path, manifest: StudyManifest, record: JobRecord) -> str:
 def point_fields(record: JobRecord) -> dict[str, Any]:
     """What sets a job apart in a study beyond its size (empty for a scaling study's)."""
     fields = {"params": record.params, "fold": record.fold, "trial": record.trial,
-              "generation": record.generation, "value": record.value}  # fmt: skip
+              "generation": record.generation, "value": record.value,
+              "repeat": record.repeat}  # fmt: skip
     return {k: v for k, v in fields.items() if v not in (None, {})}
 
 

@@ -99,7 +99,9 @@ def test_a_workload_from_the_tests_trains_on_two_gloo_ranks(tmp_path):
         assert row["global_mae"] == pytest.approx(mean)
 
 
-CORE = ("loop", "records", "checkpoint", "sync", "workload", "config", "entry")
+CORE = (
+    "loop", "records", "checkpoint", "sync", "workload", "config", "entry", "pipeline", "stages",
+)  # fmt: skip
 
 
 @pytest.mark.parametrize("module", CORE)

@@ -21,7 +21,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from hpcscale import __version__
-from hpcscale.cli import container, data, follow, run, sites, study
+from hpcscale.cli import container, data, follow, predict, run, sites, study
 from hpcscale.cli.session import Session, session
 from hpcscale.errors import UserError
 from hpcscale.fsutil import cache_root
@@ -56,6 +56,8 @@ def build() -> typer.Typer:
     app.command(context_settings=EXTRA_ARGS)(study.optimize)
     for command in (follow.status, follow.cancel, follow.collect, follow.report):
         app.command()(command)
+    app.command()(predict.predict)
+    app.command()(predict.check)
     container_app = typer.Typer(
         help="Container recipes per site (hpccm) and image builds.", **PLAIN
     )

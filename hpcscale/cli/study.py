@@ -18,6 +18,7 @@ from hpcscale.cli.options import (
     Model,
     Nodes,
     Ranks,
+    Repeats,
     Site,
     SitesDir,
     StudyDir,
@@ -68,6 +69,7 @@ def submit(
     target_loss: TargetLoss = None,
     sweep: Sweep = None,
     kfold: Kfold = None,
+    repeats: Repeats = None,
     like: Like = None,
     study_dir: StudyDir = None,
     dry_run: Annotated[bool, typer.Option(help="Write the scripts, submit nothing.")] = False,
@@ -82,7 +84,7 @@ def submit(
     runs a study spec file; the flags write the same spec (STUDY/study.yaml keeps it).
     Training options follow as typed (`--epochs 2`)."""
     flags = dict(site=site, gpus=gpus, nodes=nodes, ranks=ranks, walltime=walltime, data=data,
-                 model=model, target_loss=target_loss, kfold=kfold,
+                 model=model, target_loss=target_loss, kfold=kfold, repeats=repeats,
                  sweep=parse_sweep(sweep) if sweep else None)  # fmt: skip
     spec, where = study_spec(ctx, like, flags, requests=requests or {})
     if spec.optimize is not None:
@@ -114,6 +116,7 @@ def render(
     target_loss: TargetLoss = None,
     sweep: Sweep = None,
     kfold: Kfold = None,
+    repeats: Repeats = None,
     like: Like = None,
     job: Annotated[
         str | None,
@@ -131,7 +134,7 @@ def render(
     """Print the job script that `submit` would submit for one job of a study (the same
     options as `submit`; `--job LABEL` picks the job, e.g. 2r-batch64)."""
     flags = dict(site=site, gpus=gpus, nodes=nodes, ranks=ranks, walltime=walltime,
-                 data=data, model=model, target_loss=target_loss, kfold=kfold,
+                 data=data, model=model, target_loss=target_loss, kfold=kfold, repeats=repeats,
                  sweep=parse_sweep(sweep) if sweep else None)  # fmt: skip
     spec, where = study_spec(ctx, like, flags, requests=requests or {})
     folder = study_dir.absolute()
