@@ -9,7 +9,8 @@ Usage: python bench/jishnet_kernels.py [--resolution 3600] [--batch 7] [--steps 
        [--variant bf16] [--variant fp32] [--variant "bf16 compile"] [--variant "bf16 fused"]
 
 A variant's words: fp32 or bf16 (autocast), compile (torch.compile, default mode), fused (the
-first block as one Triton kernel, ``hpcscale.workloads.jishnet.fused``), channels_last.
+first block as one Triton kernel, ``hpcscale.workloads.jishnet.fused``; its forward by Toeplitz
+products of input rows, or with ``patches`` the earlier 5 × 5 patch gather), channels_last.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ def run(variant: str, resolution: int, batch: int, steps: int, top: int) -> list
     torch.manual_seed(0)
     torch.backends.cudnn.benchmark = True
     kw = {"fused_first_block": True} if "fused" in words else {}
+    if "fused" in words:
+        from hpcscale.workloads.jishnet import fused
+
+        fused.FORWARD = "patches" if "patches" in words else "rows"
     model = JishNet(resolution, **kw).cuda()
     if "compile" in words:
         model.before_compile()

@@ -41,7 +41,10 @@ def compare(images: int, channels: int, side: tuple[int, int]) -> None:
         refb = F.max_pool2d(F.elu(conv(x)), 5)
     assert yb.dtype == refb.dtype == torch.bfloat16, (yb.dtype, refb.dtype)
     torch.testing.assert_close(yb.float(), refb.float(), rtol=2e-2, atol=2e-2)
-    print(f"{images} × {side[0]}×{side[1]}, {channels} channels: same output and gradients")
+    print(
+        f"{images} × {side[0]}×{side[1]}, {channels} channels, {fused.FORWARD} forward: "
+        "same output and gradients"
+    )
 
 
 def refusals() -> None:
@@ -61,7 +64,9 @@ def refusals() -> None:
 
 
 if __name__ == "__main__":
-    compare(1, 10, (15, 15))  # JishNet's 10 channels
-    compare(2, 4, (17, 27))  # jishnet-small's 4; sides not multiples of 5 (the edge is dropped)
+    for forward in ("rows", "patches"):  # both forward kernels
+        fused.FORWARD = forward
+        compare(1, 10, (15, 15))  # JishNet's 10 channels
+        compare(2, 4, (17, 27))  # jishnet-small's 4; sides not multiples of 5 (edge dropped)
     refusals()
     sys.exit(0)

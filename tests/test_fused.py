@@ -26,7 +26,8 @@ def test_the_fused_block_equals_the_unfused_one_in_triton_s_interpreter():
         timeout=300,
     )
     assert res.returncode == 0, res.stdout + res.stderr[-3000:]
-    assert res.stdout.count("same output and gradients") == 2 and "refusals: ok" in res.stdout
+    assert res.stdout.count("same output and gradients") == 4 and "refusals: ok" in res.stdout
+    assert res.stdout.count("rows forward") == res.stdout.count("patches forward") == 2
 
 
 def test_asking_for_the_fused_block_on_the_cpu_is_one_line(tmp_path):

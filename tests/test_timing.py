@@ -77,6 +77,7 @@ FAST_PATHS = {  # option → how far its loss may drift from fp32's over 20 step
     "--bf16": 1e-2,  # measured 0.3 % here: bfloat16 keeps 8 bits of mantissa
     "--channels-last": 1e-5,  # the same arithmetic in another memory order (measured 1.5e-7)
     "--compile default": 1e-4,  # fused kernels may reorder sums (measured 1.6e-7)
+    "--input sparse-device": 0.0,  # the same images, scattered from the deposits: bit for bit
 }
 MOVES = 0.03  # the plain curve falls by more than this (relative): the comparison means something
 TRAINING = "--loss standard --lr 3e-3"  # a curve that moves in 20 steps (about 6 %)
@@ -112,5 +113,8 @@ def plain(events: Path, tmp_path_factory: pytest.TempPathFactory) -> list[float]
 def test_a_fast_path_keeps_the_plain_loss_curve(option, events, plain, tmp_path):
     fast = _losses(events, tmp_path / "job", option)
     assert len(fast) == len(plain) == STEPS
-    assert fast == pytest.approx(plain, rel=FAST_PATHS[option])
+    if FAST_PATHS[option]:
+        assert fast == pytest.approx(plain, rel=FAST_PATHS[option])
+    else:
+        assert fast == plain
     assert min(plain) < (1 - MOVES) * plain[0]

@@ -21,7 +21,7 @@ from hpcscale.data import tensors
 from hpcscale.data.manifest import TensorManifest, read_manifest
 from hpcscale.data.store import shard_indices
 from hpcscale.train.workload import RankContext, Staged, Workload, WorkloadConfig
-from hpcscale.workloads.threads import set_threads
+from hpcscale.workloads.threads import preimport_compiler, set_threads
 
 
 class TensorConfig(WorkloadConfig):
@@ -72,7 +72,9 @@ class TensorDataWorkload(Workload):
         """Refuse (``DataError``) a validation split the evaluation cannot use."""
 
     def stage_splits(self) -> TensorSplits:
-        """Read this rank's every N-th sample of both splits into memory, sparse."""
+        """Read this rank's every N-th sample of both splits into memory, sparse (while
+        torch.optim's compiler stack is imported in the background)."""
+        preimport_compiler()
         ctx = self.ctx
         start = time.perf_counter()
         manifest = read_manifest(ctx.data, self.kind)

@@ -3,8 +3,13 @@ ResNet-style CNN, binary cross-entropy, ROC-AUC on validation.
 
 The rank keeps its jets sparse in memory (as they are stored); each minibatch is made dense on
 the step's path and timed as ``io_s``: the seed's "I/O time per batch", beside the training
-time per epoch (the epoch rate). The batch size is the study's to vary (``--batch``; the seed
-tried 64, 512 and 1024 on 2 V100: minutes per epoch and ROC-AUC per batch size).
+time per epoch (the epoch rate). ``--input sparse-device`` (default on GPUs) scatters the
+cells into the dense minibatch on the device (``hpcscale.data.scatter``: no host densifying, no
+256 MB copy at batch 512); ``--input dense-host`` (default on the CPU) is the seed's path
+(densified on the host, copied, the copy waited for), I/O-bound at large batches on GPUs, kept
+so a study can show the difference. The batch size is the study's to vary (``--batch``; the
+seed tried 64, 512 and 1024 on 2 V100: minutes per
+epoch and ROC-AUC per batch size).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -21,6 +26,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from hpcscale.data import tensors
+from hpcscale.data.scatter import Densifier, linear_index
 from hpcscale.errors import DataError
 from hpcscale.train.workload import Staged, StepResult
 from hpcscale.workloads.jets import roc
@@ -38,6 +44,19 @@ class JetsConfig(TensorConfig):
 
     lr: float = Field(1e-3, gt=0, description="Adam learning rate")
     weight_decay: float = Field(0.0, ge=0)
+    cudnn_benchmark: bool = Field(
+        False,
+        description="let cuDNN time its convolution algorithms at the first step of each shape "
+        "(GPUs; every training step has the same shapes; not measured to pay here, and it costs "
+        "seconds in the first step)",
+    )
+    input: Literal["auto", "sparse-device", "dense-host"] = Field(
+        "auto",
+        description="sparse-device: each minibatch's cells scattered into the dense images on "
+        "the device; dense-host: the seed's path, densified on the host and copied (its I/O "
+        "time per batch grows with the batch); auto: sparse-device on GPUs, dense-host on the "
+        "CPU (where the scatter measured slower than numpy's)",
+    )
 
 
 @dataclass
@@ -70,6 +89,13 @@ class JetsWorkload(TensorDataWorkload):
         splits = self.stage_splits()
         self.manifest, self.train, self.val = splits.manifest, splits.train, splits.val
         self.n_val, self.val_index = splits.val_events, splits.val_index
+        auto = "sparse-device" if self.ctx.device.type == "cuda" else "dense-host"
+        self.input = auto if self.config.input == "auto" else self.config.input
+        if self.input == "sparse-device":
+            self.densifiers = {
+                "train": self._densifier(self.train),
+                "val": self._densifier(self.val),
+            }
         cells = np.diff(self.train.offsets)
         return self.staged(
             splits,
@@ -81,11 +107,14 @@ class JetsWorkload(TensorDataWorkload):
                 "top_fraction": float(self.train.scalars["label"].mean())
                 if splits.train_events
                 else None,
+                "input": self.input,
             },
         )
 
     def build(self, steps_per_epoch: int) -> None:
         ctx, cfg = self.ctx, self.config
+        if ctx.device.type == "cuda":
+            torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
         torch.manual_seed(ctx.seed)
         self.model = JetResNet(cfg.model).to(ctx.device)
         self.optimizer = torch.optim.Adam(
@@ -101,10 +130,43 @@ class JetsWorkload(TensorDataWorkload):
     def parameters(self) -> Sequence[torch.Tensor]:
         return list(self.model.parameters())
 
+    def _densifier(self, store: tensors.SparseSet) -> Densifier:
+        return Densifier(
+            store.offsets,
+            linear_index(store.index, store.shape),
+            store.value,
+            int(np.prod(store.shape)),
+            self.ctx.device,
+        )
+
+    def _device_batches(
+        self, split: str, store: tensors.SparseSet, order: Sequence[np.ndarray], size: int
+    ) -> Iterator[JetBatch]:
+        """Dense minibatches scattered on the device; ``io_s``: the host's time to issue it
+        (the device runs the scatter in the step's stream, before the forward pass)."""
+        device, densifier = self.ctx.device, self.densifiers[split]
+        out = torch.zeros((size, *store.shape), device=device)
+        labels = torch.from_numpy(store.scalars["label"].astype(np.float32)).to(device)
+        previous = None
+        for idx in order:
+            t = time.perf_counter()
+            previous = densifier.fill(out, idx, previous)
+            y = labels[torch.as_tensor(idx).to(device, non_blocking=True)]
+            yield JetBatch(out[: len(idx)], y, len(idx), {"io_s": time.perf_counter() - t})
+
     def _batches(
         self, store: tensors.SparseSet, order: Sequence[np.ndarray], size: int
     ) -> Iterator[JetBatch]:
         """Dense minibatches from the sparse store, the densifying and the copy timed (I/O)."""
+        if self.input == "sparse-device":
+            split = "train" if store is self.train else "val"
+            return self._device_batches(split, store, order, size)
+        return self._host_batches(store, order, size)
+
+    def _host_batches(
+        self, store: tensors.SparseSet, order: Sequence[np.ndarray], size: int
+    ) -> Iterator[JetBatch]:
+        """The seed's path: densified on the host, copied, the copy waited for (all in io_s)."""
         device = self.ctx.device
         host = torch.empty((size, *store.shape), pin_memory=device.type == "cuda")
         labels = torch.from_numpy(store.scalars["label"].astype(np.float32))

@@ -27,6 +27,9 @@ TAPS = K * K
 KC = tl.constexpr(K)
 PADC = tl.constexpr(PAD)
 TAPSC = tl.constexpr(TAPS)
+# which forward kernel: "rows" (Toeplitz products of input rows, ``_forward_rows``) or "patches"
+# (the 5 × 5 patch gather, ``_forward``); bench/jishnet_kernels.py times both
+FORWARD = "rows"
 
 
 @triton.jit
@@ -84,6 +87,76 @@ def _forward(
 
 
 @triton.jit
+def _forward_rows(
+    x_ptr, t_ptr, b_ptr, y_ptr, win_ptr,
+    H, W, HO, WO, C,
+    CP: tl.constexpr, BJ: tl.constexpr,
+):  # fmt: skip
+    """The forward as ``_forward``, with far fewer loads: each conv-output row is the sum over
+    ky of one input row's windows times a Toeplitz matrix of the weights. Per window row dy and
+    kernel row ky: the input row's (BJ, 16) windows (pooled column j reads input columns
+    5j − 2 … 5j + 6, padded to 16) times T_ky (16, 8 × CP), whose column (dx, c) holds
+    w[c, ky, t − dx] at row t: all five conv outputs dx of the pooled column and every channel
+    in one product on tensor cores (TF32). The five T_ky stay in registers for the program; the
+    input is read 25 × 16 values per pooled column instead of 5 × 8 × 32 (the patch gather)."""
+    row = tl.program_id(0)
+    n = row // HO
+    i = row % HO
+    j = tl.program_id(1) * BJ + tl.arange(0, BJ)
+    t = tl.arange(0, 16)
+    q = tl.arange(0, 8 * CP)
+    c = tl.arange(0, CP)
+    cmask = c < C
+    bias = tl.load(b_ptr + c, mask=cmask, other=0.0)
+    tq = t[:, None] * (8 * CP) + q[None, :]  # T_ky is (16, 8 × CP), row-major, ky-th of 5
+    t0 = tl.load(t_ptr + 0 * 16 * 8 * CP + tq)
+    t1 = tl.load(t_ptr + 1 * 16 * 8 * CP + tq)
+    t2 = tl.load(t_ptr + 2 * 16 * 8 * CP + tq)
+    t3 = tl.load(t_ptr + 3 * 16 * 8 * CP + tq)
+    t4 = tl.load(t_ptr + 4 * 16 * 8 * CP + tq)
+    col = j[:, None] * KC + t[None, :] - PADC  # (BJ, 16)
+    ok = (t[None, :] < KC + 4) & (col >= 0) & (col < W) & (j[:, None] < WO)
+    x_img = x_ptr + n.to(tl.int64) * H * W
+    dx3 = tl.arange(0, 8)[None, :, None]
+    best = tl.full((BJ, CP), float("-inf"), tl.float32)
+    win = tl.zeros((BJ, CP), tl.int32)
+    for dy in range(KC):
+        r = i * KC + dy - PADC + tl.zeros_like(col)  # the input row under ky = 0, per element
+        a = tl.load(x_img + r * W + col, mask=ok & (r >= 0) & (r < H), other=0.0)
+        z = tl.dot(a.to(tl.float32), t0)
+        a = tl.load(x_img + (r + 1) * W + col, mask=ok & (r >= -1) & (r < H - 1), other=0.0)
+        z += tl.dot(a.to(tl.float32), t1)
+        a = tl.load(x_img + (r + 2) * W + col, mask=ok & (r >= -2) & (r < H - 2), other=0.0)
+        z += tl.dot(a.to(tl.float32), t2)
+        a = tl.load(x_img + (r + 3) * W + col, mask=ok & (r >= -3) & (r < H - 3), other=0.0)
+        z += tl.dot(a.to(tl.float32), t3)
+        a = tl.load(x_img + (r + 4) * W + col, mask=ok & (r >= -4) & (r < H - 4), other=0.0)
+        z += tl.dot(a.to(tl.float32), t4)
+        z3 = tl.reshape(z, (BJ, 8, CP)) + bias[None, None, :]
+        z3 = tl.where(dx3 < KC, z3, float("-inf"))
+        zmax, at = tl.max(z3, axis=1, return_indices=True)
+        better = zmax > best
+        best = tl.where(better, zmax, best)
+        win = tl.where(better, dy * KC + at, win)
+    y = tl.where(best > 0, best, tl.exp(best) - 1.0)
+    out = ((n * C + c[None, :]).to(tl.int64) * HO + i) * WO + j[:, None]
+    mask = (j < WO)[:, None] & cmask[None, :]
+    tl.store(y_ptr + out, y.to(y_ptr.dtype.element_ty), mask=mask)
+    tl.store(win_ptr + out, win.to(tl.int8), mask=mask)
+
+
+def toeplitz(weight: torch.Tensor, cp: int) -> torch.Tensor:
+    """(5, 16, 8 × cp) float32: T[ky, t, dx·cp + c] = w[c, ky, t − dx] where 0 ≤ t − dx < 5
+    and dx < 5, else 0 (see ``_forward_rows``)."""
+    c = weight.shape[0]
+    w = weight.detach().float().reshape(c, K, K)
+    t = torch.zeros(K, 16, 8, cp, device=weight.device, dtype=torch.float32)
+    for dx in range(K):
+        t[:, dx : dx + K, dx, :c] = w.permute(1, 2, 0)  # [ky, kx, c] at row t = dx + kx
+    return t.reshape(K, 16, 8 * cp).contiguous()
+
+
+@triton.jit
 def _backward(
     x_ptr, y_ptr, gy_ptr, win_ptr, part_ptr,
     H, W, HO, WO, C,
@@ -135,9 +208,16 @@ class FirstBlock(torch.autograd.Function):
         bt = bias.detach().float().contiguous()
         y = torch.empty(n, c, ho, wo, device=x.device, dtype=out_dtype)
         win = torch.empty(n, c, ho, wo, device=x.device, dtype=torch.int8)
-        bj = 32
-        grid = (n * ho, triton.cdiv(wo, bj))
-        _forward[grid](x, wt, bt, y, win, h, w, ho, wo, c, CP=_channels_padded(c), BJ=bj)
+        cp = _channels_padded(c)
+        if FORWARD == "rows":
+            bj = 64
+            grid = (n * ho, triton.cdiv(wo, bj))
+            tw = toeplitz(weight, cp)
+            _forward_rows[grid](x, tw, bt, y, win, h, w, ho, wo, c, CP=cp, BJ=bj)
+        else:
+            bj = 32
+            grid = (n * ho, triton.cdiv(wo, bj))
+            _forward[grid](x, wt, bt, y, win, h, w, ho, wo, c, CP=cp, BJ=bj)
         ctx.save_for_backward(x, y, win)
         ctx.weight_dtype = weight.dtype
         return y

@@ -8,7 +8,7 @@ compare; the data stay sparse from the HDF5 shards to the device (``data.py``) a
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -16,8 +16,9 @@ from pydantic import Field
 
 from hpcscale.train.workload import Staged
 from hpcscale.workloads.lartpc import ClassifierConfig, LArTPCClassifier, too_small, val_order
-from hpcscale.workloads.scnet.data import SparseBatch, SparsePrefetcher, load_sparse
+from hpcscale.workloads.scnet.data import DeviceSparse, SparseBatch, SparsePrefetcher, load_sparse
 from hpcscale.workloads.scnet.model import PRESETS, SCNet, feature_side
+from hpcscale.workloads.threads import preimport_compiler
 
 MIN_RESOLUTION = 400  # pools of 5, 5, 4, 4 without padding leave one cell at 400 × 400
 
@@ -26,6 +27,13 @@ class SCNetConfig(ClassifierConfig):
     """SCNet options"""
 
     prefetch: int = Field(2, ge=0, description="minibatches assembled ahead of the step")
+    input: Literal["host", "device"] = Field(
+        "host",
+        description="host: each minibatch assembled by a thread ahead of the step and copied; "
+        "device: the rank's events kept on the device, each minibatch assembled there (H200: "
+        "11.9 ms per step vs 10.9 on the host path; the step is bound by its Python, which the "
+        "device path adds to)",
+    )
 
 
 class SCNetWorkload(LArTPCClassifier):
@@ -44,6 +52,7 @@ class SCNetWorkload(LArTPCClassifier):
         feature_side(resolution)  # the model's own check
 
     def stage(self) -> Staged:
+        preimport_compiler()  # torch.optim's, while the data is read
         ctx = self.ctx
         self.store, total, seconds = load_sparse(
             ctx.data, "train", ctx.rank, ctx.world_size, limit=ctx.max_events
@@ -71,6 +80,7 @@ class SCNetWorkload(LArTPCClassifier):
                 "occupancy": mean_active / self.resolution**2,
                 "bytes_per_rank": self.store.nbytes,
                 "load_s_rank": seconds,
+                "input": self.config.input,
             },
         )
 
@@ -81,11 +91,17 @@ class SCNetWorkload(LArTPCClassifier):
         )
 
     def batches(self, order: Sequence[np.ndarray]) -> Iterator[SparseBatch]:
+        if self.config.input == "device":
+            if not hasattr(self, "train_device"):
+                self.train_device = DeviceSparse(self.store, self.ctx.device)
+            return self.train_device.batches(order)
         prefetcher = SparsePrefetcher(self.store, self.ctx.device, self.config.prefetch)
         return prefetcher.batches(order)
 
     def val_batches(self) -> Iterator[SparseBatch]:
         order = val_order(len(self.val_store), self.ctx.batch)
+        if self.config.input == "device":
+            return DeviceSparse(self.val_store, self.ctx.device).batches(order)
         return SparsePrefetcher(self.val_store, self.ctx.device).batches(order)
 
     def forward(self, net: torch.nn.Module, batch: SparseBatch) -> torch.Tensor:
