@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
 from hpcscale.errors import PeerFailure
+
+if TYPE_CHECKING:
+    from hpcscale.train.config import CoreConfig
+    from hpcscale.train.loop import Loop
+    from hpcscale.train.mlperf import MLLog
+    from hpcscale.train.sync import GradBucket
 
 __all__ = ["Engine", "PeerFailure", "pick_device"]
 
@@ -40,6 +47,38 @@ class Engine(ABC):
 
     @abstractmethod
     def shutdown(self) -> None: ...
+
+    # What the loop asks of an engine beyond the collectives. The synchronous engines keep
+    # these defaults; an engine whose ranks do not all train alike (``master_worker``: a master
+    # that applies and serves, workers that send gradients) overrides them.
+    local_update: bool = True  # the loop applies the workload's update on this rank
+    evaluates: bool = True  # this rank evaluates (the workload's evaluate) at the end
+
+    def configure(self, core: CoreConfig) -> None:
+        """The core's options, before the workload is made (the engine's own options)."""
+
+    def data_shard(self) -> tuple[int, int]:
+        """(rank, ranks) as the workload sees them: which share of the data is this rank's."""
+        return self.rank, self.world_size
+
+    def exchange(self, bucket: GradBucket, values: Mapping[str, float]) -> dict[str, float]:
+        """The step's one exchange: gradients and ``values`` averaged over ranks."""
+        return bucket.allreduce_mean(self, values)
+
+    def train(self, loop: Loop, mll: MLLog, local_samples: int) -> int:
+        """This rank's part of training (the loop's epochs); returns the last epoch."""
+        return loop.run_epochs(mll, local_samples)
+
+    def metrics(self) -> dict[str, Any]:
+        """The engine's own figures for the summary."""
+        return {}
+
+    def state(self) -> dict[str, Any]:
+        """What the engine keeps across a walltime requeue (in the loop's checkpoint state)."""
+        return {}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back ``state()`` from the checkpoint."""
 
     def versions(self) -> dict[str, str | None]:
         cuda = torch.version.cuda if torch.cuda.is_available() else None
