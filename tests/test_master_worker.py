@@ -127,7 +127,10 @@ def test_one_worker_without_staleness_equals_one_synchronous_rank(
     assert _run(1, [*common, "--out", str(tmp_path / "sync")]) == [0]
     mw_args = [*common, "--engine", "master-worker", "--max-staleness", "0"]
     assert _run(2, [*mw_args, "--out", str(tmp_path / "mw")]) == [0, 0]
-    sync, worker = _steps(tmp_path / "sync" / "rank-0.jsonl"), _steps(tmp_path / "mw" / "rank-1.jsonl")
+    sync, worker = (
+        _steps(tmp_path / "sync" / "rank-0.jsonl"),
+        _steps(tmp_path / "mw" / "rank-1.jsonl"),
+    )
     assert len(sync) == len(worker) >= 3
     for a, b in zip(sync, worker, strict=True):
         for key in keys:
@@ -148,7 +151,9 @@ def test_one_worker_without_staleness_equals_one_synchronous_rank(
 def test_a_group_of_two_averages_its_gradient_and_easgd_runs(events, tmp_path):
     common = ["--data", str(events), "--model", "jishnet-small", "--epochs", "0.4"]
     out = tmp_path / "group"
-    assert _run(3, [*common, "--engine", "master-worker", "--group-size", "2", "--out", str(out)]) == [0, 0, 0]
+    assert _run(
+        3, [*common, "--engine", "master-worker", "--group-size", "2", "--out", str(out)]
+    ) == [0, 0, 0]
     summary = json.loads((out / "summary.json").read_text())
     info = summary["master_worker"]
     assert info["workers"] == 1 and info["group_size"] == 2

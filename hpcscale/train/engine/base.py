@@ -56,6 +56,7 @@ class Engine(ABC):
 
     def configure(self, core: CoreConfig) -> None:
         """The core's options, before the workload is made (the engine's own options)."""
+        return None
 
     def data_shard(self) -> tuple[int, int]:
         """(rank, ranks) as the workload sees them: which share of the data is this rank's."""
@@ -79,6 +80,7 @@ class Engine(ABC):
 
     def restore(self, state: dict[str, Any]) -> None:
         """Take back ``state()`` from the checkpoint."""
+        return None
 
     def versions(self) -> dict[str, str | None]:
         cuda = torch.version.cuda if torch.cuda.is_available() else None

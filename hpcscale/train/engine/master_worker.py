@@ -96,7 +96,9 @@ class MasterWorkerEngine(Engine):
         self.rule, self.size = core.update_rule, size
         self.local_update = self.rule == "easgd"
         self.ledger = mw.Ledger(core.max_staleness)
-        self.members = [list(range(1 + g * size, 1 + (g + 1) * size)) for g in range(workers // size)]
+        self.members = [
+            list(range(1 + g * size, 1 + (g + 1) * size)) for g in range(workers // size)
+        ]
         # every rank makes every group, in the same order (torch.distributed's rule)
         self.pairs = [dist.new_group([0, m[0]]) for m in self.members]
         self.teams = [dist.new_group(m) for m in self.members] if size > 1 else []
@@ -187,7 +189,11 @@ class MasterWorkerEngine(Engine):
             staleness=int(head[mw.R_STALENESS]), weights_wait_s=wait,
         )  # fmt: skip
         self.stopped_by_master = code != mw.GO
-        return {**means, "stop_vote": float(code == mw.STOP), "requeue_vote": float(code == mw.REQUEUE)}
+        return {
+            **means,
+            "stop_vote": float(code == mw.STOP),
+            "requeue_vote": float(code == mw.REQUEUE),
+        }
 
     def _views(self, params: Sequence[torch.Tensor]) -> None:
         """A flat buffer of the weights in the gradient bucket's layout (the same strides)."""
@@ -325,10 +331,9 @@ class MasterWorkerEngine(Engine):
             if code != mw.GO:
                 self.finished[g] = "stopped"
                 per[g]["status"] = "stopped"
-            try:
+            # a worker that died meanwhile: its receiving thread reports it lost
+            with contextlib.suppress(RuntimeError, dist.DistBackendError):
                 dist.send(reply, dst=self.members[g][0], group=self.pairs[g])
-            except (RuntimeError, dist.DistBackendError):
-                pass  # its receiving thread reports it lost
             send_s += time.perf_counter() - t
             answered[g].set()
         loop.train_end = time.perf_counter()
@@ -371,7 +376,9 @@ class MasterWorkerEngine(Engine):
             if limit is None or loop.segment < limit:
                 return mw.REQUEUE, "requeue"
             return mw.STOP, "requeues"
-        late = core.time_limit is not None and loop.rec.elapsed() > core.time_limit - core.stop_margin
+        late = (
+            core.time_limit is not None and loop.rec.elapsed() > core.time_limit - core.stop_margin
+        )
         if late or head[mw.STOP_VOTE] > 0:
             return mw.STOP, "walltime"
         if loop.ttl_s is not None and core.stop_at_target:
