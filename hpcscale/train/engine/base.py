@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 
 from hpcscale.errors import PeerFailure
-
-if TYPE_CHECKING:
-    from hpcscale.train.config import CoreConfig
-    from hpcscale.train.loop import Loop
-    from hpcscale.train.mlperf import MLLog
-    from hpcscale.train.sync import GradBucket
 
 __all__ = ["Engine", "PeerFailure", "pick_device"]
 
@@ -48,13 +42,14 @@ class Engine(ABC):
     @abstractmethod
     def shutdown(self) -> None: ...
 
-    # What the loop asks of an engine beyond the collectives. The synchronous engines keep
+    # What the loop asks of an engine beyond the collectives (typed Any where the type lives
+    # above this module: the core's config, the loop, its bucket and MLPerf log). The synchronous engines keep
     # these defaults; an engine whose ranks do not all train alike (``master_worker``: a master
     # that applies and serves, workers that send gradients) overrides them.
     local_update: bool = True  # the loop applies the workload's update on this rank
     evaluates: bool = True  # this rank evaluates (the workload's evaluate) at the end
 
-    def configure(self, core: CoreConfig) -> None:
+    def configure(self, core: Any) -> None:
         """The core's options, before the workload is made (the engine's own options)."""
         return None
 
@@ -62,11 +57,11 @@ class Engine(ABC):
         """(rank, ranks) as the workload sees them: which share of the data is this rank's."""
         return self.rank, self.world_size
 
-    def exchange(self, bucket: GradBucket, values: Mapping[str, float]) -> dict[str, float]:
+    def exchange(self, bucket: Any, values: Mapping[str, float]) -> dict[str, float]:
         """The step's one exchange: gradients and ``values`` averaged over ranks."""
         return bucket.allreduce_mean(self, values)
 
-    def train(self, loop: Loop, mll: MLLog, local_samples: int) -> int:
+    def train(self, loop: Any, mll: Any, local_samples: int) -> int:
         """This rank's part of training (the loop's epochs); returns the last epoch."""
         return loop.run_epochs(mll, local_samples)
 
