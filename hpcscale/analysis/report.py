@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hpcscale.analysis import kinds, plots
+from hpcscale.analysis import kinds, master_worker, plots
 from hpcscale.analysis.fit import PowerLaw
 from hpcscale.analysis.results import PAPER, study_label, study_results, write_results
 from hpcscale.data.simulate import LABELS
@@ -45,6 +45,7 @@ def build_report(studies: list[Path], out: Path, fmt: str = "md") -> Path:
         if any((r.get("kind") or "scaling") == "scaling" for r in results):
             blocks += _scaling_section(results, scratch)
         blocks += _versus_section(results, scratch)
+        blocks += master_worker.section(results, scratch)
         for result in results:
             blocks += _study_section(result, scratch)
         blocks += _paper_section()

@@ -43,9 +43,10 @@ class Engine(ABC):
     def shutdown(self) -> None: ...
 
     # What the loop asks of an engine beyond the collectives (typed Any where the type lives
-    # above this module: the core's config, the loop, its bucket and MLPerf log). The synchronous engines keep
-    # these defaults; an engine whose ranks do not all train alike (``master_worker``: a master
-    # that applies and serves, workers that send gradients) overrides them.
+    # above this module: the core's config, the loop, its bucket and MLPerf log). The
+    # synchronous engines keep these defaults; an engine whose ranks do not all train alike
+    # (``master_worker``: a master that applies and serves, workers that send gradients)
+    # overrides them.
     local_update: bool = True  # the loop applies the workload's update on this rank
     evaluates: bool = True  # this rank evaluates (the workload's evaluate) at the end
 

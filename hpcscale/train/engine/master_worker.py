@@ -68,7 +68,17 @@ class MasterWorkerEngine(Engine):
         self.device = pick_device(jobenv.local_rank, device)
         os.environ.setdefault("MASTER_ADDR", jobenv.master_addr)
         os.environ.setdefault("MASTER_PORT", str(jobenv.master_port))
-        self.backend = "nccl" if self.device.type == "cuda" else "gloo"
+        # NCCL wants one GPU per rank; ranks sharing a GPU (more per node than GPUs: the
+        # bookkeeping runs of one GPU) talk through Gloo, staging messages in host memory.
+        per_node = int(
+            os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("HPCSCALE_RANKS_PER_NODE") or 1
+        )
+        cuda = self.device.type == "cuda"
+        shared = cuda and per_node > torch.cuda.device_count()
+        self.backend = os.environ.get("HPCSCALE_MW_BACKEND") or (
+            "nccl" if cuda and not shared else "gloo"
+        )
+        self.comm = self.device if self.backend == "nccl" else torch.device("cpu")
         os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
         kwargs = {"device_id": self.device} if self.backend == "nccl" else {}
         dist.init_process_group(
@@ -113,20 +123,20 @@ class MasterWorkerEngine(Engine):
     def broadcast_parameters(self, module: torch.nn.Module) -> None:
         with torch.no_grad():
             for tensor in list(module.parameters()) + list(module.buffers()):
-                self._call(dist.broadcast, tensor, src=0)
+                self._staged(dist.broadcast, tensor, src=0)
 
     def allreduce_mean_(self, flat: torch.Tensor) -> None:
         if self.teams and self.group is not None:
-            self._call(dist.all_reduce, flat, group=self.teams[self.group])
+            self._staged(dist.all_reduce, flat, group=self.teams[self.group])
             flat.div_(self.size)
 
     def allreduce_sum_(self, flat: torch.Tensor) -> None:
         if self.teams and self.group is not None:
-            self._call(dist.all_reduce, flat, group=self.teams[self.group])
+            self._staged(dist.all_reduce, flat, group=self.teams[self.group])
 
     def barrier(self) -> None:
         """Every live rank has written its status: teams meet, leaders tell the master."""
-        token = torch.zeros(1, device=self.device)
+        token = torch.zeros(1, device=self.comm)
         if self.rank == 0:
             for g, m in enumerate(self.members):
                 if g in self.stats.get("lost", {}):
@@ -151,7 +161,7 @@ class MasterWorkerEngine(Engine):
         if self.rule == "easgd" and loop.step % self.core.easgd_period:
             return means
         n = bucket.n_grads
-        reply = torch.zeros(mw.REPLY_HEAD + n, device=self.device)
+        reply = torch.zeros(mw.REPLY_HEAD + n, device=self.comm)
         t = time.perf_counter()
         if self.leader:
             head = torch.zeros(mw.HEAD, device=self.device)
@@ -166,7 +176,7 @@ class MasterWorkerEngine(Engine):
                 payload = self.weights
             else:
                 payload = bucket.grads
-            msg = torch.cat([head, payload, bucket.flat[n:]])
+            msg = torch.cat([head, payload, bucket.flat[n:]]).to(self.comm)
             self._call(dist.send, msg, dst=0, group=self.pairs[self.group])
             self._call(dist.recv, reply, src=0, group=self.pairs[self.group])
         if self.teams:
@@ -174,7 +184,7 @@ class MasterWorkerEngine(Engine):
             self._call(dist.broadcast, reply, src=leader, group=self.teams[self.group])
         wait = time.perf_counter() - t
         self.wait_s += wait
-        head, weights = reply[: mw.REPLY_HEAD].tolist(), reply[mw.REPLY_HEAD :]
+        head, weights = reply[: mw.REPLY_HEAD].tolist(), reply[mw.REPLY_HEAD :].to(self.device)
         self.version = int(head[mw.R_VERSION])
         with torch.no_grad():
             if self.rule == "easgd":
@@ -234,7 +244,7 @@ class MasterWorkerEngine(Engine):
             self.version = int(self.resumed.get("version", 0))
         epoch = loop.run_epochs(mll, local_samples)
         if self.leader and not self.stopped_by_master:
-            head = torch.zeros(mw.HEAD + loop.bucket.flat.numel(), device=self.device)
+            head = torch.zeros(mw.HEAD + loop.bucket.flat.numel(), device=self.comm)
             head[mw.KIND], head[mw.STEP], head[mw.WAIT_S] = mw.DONE, loop.step, self.wait_s
             self._call(dist.send, head, dst=0, group=self.pairs[self.group])
         return epoch
@@ -249,7 +259,7 @@ class MasterWorkerEngine(Engine):
         def receive(g: int) -> None:
             try:
                 while True:
-                    msg = torch.zeros(size, device=self.device)
+                    msg = torch.zeros(size, device=self.comm)
                     dist.recv(msg, src=self.members[g][0], group=self.pairs[g])
                     arrivals.put((g, "msg", msg, loop.rec.elapsed()))
                     if msg[mw.KIND].item() == mw.DONE:
@@ -296,6 +306,7 @@ class MasterWorkerEngine(Engine):
                 self.finished[g] = "done"
                 continue
             t = time.perf_counter()
+            msg = msg.to(self.device)
             payload, slots = msg[mw.HEAD : mw.HEAD + n], msg[mw.HEAD + n :]
             pulled = int(head[mw.VERSION])
             if self.rule == "downpour":
@@ -321,7 +332,7 @@ class MasterWorkerEngine(Engine):
                 torch.tensor([self.ledger.version, code, float(applied), stale],
                              dtype=torch.float32, device=self.device),
                 reply_weights,
-            ])  # fmt: skip
+            ]).to(self.comm)  # fmt: skip
             loop.rec.write(
                 "update", worker=g, worker_step=int(head[mw.STEP]), version=self.ledger.version,
                 pulled=pulled, staleness=stale, applied=applied, apply_s=took,
@@ -413,6 +424,15 @@ class MasterWorkerEngine(Engine):
 
     def restore(self, state: dict[str, Any]) -> None:
         self.resumed = dict(state)
+
+    def _staged(self, fn, tensor: torch.Tensor, **kwargs: Any) -> None:  # type: ignore[no-untyped-def]
+        """``fn`` on ``tensor``, through host memory where the backend cannot take it."""
+        if tensor.device == self.comm:
+            self._call(fn, tensor, **kwargs)
+            return
+        host = tensor.to(self.comm)
+        self._call(fn, host, **kwargs)
+        tensor.copy_(host)
 
     @staticmethod
     def _call(fn, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
