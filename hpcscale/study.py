@@ -30,6 +30,7 @@ from hpcscale.schedulers.jobs import job_script, make_executor, plan_job
 from hpcscale.schedulers.jobs import job_state as scheduler_state
 from hpcscale.sites.models import Site
 from hpcscale.train.config import CoreConfig, parse
+from hpcscale.train.engine import mw_shape
 from hpcscale.train.entry import TrainTask
 from hpcscale.train.records import summarize
 
@@ -261,6 +262,7 @@ def resolve_job(site: Site, point: Point, model: str, args: Sequence[str]) -> Jo
     plan = plan_job(site, point.request)
     every = (*args, *point.args)
     core, config = parse(train_args(site, plan, data="-", out="-", model=model, extra=every))
+    mw_shape.check(core, plan.ranks)
     return Job(point, plan, model, every, core, config)
 
 

@@ -33,14 +33,16 @@ import queue
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 
-from hpcscale.errors import PeerFailure, UserError
+from hpcscale.errors import PeerFailure
 from hpcscale.train import checkpoint
 from hpcscale.train.engine import mw_rules as mw
+from hpcscale.train.engine import mw_shape
 from hpcscale.train.engine.base import Engine, pick_device
 from hpcscale.train.jobenv import JobEnvironment
 
@@ -60,11 +62,8 @@ class MasterWorkerEngine(Engine):
             jobenv.world_size,
             jobenv.local_rank,
         )
-        if self.world_size < 2:
-            raise UserError(
-                "engine master-worker needs at least 2 ranks (rank 0 the master, ranks 1… "
-                f"the workers); this job has {self.world_size}"
-            )
+        if self.world_size < 2:  # before any communicator: one rank has no master to wait for
+            mw_shape.check(SimpleNamespace(engine="master-worker", group_size=1), 1)
         self.device = pick_device(jobenv.local_rank, device)
         os.environ.setdefault("MASTER_ADDR", jobenv.master_addr)
         os.environ.setdefault("MASTER_PORT", str(jobenv.master_port))
@@ -96,12 +95,8 @@ class MasterWorkerEngine(Engine):
 
     # -- set-up ---------------------------------------------------------------------------------
     def configure(self, core: CoreConfig) -> None:
+        mw_shape.check(core, self.world_size)
         size, workers = core.group_size, self.world_size - 1
-        if workers % size:
-            raise UserError(
-                f"--group-size {size}: the {workers} worker ranks (all but the master) do not "
-                f"split into groups of {size}; use 1 + a multiple of {size} ranks"
-            )
         self.core = core
         self.rule, self.size = core.update_rule, size
         self.local_update = self.rule == "easgd"
