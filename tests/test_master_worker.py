@@ -15,6 +15,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from conftest import cli, rank_pids, tiny_events, tiny_site  # noqa: E402
+
 from hpcscale import workloads  # noqa: E402
 from hpcscale.data.generate import generate  # noqa: E402
 from hpcscale.train.engine import mw_rules as mw  # noqa: E402
@@ -207,3 +209,43 @@ def test_a_dead_worker_does_not_stop_the_job(events, tmp_path):
     per = summary["master_worker"]["per_worker"]
     assert per["1"]["status"] == "lost" and per["0"]["status"] == "done"
     assert summary["val_accuracy"] is not None
+
+
+def test_walltime_requeue_resumes_from_the_masters_checkpoint(fake_scheduler, tmp_path):
+    """USR2 → the master's verdict is requeue → it checkpoints (its model, optimizer, version and
+    each worker's step) → the job is requeued → every rank resumes from that checkpoint."""
+    sites = tiny_site(tmp_path / "sites", "fake-slurm", "events: 200, epochs: 3")
+    data = tiny_events(tmp_path / "events", 200, seed=4)
+    study = tmp_path / "study"
+    res = cli(
+        *f"submit --site fake-slurm --ranks 2 --engine master-worker --data {data}".split(),
+        *f"--study {study} --sites-dir {sites} --no-stop-at-target".split(),
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    job = study / "jobs" / "2r"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        log = job / "rank-1.jsonl"
+        if log.exists() and log.read_text().count('"kind": "pull"') >= 6:
+            break
+        time.sleep(0.3)
+    else:
+        pytest.fail("the worker never got to step 6")
+    for pid in rank_pids(job):
+        os.kill(pid, signal.SIGUSR2)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (job / "summary.json").exists():
+        time.sleep(0.5)
+    summary = json.loads((job / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["segments"] == 2, summary["failures"]
+    assert summary["stop_reason"] == "epochs"
+    worker = read_records(job / "rank-1.jsonl")
+    steps = [r["step"] for r in worker if r["kind"] == "step"]
+    assert steps == list(range(1, len(steps) + 1))  # each step once, across both segments
+    (end,) = [r for r in worker if r["kind"] == "segment_end"]
+    assert 0 < end["step"] < len(steps)
+    updates = [r for r in read_records(job / "rank-0.jsonl") if r["kind"] == "update"]
+    assert [r["version"] for r in updates] == list(range(1, len(steps) + 1))
+    assert summary["master_worker"]["updates"] == summary["steps"] == len(steps)
