@@ -249,3 +249,41 @@ def test_walltime_requeue_resumes_from_the_masters_checkpoint(fake_scheduler, tm
     updates = [r for r in read_records(job / "rank-0.jsonl") if r["kind"] == "update"]
     assert [r["version"] for r in updates] == list(range(1, len(steps) + 1))
     assert summary["master_worker"]["updates"] == summary["steps"] == len(steps)
+
+
+def test_a_study_of_both_engines_and_one_report(showers, tmp_path):
+    """`submit --ranks 2,3 --engine master-worker` and the same synchronous, one report of both
+    (the local site declared with 4 cores: 3 ranks share the machine's 2)."""
+    sites = tmp_path / "sites"
+    sites.mkdir()
+    (sites / "local-4.yaml").write_text(
+        "scheduler: {kind: local, exclusive: false}\nlauncher: {kind: local}\nengine: torch\n"
+        "node: {cpu: test, arch: x86_64, sockets: 1, cores_per_socket: 4, memory_gb: 8}\n"
+        "limits: {max_nodes: 1, max_walltime: '01:00:00'}\n"
+    )
+    common = [
+        "--site", "local-4", "--sites-dir", str(sites), "--ranks", "2,3", "--model",
+        "3dgan-small", "--data", str(showers), "--max-events", "96", "--epochs", "1",
+        "--fom-every", "4", "--fom-showers", "8", "--ttl-window", "3", "--no-stop-at-target",
+    ]  # fmt: skip
+    for engine in ("master-worker", "torch"):
+        res = cli("submit", *common, "--engine", engine, "--study", str(tmp_path / engine))
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    mw_jobs = {}
+    for label in ("2r", "3r"):
+        summary = json.loads(
+            (tmp_path / "master-worker" / "jobs" / label / "summary.json").read_text()
+        )
+        assert (
+            summary["status"] == "completed" and summary["provenance"]["engine"] == "master-worker"
+        )
+        mw_jobs[label] = summary["master_worker"]
+    assert mw_jobs["2r"]["workers"] == 1 and mw_jobs["3r"]["workers"] == 2
+    assert mw_jobs["2r"]["staleness"] == {"0": mw_jobs["2r"]["updates"]}
+    assert sum(mw_jobs["3r"]["staleness"].values()) == mw_jobs["3r"]["updates"]
+    res = cli("report", str(tmp_path / "master-worker"), str(tmp_path / "torch"), "--out",
+              str(tmp_path / "report"))  # fmt: skip
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "## Master/worker" in text and "Beside the synchronous engine" in text
+    assert "master-worker-" in text and any((tmp_path / "report").glob("master-worker-*.png"))
