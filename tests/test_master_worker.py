@@ -287,3 +287,29 @@ def test_a_study_of_both_engines_and_one_report(showers, tmp_path):
     text = (tmp_path / "report" / "report.md").read_text()
     assert "## Master/worker" in text and "Beside the synchronous engine" in text
     assert "master-worker-" in text and any((tmp_path / "report").glob("master-worker-*.png"))
+
+
+def test_the_masters_death_ends_the_job_with_a_truthful_summary(events, tmp_path):
+    from hpcscale.train.records import summarize
+
+    out = tmp_path / "job"
+    args = ["--data", str(events), "--model", "jishnet-small", "--epochs", "3",
+            "--engine", "master-worker", "--out", str(out)]  # fmt: skip
+    procs = _spawn(3, args)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        path = out / "rank-0.jsonl"
+        if path.exists() and sum(r["kind"] == "update" for r in read_records(path)) >= 4:
+            break
+        time.sleep(0.2)
+    procs[0].send_signal(signal.SIGKILL)
+    for p in procs:
+        p.communicate(timeout=300)
+    assert [p.returncode for p in procs[1:]] == [1, 1]  # both workers stopped, not hung
+    summary = summarize(out, 3)  # what `hpcscale collect` writes when rank 0 died
+    assert summary["status"] == "failed"
+    assert (
+        summary["failure"]["rank"] == 0 and "died without a status" in summary["failure"]["reason"]
+    )
+    workers = [f for f in summary["failures"] if f["rank"] in (1, 2)]
+    assert len(workers) == 2 and all(f.get("peer") for f in workers)
