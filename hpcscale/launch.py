@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,17 @@ def job_path(path: str | None) -> str | None:
 def points(spec: StudySpec, folder: Path) -> list[Point]:
     """The study's jobs: every size × every point of the sweep grid × every fold (an
     optimisation adds its trials as it goes, ``optimize.driver``)."""
+    out = [
+        replace(point, label=f"{point.label or tag}-rep{i + 1}", repeat=i + 1)
+        if spec.repeats > 1 else point
+        for point, tag in _points(spec, folder)
+        for i in range(spec.repeats)
+    ]  # fmt: skip
+    return out
+
+
+def _points(spec: StudySpec, folder: Path) -> list[tuple[Point, str]]:
+    """Every point once, with the label of its size (``2r``)."""
     out = []
     for size in spec.sizes:
         request = Request(**{spec.size_key: size}, walltime=spec.walltime)  # type: ignore[arg-type]
@@ -107,11 +118,11 @@ def points(spec: StudySpec, folder: Path) -> list[Point]:
             args = tuple(point_args(params))
             if not spec.kfold:
                 label = base if params else None  # a plain size keeps its label (8g, 2r)
-                out.append(Point(request, label, args, params=params))
+                out.append((Point(request, label, args, params=params), tag))
                 continue
             for i in range(spec.kfold):
                 data = str(Path(folder).absolute() / "folds" / f"fold-{i}")
-                out.append(Point(request, f"{base}-fold{i}", args, data, params, fold=i))
+                out.append((Point(request, f"{base}-fold{i}", args, data, params, fold=i), tag))
     return out
 
 
@@ -120,14 +131,15 @@ def resolve(spec: StudySpec, folder: Path, sites_dir: list[Path] | None, where: 
     as its ranks will parse them (a bad sweep value is refused here, naming ``where`` and the
     job), and an optimisation's search space checked against the model's options."""
     site = study_site(spec, sites_dir)
-    model = workloads.check_name(spec.model or site.training.model)
+    command = spec.command or ()  # a training command's study: the wrapper's options
+    model = "command" if command else workloads.check_name(spec.model or site.training.model)
     args = spec.train_args()
     size = Request(**{spec.size_key: spec.sizes[0]}, walltime=spec.walltime)  # type: ignore[arg-type]
-    shape = resolve_job(site, Point(size), model, args)
+    shape = resolve_job(site, Point(size), model, args, command)
     jobs = []
     for point in points(spec, folder) if spec.optimize is None else []:
         try:
-            jobs.append(resolve_job(site, point, model, args))
+            jobs.append(resolve_job(site, point, model, args, command))
         except UserError as exc:
             if not point.args:
                 raise
@@ -203,6 +215,8 @@ def prepare_data(launch: Launch, dry_run: bool) -> str:
     """The data path the jobs get (made absolute), after generating the site's default set if
     none was given, checking it, and writing the K fold data sets."""
     site, data = launch.site, launch.data
+    if launch.spec.command:  # the command reads its own data; the jobs get the study folder
+        return str(job_path(str(data)) if data is not None else Path(launch.folder).absolute())
     if launch.spec.kfold and data is not None and "$" in str(data):
         raise UserError(
             f"--kfold: --data {data} has a variable; K-fold writes the folds from the data set "

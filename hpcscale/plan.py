@@ -182,6 +182,28 @@ def plan_job(site: Site, request: Request, scheduler: SchedulerRules) -> JobPlan
     return plan
 
 
+def check_model_parallel(site: Site, plan: JobPlan, k: int) -> None:
+    """Refuse a job whose ranks cannot form pipelines of ``k`` consecutive ranks on one node,
+    one GPU each (``--model-parallel``)."""
+    if k == 1:
+        return
+    if plan.ranks % k:
+        raise PlanError(
+            f"--model-parallel {k} needs a number of ranks that {k} divides (got {plan.ranks})"
+        )
+    if plan.ranks_per_node % k:
+        raise PlanError(
+            f"--model-parallel {k}: site {site.name} runs {plan.ranks_per_node} rank(s) per "
+            f"node, and a pipeline's {k} stages must share a node; use a K that divides "
+            f"{plan.ranks_per_node}"
+        )
+    if plan.gpus and plan.ranks_per_gpu > 1:
+        raise PlanError(
+            f"--model-parallel {k}: site {site.name} puts {plan.ranks_per_gpu} ranks on each "
+            "GPU; a pipeline's stages need a GPU each"
+        )
+
+
 def _check_nodes(
     site: Site, request: Request, ranks: int, nodes: int, per_node: int, node_gpus: int
 ) -> None:

@@ -7,14 +7,17 @@ Without ``--data``, the site's default synthetic data set is generated once into
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpcscale import workloads
+from hpcscale.command.jobs import command_argv, rank_command
+from hpcscale.command.summary import summarize_command
 from hpcscale.errors import UserError
 from hpcscale.fsutil import atomic_write, cache_root
 from hpcscale.render.script import JobSpec, train_command
@@ -33,6 +36,10 @@ def default_data(
     use and cached: the site's training block describes it when the model trains on the site's
     kind of data, else the model's kind's default size."""
     w = site.training
+    if not workloads.spec(model or w.model).generator:  # it stages its own data
+        folder = cache_root() / "no-data"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
     kind = workloads.data_kind(model or w.model)
     if kind == workloads.data_kind(w.model):
         events = w.events
@@ -56,16 +63,26 @@ def default_data(
 def local_script(site: Site, job: Job, data: Path, out: Path) -> str:
     """The script `hpcscale run` runs: the site's template, ranks started by its launcher
     (torch.distributed.run), each running the training core."""
-    command = train_command(
-        site,
-        job.plan,
-        data=str(data),
-        out=str(out),
-        model=job.model,
-        python=sys.executable,
-        extra=["--job", out.name, *job.args],
-    )
+    if job.command:  # a training command, measured on every rank
+        argv = command_argv(site, job.plan, out=str(out), command=job.command, job=out.name,
+                            extra=job.args)  # fmt: skip
+        command = rank_command(sys.executable, argv)
+    else:
+        command = train_command(
+            site, job.plan, data=str(data), out=str(out), model=job.model,
+            python=sys.executable, extra=["--job", out.name, *job.args],
+        )  # fmt: skip
     return render_script(site, job.plan, JobSpec(name=out.name, command=command))
+
+
+def absolute_pythonpath(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment with PYTHONPATH's relative entries made absolute: the job runs in its
+    own folder, where ``PYTHONPATH=plugins`` typed in the user's folder would find nothing."""
+    env = dict(environ)
+    if env.get("PYTHONPATH"):
+        parts = env["PYTHONPATH"].split(os.pathsep)
+        env["PYTHONPATH"] = os.pathsep.join(str(Path(p).absolute()) if p else p for p in parts)
+    return env
 
 
 def run_local(site: Site, job: Job, data: Path, out: Path) -> tuple[int, dict[str, Any]]:
@@ -84,8 +101,12 @@ def run_local(site: Site, job: Job, data: Path, out: Path) -> tuple[int, dict[st
     # job.log; the summary says what failed, in a line per rank.
     with open(out / "job.log", "wb") as log:
         rc = subprocess.run(
-            ["bash", str(script)], cwd=out, stdout=log, stderr=subprocess.STDOUT
-        ).returncode
-    summary = summarize(out, job.plan.ranks)
+            ["bash", str(script)], cwd=out, stdout=log, stderr=subprocess.STDOUT,
+            env=absolute_pythonpath(os.environ),
+        ).returncode  # fmt: skip
+    if job.command:
+        summary = summarize_command(out, job.plan.ranks)
+    else:
+        summary = summarize(out, job.plan.ranks)
     summary["wall_s"] = time.time() - start
     return rc, summary

@@ -1,6 +1,6 @@
 """A study is a file: the typed study spec (YAML) that ``hpcscale submit SPEC`` runs.
 
-What a study varies is data (DESIGN.md, "Study"): the sizes, a sweep over training options, K
+What a study varies is data (ARCHITECTURE.md, "Contracts"): the sizes, a sweep over options, K
 folds of the events, or a search space to optimise. The command-line flags of ``submit`` and
 ``optimize`` write the same spec, and the study folder keeps it as ``STUDY/study.yaml`` beside
 its manifest, so ``hpcscale submit --like STUDY --site OTHER`` repeats a study elsewhere::
@@ -11,6 +11,7 @@ its manifest, so ``hpcscale submit --like STUDY --site OTHER`` repeats a study e
     options: [--epochs, "2"]        # more options of the training core, as typed
     sweep: {batch: [4, 8, 16]}      # a grid: every combination is one job per size
     kfold: 3                        # K folds of the events: K jobs per point
+    repeats: 3                      # every job R times (label suffix -rep1 … -rep3)
     optimize:                       # a search (hpcscale optimize); see SearchSpace
       method: gp
       space: {lr: {low: 1.0e-4, high: 1.0e-1, log: true}}
@@ -173,11 +174,17 @@ class StudySpec(BaseModel):
     options: list[str] = Field(default_factory=list)
     sweep: dict[Option, list[Value]] = Field(default_factory=dict)
     kfold: int | None = Field(None, ge=2, le=100)
+    repeats: int = Field(1, ge=1, le=100)
     optimize: Optimize | None = None
     requests: Requests = Field(default_factory=Requests)
+    # a training command run unmodified on every rank and measured (``hpcscale.command``);
+    # ``options`` are then the measuring wrapper's (--target, --target-loss, --ttl-window)
+    command: list[str] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> StudySpec:
+        if self.command is not None:
+            check_command(self)
         given = [k for k in SIZE_KEYS if getattr(self, k)]
         if len(given) != 1:
             raise ValueError("give exactly one of gpus, nodes or ranks (a list of sizes)")
@@ -246,6 +253,21 @@ class StudySpec(BaseModel):
         names = list(self.sweep)
         return [dict(zip(names, combo, strict=True))
                 for combo in itertools.product(*self.sweep.values())]  # fmt: skip
+
+
+def check_command(spec: StudySpec) -> None:
+    """A study of a training command: the command given, and nothing that only the training
+    core can do."""
+    if not spec.command or not all(isinstance(a, str) and a for a in spec.command):
+        raise ValueError("command: give the command as a list of words, e.g. [python, train.py]")
+    if "\x00" in "".join(spec.command):
+        raise ValueError("command: a word holds a NUL character")
+    for name in ("model", "sweep", "kfold", "optimize"):
+        if getattr(spec, name):
+            raise ValueError(
+                f"{name}: a study of a command runs the command as given; {name} is the "
+                "training core's (give it to the command, or drop the command)"
+            )
 
 
 def point_args(params: dict[str, Value]) -> list[str]:

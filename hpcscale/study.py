@@ -20,16 +20,19 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from hpcscale import __version__
+from hpcscale.command.config import parse as parse_command
+from hpcscale.command.jobs import command_argv
+from hpcscale.command.task import CommandTask
 from hpcscale.data.manifest import is_data_manifest
 from hpcscale.errors import UserError
 from hpcscale.fsutil import atomic_write, atomic_write_json, folder_lock
 from hpcscale.messages import describe
-from hpcscale.plan import JobPlan, Request
+from hpcscale.plan import JobPlan, Request, check_model_parallel
 from hpcscale.render.script import JobSpec, train_args
 from hpcscale.schedulers.jobs import job_script, make_executor, plan_job
 from hpcscale.schedulers.jobs import job_state as scheduler_state
 from hpcscale.sites.models import Site
-from hpcscale.train.config import CoreConfig, parse
+from hpcscale.train.config import parse
 from hpcscale.train.engine import mw_shape
 from hpcscale.train.entry import TrainTask
 from hpcscale.train.records import summarize
@@ -59,6 +62,7 @@ class JobRecord(BaseModel):
     trial: int | None = None
     generation: int | None = None
     value: float | None = None  # an optimisation's figure of merit for this trial
+    repeat: int | None = None  # which of a study's --repeats (1-based; None: not repeated)
 
 
 class StudyManifest(BaseModel):
@@ -202,17 +206,25 @@ def study_job(
     model: str | None,
     args: Sequence[str],
     label: str | None = None,
+    command: Sequence[str] = (),
 ) -> tuple[JobSpec, Path, str]:
     """One job of a study: its spec, its submitit folder and the script it submits (the one
     script ``render``, ``submit --dry-run`` and ``submit`` all show and submit). ``label``: the
     job's name in the study (default: its size's, ``plan.label``); ``model`` None: the site's."""
     label = label or plan.label
     job_dir = Path(study) / "jobs" / label
-    spec = JobSpec(
-        name=f"hpcscale-{site.name}-{label}",
-        command=["true"],  # replaced by submitit's rank command
-        rank_args=rank_argv(site, plan, study_id, data, job_dir, model, args, label),
-    )
+    name = f"hpcscale-{site.name}-{label}"
+    if command:  # the rank measures the command (hpcscale.command)
+        argv = command_argv(site, plan, out=str(job_dir), command=command, study=study_id,
+                            job=label, extra=args)  # fmt: skip
+        spec = JobSpec(name, ["true"], rank_args=argv,
+                       rank_what="the measured command (hpcscale.command)")  # fmt: skip
+    else:
+        spec = JobSpec(
+            name=name,
+            command=["true"],  # replaced by submitit's rank command
+            rank_args=rank_argv(site, plan, study_id, data, job_dir, model, args, label),
+        )
     folder = job_dir / "submitit"
     return spec, folder, job_script(site, plan, spec, folder)
 
@@ -234,6 +246,7 @@ class Point:
     fold: int | None = None
     trial: int | None = None
     generation: int | None = None
+    repeat: int | None = None  # which of the study's --repeats
 
 
 @dataclass(frozen=True)
@@ -247,21 +260,30 @@ class Job:
     plan: JobPlan
     model: str
     args: tuple[str, ...]
-    core: CoreConfig
+    core: Any  # CoreConfig; a command's job: the measuring wrapper's CommandConfig
     config: Any
+    command: tuple[str, ...] = ()  # a training command run on every rank (hpcscale.command)
 
     @property
     def label(self) -> str:
         return self.point.label or self.plan.label
 
 
-def resolve_job(site: Site, point: Point, model: str, args: Sequence[str]) -> Job:
+def resolve_job(
+    site: Site, point: Point, model: str, args: Sequence[str], command: Sequence[str] = ()
+) -> Job:
     """The job ``point`` of a study on ``site``: planned (a size the site cannot hold is refused)
     and its options parsed as the ranks will parse them (an unknown option or a bad value is
-    refused here, in one line, not in every rank after the job starts)."""
+    refused here, in one line, not in every rank after the job starts). ``command``: a training
+    command's job, its options the measuring wrapper's."""
     plan = plan_job(site, point.request)
     every = (*args, *point.args)
+    if command:
+        argv = command_argv(site, plan, out="-", command=command, extra=every)
+        wrapper, _ = parse_command(argv)
+        return Job(point, plan, "command", every, wrapper, None, tuple(command))
     core, config = parse(train_args(site, plan, data="-", out="-", model=model, extra=every))
+    check_model_parallel(site, plan, core.model_parallel)
     mw_shape.check(core, plan.ranks)
     return Job(point, plan, model, every, core, config)
 
@@ -359,6 +381,7 @@ def _record(job: Job, state: str) -> JobRecord:
         fold=point.fold,
         trial=point.trial,
         generation=point.generation,
+        repeat=point.repeat,
     )
 
 
@@ -378,8 +401,9 @@ def _submit_one(
         _archive(job_dir)  # a re-submit keeps the earlier attempt's records beside the new ones
     job_dir.mkdir(parents=True, exist_ok=True)
     spec, submitit_dir, script = study_job(
-        site, plan, study, manifest.study, job.point.data or data, job.model, job.args, label
-    )
+        site, plan, study, manifest.study, job.point.data or data, job.model, job.args, label,
+        job.command,
+    )  # fmt: skip
     atomic_write(job_dir / "job.sh", script)
     record = _record(job, "dry-run" if dry_run else "planned")
     manifest.jobs = [record if j.label == label else j for j in manifest.jobs]
@@ -387,7 +411,8 @@ def _submit_one(
     if dry_run:
         return record, None
     try:
-        submitted = make_executor(site, plan, spec, submitit_dir).submit(TrainTask(spec.rank_args))
+        task = CommandTask(spec.rank_args) if job.command else TrainTask(spec.rank_args)
+        submitted = make_executor(site, plan, spec, submitit_dir).submit(task)
     except Exception as exc:
         record.state, record.error = "submit-failed", _one_line(exc)
         save(study, manifest)
@@ -490,7 +515,8 @@ def job_state(study: Path, manifest: StudyManifest, record: JobRecord) -> str:
 def point_fields(record: JobRecord) -> dict[str, Any]:
     """What sets a job apart in a study beyond its size (empty for a scaling study's)."""
     fields = {"params": record.params, "fold": record.fold, "trial": record.trial,
-              "generation": record.generation, "value": record.value}  # fmt: skip
+              "generation": record.generation, "value": record.value,
+              "repeat": record.repeat}  # fmt: skip
     return {k: v for k, v in fields.items() if v not in (None, {})}
 
 

@@ -124,7 +124,7 @@ def print_summary(s: dict, folder: Path) -> None:
         str(s.get("stop_reason")),
     )
     out.print(table)
-    for line in timing_lines(s):
+    for line in timing_lines(s) + pipeline_lines(s):
         out.print(line)
     if s.get("confusion_percent"):
         from hpcscale.data.simulate import LABELS  # imports numpy: not at `hpcscale --help`
@@ -175,6 +175,47 @@ def timing_lines(s: dict) -> list[str]:
             line += f"; TTL of the training phase {duration_text(s['ttl_train_s'])}"
         lines.append(line)
     return lines
+
+
+def pipeline_lines(s: dict) -> list[str]:
+    """A model-parallel job's stages (``--model-parallel``): the cut, each stage's compute per
+    step, its idle (bubble) fraction, the bytes it sends and its device's peak memory."""
+    p = s.get("pipeline")
+    if not p:
+        return []
+    lines = [
+        f"pipeline: {p['stages']} stages × {plural(p['groups'], 'data-parallel group')} "
+        f"({p['devices']} devices), {p['schedule']}, {p['micro_batches']} micro-batches, cut "
+        f"after {', '.join(p['cuts'])}; bubble {100 * p['bubble_fraction']:.0f} %, "
+        f"{_bytes_text(p['activation_bytes_per_step'])} of activations and "
+        f"{_bytes_text(p['gradient_bytes_per_step'])} of their gradients sent per step"
+    ]
+    for st in p["per_stage"]:
+        peak = st.get("peak_memory_gib")
+        memory = (
+            f"peak {peak:.2f} GiB on the device"
+            if peak is not None
+            else f"peak RSS {st.get('peak_rss_gib') or 0:.2f} GiB"
+        )
+        lines.append(
+            f"  stage {st['stage']} ({'+'.join(st['parts']) or '-'}, "
+            f"{params_text_count(st['parameters'])} parameters): compute "
+            f"{1e3 * st['stage_compute_s']:.1f} ms of {1e3 * st['pipeline_s']:.1f} ms per step, "
+            f"bubble {100 * st['bubble_fraction']:.0f} %, sends "
+            f"{_bytes_text(st['activation_bytes'] + st['gradient_bytes'])}, {memory}"
+        )
+    return lines
+
+
+def params_text_count(n: int) -> str:
+    return f"{n / 1e6:.2f} M" if n >= 10**6 else f"{n / 1e3:.1f} k" if n >= 1000 else str(n)
+
+
+def _bytes_text(n: float) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:.0f} B"
 
 
 def ttl_unset_reason(s: dict) -> str:

@@ -226,7 +226,8 @@ def test_an_unknown_workload_is_one_line_and_exit_2(tmp_path):
     path = write(tmp_path, bad)
     assert msg == (
         f"{path}: training.model: '4dgan' is unknown; choose one of jishnet, jishnet-small, "
-        "scnet, scnet-small, 3dgan, 3dgan-small, cms-jets, cms-jets-small"
+        "scnet, scnet-small, 3dgan, 3dgan-small, cms-jets, cms-jets-small, or give a class as "
+        "package.module:Class (`hpcscale workloads` lists every name)"
     )
     res = cli("sites", "validate", str(path))
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr

@@ -45,12 +45,12 @@ PACKAGE = ROOT / "hpcscale"
 LAYERS: list[list[str]] = [
     ["hpcscale", "hpcscale.errors", "hpcscale.messages", "hpcscale.fmt", "hpcscale.envref",
      "hpcscale.resources", "hpcscale.fsutil", "hpcscale.registry"],
-    ["hpcscale.workloads"],
+    ["hpcscale.workloads", "hpcscale.workloads.plugins"],
     ["hpcscale.sites.models", "hpcscale.sites.yamlload", "hpcscale.data"],
     ["hpcscale.plan"],
     ["hpcscale.containers", "hpcscale.launchers"],
     ["hpcscale.render"],
-    ["hpcscale.train"],
+    ["hpcscale.train", "hpcscale.command", "hpcscale.track"],
     ["hpcscale.workloads."],  # the workload modules (the registry itself is layer 1)
     ["hpcscale.schedulers"],
     ["hpcscale.sites"],  # the loader: it asks every backend for its refusals

@@ -99,7 +99,9 @@ def test_a_workload_from_the_tests_trains_on_two_gloo_ranks(tmp_path):
         assert row["global_mae"] == pytest.approx(mean)
 
 
-CORE = ("loop", "records", "checkpoint", "sync", "workload", "config", "entry")
+CORE = (
+    "loop", "records", "checkpoint", "sync", "workload", "config", "entry", "pipeline", "stages",
+)  # fmt: skip
 
 
 @pytest.mark.parametrize("module", CORE)
@@ -224,7 +226,8 @@ def test_an_unknown_model_is_one_line_naming_the_flag_and_the_names():
         workloads.spec("resnet", "--workload")
     assert str(info.value) == (
         "--workload 'resnet' is unknown; choose one of jishnet, jishnet-small, scnet, "
-        "scnet-small, 3dgan, 3dgan-small, cms-jets, cms-jets-small"
+        "scnet-small, 3dgan, 3dgan-small, cms-jets, cms-jets-small, or give a class as "
+        "package.module:Class (`hpcscale workloads` lists every name)"
     )
     with pytest.raises(UserError, match=r"^--model 'jishnet-tiny' is unknown"):
         workloads.data_kind("jishnet-tiny")
@@ -246,7 +249,8 @@ def test_listing_and_checking_names_imports_no_workload_and_no_torch():
         "workloads.names(); workloads.check_name('3dgan'); workloads.spec('cms-jets-small')\n"
         "assert workloads.data_kind('3dgan-small') == 'calo3d'\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'\n"
-        "             or m.startswith('hpcscale.workloads.')))\n"
+        "             or m.startswith('hpcscale.workloads.')\n"
+        "             and m != 'hpcscale.workloads.plugins'))\n"  # the plug-in lookup: light
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT

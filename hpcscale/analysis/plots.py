@@ -261,6 +261,51 @@ def time_split(result: dict[str, Any], out: Path) -> Path | None:
     return _save(plt, fig, out)
 
 
+def noise_scale(result: dict[str, Any], out: Path) -> Path | None:
+    """B_noise (smoothed, from the jobs' gradients) against the step, one line per job, with
+    each job's global batch B dashed: where B < B_noise, a larger batch still saves steps."""
+    series = []
+    for job in result["jobs"]:
+        rows = [r for r in _sync_rows(job) if r.get("b_noise") is not None]
+        if rows:
+            series.append((job, [r["step"] for r in rows], [r["b_noise"] for r in rows]))
+    if not series:
+        return None
+    plt, fig, ax = _figure()
+    for i, (job, steps, values) in enumerate(series):
+        ax.plot(steps, values, color=f"C{i}", label=f"N={job['n']}: B_noise")
+        if job.get("global_batch"):
+            ax.axhline(job["global_batch"], color=f"C{i}", ls="--", lw=1, label=f"N={job['n']}: B")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("gradient noise scale B_noise [samples]")
+    ax.set_title(f"{study_label(result)}: gradient noise scale (McCandlish et al. 2018)")
+    ax.legend(fontsize=9)
+    ax.grid(alpha=0.3)
+    return _save(plt, fig, out)
+
+
+def predicted(result: dict[str, Any], points: list[dict[str, Any]], out: Path) -> Path:
+    """TTL and epoch rate against N: measured (the sizes' means) and each size as predicted
+    from the smaller sizes only."""
+    plt, fig, axes = two_panels()
+    for ax, key, label in zip(axes, ("ttl_s", "epoch_rate_per_min"), ("TTL [s]", "epochs/min"),
+                              strict=True):  # fmt: skip
+        ns = [p["n"] for p in points]
+        ax.plot(ns, [p[key][0] if p[key][0] is not None else np.nan for p in points], "o-",
+                label="measured")  # fmt: skip
+        guessed = [(p["n"], p[key][1]) for p in points if p[key][1] is not None]
+        ax.plot([g[0] for g in guessed], [g[1] for g in guessed], "x--", ms=9,
+                label="predicted from smaller N")  # fmt: skip
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("N")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=9)
+    fig.suptitle(f"{study_label(result)}: predicted beside measured")
+    return _save(plt, fig, out)
+
+
 def _sync_rows(job: dict[str, Any]) -> list[dict[str, Any]]:
     path = Path(job["dir"]) / "rank-0.jsonl"
     return [r for r in read_records(path) if r.get("kind") == "sync"] if path.exists() else []

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hpcscale.analysis import kinds, master_worker, plots
+from hpcscale.analysis import attribution, kinds, master_worker, parallelism, plots
 from hpcscale.analysis.fit import PowerLaw
 from hpcscale.analysis.results import PAPER, study_label, study_results, write_results
 from hpcscale.data.simulate import LABELS
@@ -45,6 +45,7 @@ def build_report(studies: list[Path], out: Path, fmt: str = "md") -> Path:
         if any((r.get("kind") or "scaling") == "scaling" for r in results):
             blocks += _scaling_section(results, scratch)
         blocks += _versus_section(results, scratch)
+        blocks += parallelism.section(results)
         blocks += master_worker.section(results, scratch)
         for result in results:
             blocks += _study_section(result, scratch)
@@ -296,10 +297,12 @@ def _study_section(r: dict[str, Any], out: Path) -> list[Block]:
     tag = f"{r['site']}-{r['study']}"
     blocks += kinds.sections(r, out, tag)
     blocks += _timing_blocks(r)
+    blocks += _efficiency_blocks(r, out)
     for name, maker in (
         (f"loss_{tag}.png", plots.loss_curves),
         (f"confusion_{tag}.png", plots.confusion),
         (f"time_split_{tag}.png", plots.time_split),
+        (f"noise_{tag}.png", plots.noise_scale),
     ):
         if maker(r, out / name) is not None:
             blocks.append(("img", (name, name.split("_")[0])))
@@ -405,6 +408,36 @@ def _timing_blocks(r: dict[str, Any]) -> list[Block]:
             ),
         ),
     ]
+
+
+def _efficiency_blocks(r: dict[str, Any], out: Path) -> list[Block]:
+    """Where efficiency went at each size, and each size as predicted from the smaller ones."""
+    blocks: list[Block] = []
+    repeats = attribution.repeat_rows(r)
+    if repeats:
+        text = ("Repeats: each figure's mean over the repeated jobs of a size, ± the half-width of "
+                "its 95 % interval (1.96 standard errors), and its spread (standard deviation "
+                "over the mean): how noisy this machine made it.")  # fmt: skip
+        heads = ["N", "jobs", *[name for _, name, _ in attribution.NOISY]]
+        blocks += [("p", text), ("table", (heads, repeats))]
+    lines = attribution.efficiency_lines(r)
+    if lines:
+        blocks.append(("p", "Where efficiency went, per size against the smallest (ideal TTL: "
+                       "the smallest size's, perfectly scaled): " + " ".join(
+                           f"{line}." for line in lines)))  # fmt: skip
+    points = attribution.predicted_points(r)
+    rows = attribution.predicted_rows(points)
+    if rows:
+        text = ("Predicted beside measured: each size predicted (`hpcscale predict`) from the "
+                "smaller sizes only, with the error of the prediction.")  # fmt: skip
+        blocks.append(("p", text))
+        heads = ["N", "from N", "TTL measured", "TTL predicted", "error", "epochs/min measured",
+                 "epochs/min predicted", "error"]  # fmt: skip
+        blocks.append(("table", (heads, rows)))
+        name = f"predicted_{r['site']}-{r['study']}.png"
+        plots.predicted(r, points, out / name)
+        blocks.append(("img", (name, "predicted")))
+    return blocks
 
 
 def _paper_section() -> list[Block]:

@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hpcscale.analysis import parallelism
 from hpcscale.analysis.fit import fit_power_law
 from hpcscale.fsutil import atomic_write
 from hpcscale.spec import SPEC_NAME
 from hpcscale.spec import load as load_spec
 from hpcscale.study import collect, load
-from hpcscale.train.records import DLT_PARTS, skipped_lines
+from hpcscale.train.records import DLT_PARTS, SCHEMA_VERSION, skipped_lines
 
 # Hagen et al. (seed 000), SummitDev, 32-192 GPUs: TTL ∝ N^α, epoch rate ∝ N^β.
 PAPER = {
@@ -85,13 +86,21 @@ def study_results(study: Path) -> dict[str, Any]:
                     "epoch_rate_steady_per_min",
                     "master_worker",
                     "lost_workers",
+                    "ttl_steps",
+                    "b_noise",
+                    "noise",
+                    "global_batch",
+                    "gradient_bytes",
+                    "schema_version",
                 )
             },
         }
+        job["lr_scaling"] = (r.get("config") or {}).get("lr_scaling")
         job["samples_per_s"] = r.get("samples_per_s", r.get("images_per_s"))  # older summaries
         job.update({k: r.get(k) for k in ("params", "fold", "trial", "generation", "value",
                                           "classes") if r.get(k) is not None})  # fmt: skip
         job.update(declared_values(r))
+        job.update(parallelism.job_figures(r))
         if base and r in done and base.get("epoch_rate_per_min"):
             speedup = r["epoch_rate_per_min"] / base["epoch_rate_per_min"]
             job["speedup"] = speedup
@@ -178,4 +187,6 @@ def study_label(result: dict[str, Any]) -> str:
 
 
 def write_results(results: list[dict[str, Any]], path: Path) -> None:
-    atomic_write(path, json.dumps({"studies": results, "paper": PAPER}, indent=2) + "\n")
+    # the summaries' schema version: results.json, too, only ever gains fields
+    body = {"schema_version": SCHEMA_VERSION, "studies": results, "paper": PAPER}
+    atomic_write(path, json.dumps(body, indent=2) + "\n")

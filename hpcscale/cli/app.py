@@ -21,7 +21,8 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from hpcscale import __version__
-from hpcscale.cli import container, data, follow, run, sites, study
+from hpcscale.cli import container, data, follow, predict, run, sites, study, workloads
+from hpcscale.cli.command import split_command
 from hpcscale.cli.session import Session, session
 from hpcscale.errors import UserError
 from hpcscale.fsutil import cache_root
@@ -50,12 +51,15 @@ def build() -> typer.Typer:
     data_app = typer.Typer(help="Simulated data sets of the workloads: generate them.", **PLAIN)
     data_app.command("generate")(data.data_generate)
     app.add_typer(data_app, name="data")
+    app.command("workloads")(workloads.workloads_list)
     app.command(context_settings=EXTRA_ARGS)(study.render)
     app.command(context_settings=EXTRA_ARGS)(run.run)
     app.command(context_settings=EXTRA_ARGS)(study.submit)
     app.command(context_settings=EXTRA_ARGS)(study.optimize)
     for command in (follow.status, follow.cancel, follow.collect, follow.report):
         app.command()(command)
+    app.command()(predict.predict)
+    app.command()(predict.check)
     container_app = typer.Typer(
         help="Container recipes per site (hpccm) and image builds.", **PLAIN
     )
@@ -138,7 +142,8 @@ def main(argv: list[str] | None = None) -> None:
 def _invoke(argv: list[str] | None, state: Session) -> Any:
     """Run the command; every exception becomes its line and exit code here."""
     try:
-        return app(args=argv, prog_name="hpcscale", standalone_mode=False, obj=state)
+        args, state.command = split_command(list(sys.argv[1:] if argv is None else argv))
+        return app(args=args, prog_name="hpcscale", standalone_mode=False, obj=state)
     except UserError as exc:
         _fail(state, str(exc), exc.exit_code)
     except typer.Abort:  # Ctrl-C or end of input at a prompt

@@ -54,6 +54,14 @@ Kfold = Annotated[
     int | None,
     typer.Option(help="K-fold cross-validation: K folds of the events, one job each.", min=2),
 ]
+Repeats = Annotated[
+    int | None,
+    typer.Option(
+        min=1, max=100,
+        help="Run every size (and sweep point) R times; tables, fits and checks use the means "
+        "and say how noisy each figure was.",
+    ),
+]  # fmt: skip
 Sizes = {
     key: Annotated[str | None, typer.Option(help=text)]
     for key, text in (
@@ -196,7 +204,7 @@ def study_folder(study_dir: Path | None, site: str) -> Path:
 
 
 __all__ = [
-    "Data", "Gpus", "Kfold", "Like", "Model", "Nodes", "Ranks", "Site", "SitesDir", "StudyDir",
-    "Sweep", "TargetLoss", "Walltime", "size_flags", "sizes", "spec_arg", "study_folder",
-    "study_options",
+    "Data", "Gpus", "Kfold", "Like", "Model", "Nodes", "Ranks", "Repeats", "Site", "SitesDir",
+    "StudyDir", "Sweep", "TargetLoss", "Walltime", "size_flags", "sizes", "spec_arg",
+    "study_folder", "study_options",
 ]  # fmt: skip

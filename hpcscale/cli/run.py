@@ -10,8 +10,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from hpcscale.cli.command import print_command_summary
 from hpcscale.cli.options import Model, SitesDir
-from hpcscale.cli.session import writable
+from hpcscale.cli.session import session, writable
 from hpcscale.errors import UserError
 from hpcscale.fmt import plural
 from hpcscale.launch import job_path, prepare_data, resolve
@@ -45,6 +46,7 @@ def run(
     spec = with_flags(None, {
         "site": site, "ranks": [ranks], "walltime": walltime, "model": model,
         "data": job_path(str(data)) if data is not None else None, "options": list(ctx.args),
+        "command": session(ctx).command,
     }, "the command line")  # fmt: skip
     launch = resolve(spec, folder, sites_dir, "the command line")
     if launch.site.scheduler.kind != "local":
@@ -58,7 +60,10 @@ def run(
     what = f"training on {plural(ranks, 'rank')} (output in {folder / 'job.log'})"
     with Console(stderr=True).status(what):
         rc, summary = run_local(launch.site, launch.jobs[0], data_path, folder)
-    print_summary(summary, folder)
+    if launch.spec.command:
+        print_command_summary(summary, folder)
+    else:
+        print_summary(summary, folder)
     if summary["status"] == "completed":
         print(f"report with: hpcscale report {folder}")
     if rc != 0 or summary["status"] != "completed":

@@ -16,6 +16,8 @@ class Session:
     writing: list[str] = field(default_factory=list)  # output folders, for a full disk's message
     notes: list[str] = field(default_factory=list)  # said after "interrupted" on Ctrl-C
     interrupted: int | None = None  # the signal that stopped the command
+    # a training command given after `--` (run, submit, render), kept out of click's parsing
+    command: list[str] | None = None
 
 
 def session(ctx: typer.Context) -> Session:

@@ -18,6 +18,7 @@ from hpcscale.cli.options import (
     Model,
     Nodes,
     Ranks,
+    Repeats,
     Site,
     SitesDir,
     StudyDir,
@@ -50,6 +51,7 @@ def study_spec(
     if base is None and not sized:
         raise UserError("give exactly one of --gpus, --nodes or --ranks (comma-separated sizes)")
     data = flags.pop("data", None)
+    flags["command"] = session(ctx).command  # after `--`: a training command (cli/command.py)
     flags.update(sized, options=options, requests=requests,
                  data=job_path(str(data)) if data is not None else None)  # fmt: skip
     return with_flags(base, flags, where), where
@@ -68,6 +70,7 @@ def submit(
     target_loss: TargetLoss = None,
     sweep: Sweep = None,
     kfold: Kfold = None,
+    repeats: Repeats = None,
     like: Like = None,
     study_dir: StudyDir = None,
     dry_run: Annotated[bool, typer.Option(help="Write the scripts, submit nothing.")] = False,
@@ -82,7 +85,7 @@ def submit(
     runs a study spec file; the flags write the same spec (STUDY/study.yaml keeps it).
     Training options follow as typed (`--epochs 2`)."""
     flags = dict(site=site, gpus=gpus, nodes=nodes, ranks=ranks, walltime=walltime, data=data,
-                 model=model, target_loss=target_loss, kfold=kfold,
+                 model=model, target_loss=target_loss, kfold=kfold, repeats=repeats,
                  sweep=parse_sweep(sweep) if sweep else None)  # fmt: skip
     spec, where = study_spec(ctx, like, flags, requests=requests or {})
     if spec.optimize is not None:
@@ -114,6 +117,7 @@ def render(
     target_loss: TargetLoss = None,
     sweep: Sweep = None,
     kfold: Kfold = None,
+    repeats: Repeats = None,
     like: Like = None,
     job: Annotated[
         str | None,
@@ -131,7 +135,7 @@ def render(
     """Print the job script that `submit` would submit for one job of a study (the same
     options as `submit`; `--job LABEL` picks the job, e.g. 2r-batch64)."""
     flags = dict(site=site, gpus=gpus, nodes=nodes, ranks=ranks, walltime=walltime,
-                 data=data, model=model, target_loss=target_loss, kfold=kfold,
+                 data=data, model=model, target_loss=target_loss, kfold=kfold, repeats=repeats,
                  sweep=parse_sweep(sweep) if sweep else None)  # fmt: skip
     spec, where = study_spec(ctx, like, flags, requests=requests or {})
     folder = study_dir.absolute()
@@ -141,9 +145,11 @@ def render(
     if chosen is None:
         raise UserError(f"--job {job!r}: the study's jobs are {', '.join(labels)}")
     data_path = job_path(spec.data) or launch.site.data_dir
+    if spec.command:  # as launch.prepare_data gives a command's jobs
+        data_path = job_path(spec.data) or str(folder)
     _, _, text = study_job(
         launch.bound(data_path), chosen.plan, folder, study_folder_id(folder),
-        chosen.point.data or data_path, chosen.model, chosen.args, chosen.label,
+        chosen.point.data or data_path, chosen.model, chosen.args, chosen.label, chosen.command,
     )  # fmt: skip
     if out_file is None:
         sys.stdout.write(text)

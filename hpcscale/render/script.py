@@ -118,6 +118,7 @@ class JobSpec:
     # The training core's arguments when ``command`` is submitit's (the core runs from its
     # pickle): shown in a comment, so the script says what every rank trains.
     rank_args: list[str] = field(default_factory=list)
+    rank_what: str = "the training core"  # what the ranks run, for that comment
 
 
 def train_command(

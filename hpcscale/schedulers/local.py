@@ -42,7 +42,7 @@ class Local(Backend):
                 f"# hpcscale local job {job.name}: submitit's LocalExecutor runs these lines, then",
                 f"# starts {plan.ranks} rank(s) of: {submit_command(folder)}",
                 *[
-                    f"# Every rank runs the training core with: {comment_text(shlex.join(args))}"
+                    f"# Every rank runs {job.rank_what} with: {comment_text(shlex.join(args))}"
                     for args in [job.rank_args]
                     if args
                 ],

@@ -195,6 +195,42 @@ class TrainingDefaults(Strict):
     )
 
 
+class Link(Strict):
+    """One class of link a rank's allreduce crosses, for the α–β model of ``hpcscale predict``."""
+
+    bandwidth_gbs: float = Field(gt=0, description="GB/s one rank gets per direction")
+    latency_us: float = Field(ge=0, description="µs per message (α), software included")
+
+
+# A performance reference in ReFrame's style: [value, lower, upper], tolerances as fractions of
+# the value (-0.1: 10 % below; None: unbounded), for ``hpcscale check``.
+Reference = tuple[float, float | None, float | None]
+CheckedFigure = Literal["ttl_s", "dlt_s", "steady_step_s", "epoch_rate_per_min", "samples_per_s"]
+
+
+class Performance(Strict):
+    """Published figures of the hardware, for ``hpcscale predict`` (each optional; cite the
+    source in a YAML comment). They describe the machine, not how a job runs: the descriptor's
+    digest leaves them out."""
+
+    gpu_fp32_tflops: float | None = Field(None, gt=0, description="peak FP32 TFLOP/s per GPU")
+    gpu_fp16_tflops: float | None = Field(
+        None, gt=0, description="peak dense FP16/BF16 TFLOP/s per GPU (tensor cores)"
+    )
+    cpu_fp32_tflops: float | None = Field(
+        None, gt=0, description="peak FP32 TFLOP/s per node's CPUs (CPU sites)"
+    )
+    intra_node: Link | None = Field(None, description="GPU-GPU (or rank-rank) within a node")
+    inter_node: Link | None = Field(None, description="between nodes: the interconnect")
+    fs_bandwidth_gbs: float | None = Field(
+        None, gt=0, description="aggregate read GB/s of the file system holding data_dir"
+    )
+    references: dict[str, dict[PositiveInt, dict[CheckedFigure, Reference]]] = Field(
+        default_factory=dict,
+        description="hpcscale check's references: model → size → figure → [value, lower, upper]",
+    )
+
+
 class Site(Strict):
     """One HPC site (or this machine, ``local``)."""
 
@@ -215,6 +251,7 @@ class Site(Strict):
     )
     data_dir: str = Field("hpcscale-data", description="where events are staged")
     training: TrainingDefaults = TrainingDefaults()
+    performance: Performance = Performance()
 
     @model_validator(mode="after")
     def _node_or_detect(self) -> Site:
@@ -239,7 +276,9 @@ class Site(Strict):
     def digest(self) -> str:
         """sha256 of the canonical descriptor (provenance in manifests and summaries)."""
         # Defaults left out: a new optional field does not change the digest of existing sites.
-        blob = json.dumps(self.model_dump(mode="json", exclude_defaults=True), sort_keys=True)
+        # Performance figures describe the machine for predictions, not how a job runs.
+        dump = self.model_dump(mode="json", exclude_defaults=True, exclude={"performance"})
+        blob = json.dumps(dump, sort_keys=True)
         blob = blob.encode()
         return hashlib.sha256(blob).hexdigest()
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from hpcscale import workloads
 from hpcscale.errors import UserError
+from hpcscale.train import stages
 
 
 class CoreConfig(BaseModel):
@@ -78,6 +79,40 @@ class CoreConfig(BaseModel):
         None, ge=1, description="use at most this many training events (all ranks together)"
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    model_parallel: int = Field(
+        1, ge=1, description="pipeline stages: each data-parallel rank becomes K consecutive "
+        "ranks on one node (one GPU each), holding consecutive stages of the model; --ranks "
+        "counts them all (1: data parallelism only)"
+    )  # fmt: skip
+    stage_cuts: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_]+(,[A-Za-z0-9_]+)*$", description="K-1 of the model's cut "
+        "points, comma-separated, where its stages end; default: spread evenly"
+    )  # fmt: skip
+    micro_batches: int | None = Field(
+        None, ge=1, description="micro-batches a minibatch is cut into in the pipeline (a "
+        "divisor of --batch); default: the smallest divisor that is at least K"
+    )  # fmt: skip
+    pipeline_schedule: Literal["1f1b", "gpipe"] = Field(
+        "1f1b", description="torch.distributed.pipelining's schedule of the micro-batches"
+    )
+    lr_scaling: Literal["none", "linear", "sqrt"] | None = Field(
+        None, description="learning rate of N ranks: the one-rank rate × 1, N or √N (Goyal et "
+        "al. 2017: linear); default: the model's"
+    )  # fmt: skip
+    warmup_epochs: float | None = Field(
+        None, ge=0, description="epochs of linear warm-up from the one-rank learning rate to the "
+        "scaled one; default: the model's"
+    )  # fmt: skip
+    synthetic_data: bool = Field(
+        False, description="the control run: stage as usual, then train every step on the first "
+        "minibatch kept on the device (no reads, no decompression, no copies in training): a "
+        "loader-bound job is faster this way, a compute- or network-bound one is not"
+    )  # fmt: skip
+    noise_split: bool = Field(
+        False, description="one rank: measure the gradient noise scale by splitting each "
+        "minibatch in two halves (a second backward per step); ignored by several ranks, which "
+        "measure it for free"
+    )  # fmt: skip
     study: str = ""
     job: str = ""
 
@@ -85,6 +120,15 @@ class CoreConfig(BaseModel):
     def _timeline_needs_horovod(self) -> CoreConfig:
         if self.horovod_timeline and self.engine != "horovod":
             raise ValueError(f"--horovod-timeline needs --engine horovod (not {self.engine})")
+        if self.model_parallel > 1 and self.engine != "torch":
+            raise ValueError(
+                f"--model-parallel {self.model_parallel} needs --engine torch (its process "
+                f"groups and point-to-point sends), not {self.engine}"
+            )
+        pipeline_only = {"stage_cuts": "--stage-cuts", "micro_batches": "--micro-batches"}
+        for field_name, flag in pipeline_only.items():
+            if self.model_parallel == 1 and getattr(self, field_name) is not None:
+                raise ValueError(f"{flag} needs --model-parallel 2 or more")
         return self
 
     @model_validator(mode="after")
@@ -183,4 +227,5 @@ def parse(argv: list[str] | None = None) -> tuple[CoreConfig, Any]:
     core_keys = set(CoreConfig.model_fields)
     core = build(CoreConfig, {k: v for k, v in ns.items() if k in core_keys})
     own = {k: v for k, v in ns.items() if k not in core_keys}
+    stages.check(core, spec, core.batch or spec.default_batch)  # the pipeline's shape
     return core, build(spec.Config, {**own, "model": known.model})

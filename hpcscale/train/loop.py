@@ -18,6 +18,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,18 @@ from hpcscale.train.engine import make_engine
 from hpcscale.train.engine.base import Engine
 from hpcscale.train.jobenv import JobEnvironment, detect
 from hpcscale.train.mlperf import MLLog
+from hpcscale.train.noise import NoiseScale, estimate
+from hpcscale.train.pipeline import make_workload
 from hpcscale.train.records import RecordWriter, Smoother, summarize, write_status
-from hpcscale.train.sync import GradBucket
-from hpcscale.train.workload import Batch, RankContext, Staged, Workload, WorkloadConfig
+from hpcscale.train.sync import GRAD_SQ, GradBucket
+from hpcscale.train.workload import (
+    Batch,
+    RankContext,
+    Staged,
+    StepResult,
+    Workload,
+    WorkloadConfig,
+)
 
 STATUS_GRACE_S = 10.0  # how long rank 0 waits for the other ranks' status files after a failure
 VOTES = ("stop_vote", "requeue_vote")  # the bucket's last slots
@@ -75,6 +85,7 @@ def run(core: CoreConfig, wconfig: WorkloadConfig, t0: float) -> int:
         rec.write("phase", phase="device")  # device and communicator ready
         spec = workloads.get(core.model)
         shard_rank, shard_ranks = engine.data_shard()
+        scaling, warmup = lr_settings(core, spec, wconfig)
         ctx = RankContext(
             rank=shard_rank,
             world_size=shard_ranks,
@@ -85,8 +96,11 @@ def run(core: CoreConfig, wconfig: WorkloadConfig, t0: float) -> int:
             seed=core.seed,
             max_events=core.max_events,
             compile_cache=folder.resolve().parent / ".compile-cache",
+            lr_scaling=scaling,
+            warmup_epochs=warmup,
         )
-        status.update(_train(core, spec(wconfig, ctx), jobenv, rec, mll))
+        workload = make_workload(spec, wconfig, ctx, core)  # a pipeline stage of it, or it
+        status.update(_train(core, workload, jobenv, rec, mll))
         status["status"] = "ok"
         write_status(folder, jobenv.rank, status)
         engine.barrier()
@@ -168,11 +182,29 @@ def _train(
             **core.model_dump(mode="json"),
             "batch": ctx.batch,
             "target_loss": loop.target_loss,
+            "lr_scaling": ctx.lr_scaling,  # as applied (the option, or the model's default)
+            "warmup_epochs": ctx.warmup_epochs,
             **workload.config.model_dump(mode="json"),
         },
         "data": staged.summary,
-        "provenance": _provenance(ctx.engine, jobenv),
+        "provenance": {**_provenance(ctx.engine, jobenv), "workload": workloads.origin(core.model)},
     }
+
+
+def lr_settings(
+    core: CoreConfig, spec: type[Workload], wconfig: WorkloadConfig
+) -> tuple[str, float]:
+    """The learning-rate scaling and warm-up this job applies: the core's options, else the
+    model's defaults; refused for a model that applies none."""
+    scaling, warmup = spec.lr_defaults(wconfig)
+    scaling = core.lr_scaling if core.lr_scaling is not None else scaling
+    warmup = core.warmup_epochs if core.warmup_epochs is not None else warmup
+    if not spec.scales_lr and (scaling != "none" or warmup):
+        raise UserError(
+            f"--lr-scaling/--warmup-epochs: model {core.model} sets its own learning rate "
+            "(it does not apply the core's scaling); leave them out"
+        )
+    return scaling, warmup
 
 
 def _stage(workload: Workload, rec: RecordWriter, mll: MLLog) -> Staged:
@@ -209,10 +241,17 @@ class Loop:
             core.target_loss if core.target_loss is not None else workload.default_target_loss
         )
         self.smoother = Smoother(core.ttl_window)
+        self.noise = NoiseScale()
+        world = self.ctx.world_size
+        # several ranks measure the noise scale from their own gradients: no split needed
+        self.split = core.noise_split and world == 1
+        self.cached: Batch | None = None  # --synthetic-data's minibatch
+        self.measures_noise = world > 1 or self.split
         self.step = 0
         self.samples = 0  # samples trained on by all ranks, this and earlier segments
         self.dlt_s: float | None = None
         self.ttl_s: float | None = None
+        self.ttl_step: int | None = None  # the step at which the target was reached
         self.stop_reason: str | None = None
         self.last_global: dict[str, float] = {}
         self.last_smoothed: float | None = None
@@ -232,7 +271,7 @@ class Loop:
         for part in parts.values():
             if isinstance(part, torch.nn.Module):
                 workload.ctx.engine.broadcast_parameters(part)
-        slots = ("loss", *workload.metric_names, *VOTES)
+        slots = ("loss", *workload.metric_names, GRAD_SQ, *VOTES)
         bucket = GradBucket(workload.parameters(), slots, workload.ctx.device)
         loop = cls(core, workload, rec, steps_per_epoch, bucket)
         resumed = checkpoint.load(core.out, parts, workload.ctx.device)
@@ -247,7 +286,9 @@ class Loop:
             "samples": self.samples,
             "dlt_s": self.dlt_s,
             "ttl_s": self.ttl_s,
+            "ttl_step": self.ttl_step,
             "smoother": list(self.smoother.values),
+            "noise": self.noise.state(),
             "segment": self.segment,
             "train_offset": self.train_offset + self.train_end - self.train_start,
             "wall_offset": self.total_elapsed(),
@@ -256,8 +297,11 @@ class Loop:
 
     def restore(self, state: dict[str, Any]) -> None:
         self.step, self.dlt_s, self.ttl_s = state["step"], state["dlt_s"], state["ttl_s"]
+        self.ttl_step = state.get("ttl_step")
         self.samples = state["samples"]
         self.smoother.values.extend(state["smoother"])
+        if "noise" in state:  # checkpoints from before the noise scale have none
+            self.noise.restore(state["noise"])
         self.segment = state["segment"] + 1
         self.train_offset, self.wall_offset = state["train_offset"], state["wall_offset"]
         self.rec.offset = self.wall_offset
@@ -277,7 +321,11 @@ class Loop:
             order = epoch_order(local_samples, ctx.batch, spe, ctx.seed, epoch, ctx.rank)
             order = order[skip : skip + total_steps - self.step]
             mll.start("EPOCH_START", epoch_num=epoch)
-            for i, batch in enumerate(self.workload.batches(order), start=skip):
+            batches = (
+                self.synthetic(order, len(order)) if self.core.synthetic_data
+                else self.workload.batches(order)
+            )  # fmt: skip
+            for i, batch in enumerate(batches, start=skip):
                 self.train_step(batch, epoch + i / spe)
                 if self.ttl_s is not None and self.core.stop_at_target:
                     self.stop_reason = "target"
@@ -295,7 +343,7 @@ class Loop:
         core, ctx = self.core, self.ctx
         self.step += 1
         t = time.perf_counter()
-        out = self.workload.step(batch)
+        out, grad_sq = self.split_step(batch) if self.split else (self.workload.step(batch), None)
         local = {"loss": float(out.loss), **{k: float(v) for k, v in out.metrics.items()}}
         compute_s = time.perf_counter() - t  # float() waited for the device
         if self.dlt_s is None:
@@ -311,11 +359,12 @@ class Loop:
             core.time_limit is not None and self.rec.elapsed() > core.time_limit - core.stop_margin
         )
         t = time.perf_counter()
-        means = ctx.engine.exchange(
-            self.bucket,
-            {**local, "stop_vote": float(wants_stop), "requeue_vote": checkpoint.preempted()},
-        )
+        values = {**local, "stop_vote": float(wants_stop), "requeue_vote": checkpoint.preempted()}
+        if grad_sq is not None:
+            values[GRAD_SQ] = grad_sq
+        means = ctx.engine.exchange(self.bucket, values)
         allreduce_s = time.perf_counter() - t
+        noise = self.noise_fields(means[GRAD_SQ], batch.size) if self.measures_noise else {}
         if ctx.engine.local_update:  # else the engine brought the updated weights
             self.workload.update()
         if ctx.device.type == "cuda":
@@ -323,11 +372,12 @@ class Loop:
         self.train_end = time.perf_counter()
         update_s = self.train_end - t - allreduce_s
         self.samples += batch.size * ctx.world_size
-        global_ = {k: v for k, v in means.items() if k not in VOTES}
+        global_ = {k: v for k, v in means.items() if k not in VOTES and k != GRAD_SQ}
         smoothed = self.smoother.push(global_["loss"])
         self.last_global, self.last_smoothed = global_, smoothed
         if self.ttl_s is None and smoothed is not None and smoothed < self.target_loss:
             self.ttl_s = self.total_elapsed()  # across walltime segments
+            self.ttl_step = self.step
             self.rec.write("phase", phase="target", step=self.step, ttl_s=self.ttl_s)
         self.rec.write(
             "sync",
@@ -336,13 +386,58 @@ class Loop:
             update_s=update_s,
             **{f"global_{k}": v for k, v in global_.items()},
             smoothed_loss=smoothed,
+            **noise,
         )
         if means["requeue_vote"] > 0:
-            limit = self.core.max_requeues
+            # a workload that cannot resume from rank 0's checkpoint stops at its time limit
+            limit = self.core.max_requeues if self.workload.checkpointable else 0
             self.stop_reason = "requeue" if limit is None or self.segment < limit else "requeues"
         elif means["stop_vote"] > 0:
             self.stop_reason = "walltime"
         return global_
+
+    def synthetic(self, order: list, n: int) -> Iterator[Batch]:
+        """``--synthetic-data``: the first minibatch of the run, made once by the workload and
+        kept on the device, as each of ``n`` steps' minibatch, with its data timings zero."""
+        if self.cached is None and order:
+            made = self.workload.batches(order[:1])
+            self.cached = next(iter(made))
+            for _ in made:  # let the workload's prefetching finish and close
+                pass
+            with contextlib.suppress(AttributeError, TypeError):
+                self.cached.timings = dict.fromkeys(self.cached.timings, 0.0)  # type: ignore[misc]
+        for _ in range(n if self.cached is not None else 0):
+            yield self.cached  # type: ignore[misc]
+
+    def split_step(self, batch: Batch) -> tuple[Any, float]:
+        """``--noise-split``: the step as two half-minibatch steps whose gradients are averaged
+        (the same update as one step), and the mean |g|² of the halves for the noise scale."""
+        first, second = self.workload.split_batch(batch)
+        a = self.workload.step(first)
+        kept = self.bucket.grads.clone()
+        sq = self.bucket.global_sq()
+        b = self.workload.step(second)
+        sq = (sq + self.bucket.global_sq()) / 2
+        self.bucket.grads.add_(kept).mul_(0.5)
+        metrics = {k: (float(v) + float(b.metrics[k])) / 2 for k, v in a.metrics.items()}
+        return StepResult((float(a.loss) + float(b.loss)) / 2, metrics), sq
+
+    def noise_fields(self, small_sq: float, size: int) -> dict[str, float | None]:
+        """The step's gradient-noise figures for its sync record: |G_b|² (mean over ranks or
+        halves), |G_B|² of the averaged gradient, their unbiased estimates and B_noise."""
+        b = size / 2 if self.split else size
+        big_b = size if self.split else size * self.ctx.world_size
+        big_sq = self.bucket.global_sq()
+        est = estimate(small_sq, b, big_sq, big_b)
+        return {
+            "grad_sq_small": small_sq,
+            "grad_sq_big": big_sq,
+            "noise_b": b,
+            "noise_big_b": big_b,
+            "noise_g2": est.g2,
+            "noise_trace": est.trace,
+            "b_noise": self.noise.push(est),
+        }
 
     def metrics(self) -> dict[str, Any]:
         """The timing figures of the summary (the workload adds its evaluation)."""
@@ -352,6 +447,8 @@ class Loop:
         window_full = len(self.smoother.values) == self.smoother.values.maxlen
         return {
             "ttl_s": self.ttl_s,
+            "ttl_steps": self.ttl_step,
+            "gradient_bytes": self.bucket.n_grads * self.bucket.flat.element_size(),
             "target_loss": self.target_loss,
             "ttl_window": self.core.ttl_window,
             "ttl_note": None if self.ttl_s is not None else self._ttl_note(window_full),

@@ -26,6 +26,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from hpcscale.fsutil import atomic_write_json
+from hpcscale.train.noise import b_noise
+
+# Version of summary.json's layout: 2 added schema_version, "noise" and b_noise (issue 28).
+# Columns are only ever added, so a reader of version k reads every later version.
+SCHEMA_VERSION = 2
 
 # What the summary copies from the rank statuses as they are.
 IDENTITY = (
@@ -175,12 +180,17 @@ def summarize(folder: Path, world_size: int, write: bool = True) -> dict[str, An
                       key=lambda r: statuses[r]["dlt_s"])  # fmt: skip
         metrics["dlt_parts_s"] = dlt_parts(folder / f"rank-{slowest}.jsonl")
     metrics.update(steady_state(folder / "rank-0.jsonl", metrics))
+    noise = noise_summary(folder / "rank-0.jsonl")
+    if noise:
+        metrics["noise"] = noise
+        metrics["b_noise"] = noise["b_noise"]
     if metrics.get("ttl_s") is not None and metrics.get("dlt_s") is not None:
         metrics["ttl_train_s"] = metrics["ttl_s"] - metrics["dlt_s"]
     primary = _primary_failure(failures, statuses)
     skipped = {str(r): n for r in range(world_size)
                if (n := skipped_lines(folder / f"rank-{r}.jsonl"))}  # fmt: skip
     summary = {
+        "schema_version": SCHEMA_VERSION,
         **{k: source.get(k) for k in IDENTITY},
         "world_size": world_size,
         "status": _status(failures, statuses),
@@ -253,6 +263,34 @@ def steady_state(path: Path, metrics: dict[str, Any]) -> dict[str, float | None]
         "steady_step_s": step_s,
         "samples_per_s_steady": batch / step_s if batch else None,
         "epoch_rate_steady_per_min": 60 / (step_s * spe) if spe else None,
+    }
+
+
+def noise_steps(path: Path) -> list[dict[str, Any]]:
+    """The sync records that carry the gradient-noise estimates, after warm-up."""
+    if not path.exists():
+        return []
+    return [r for r in read_records(path) if r.get("kind") == "sync"
+            and r.get("noise_g2") is not None and r.get("step", 0) > WARMUP_STEPS]  # fmt: skip
+
+
+def noise_summary(path: Path) -> dict[str, Any] | None:
+    """The job's gradient noise scale: B_noise as the ratio of the mean tr(Σ) to the mean
+    |G_true|² over the steps after warm-up (the estimates are unbiased, their ratio of means
+    consistent), the last smoothed value, and the batches b and B it was measured with."""
+    rows = noise_steps(path)
+    if not rows:
+        return None
+    g2 = [r["noise_g2"] for r in rows]
+    trace = [r["noise_trace"] for r in rows]
+    return {
+        "b_noise": b_noise(g2, trace),
+        "b_noise_ema_last": rows[-1].get("b_noise"),
+        "g2_mean": statistics.fmean(g2),
+        "trace_mean": statistics.fmean(trace),
+        "steps": len(rows),
+        "b": rows[-1]["noise_b"],
+        "big_b": rows[-1]["noise_big_b"],
     }
 
 

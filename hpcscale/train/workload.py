@@ -18,6 +18,10 @@ The life of a workload on one rank (every call is made by the loop, in this orde
             wl.update()                       # optimizer step(s), schedules
     metrics = wl.evaluate()                   # validation; every rank, collectives allowed
 
+A workload whose model is a chain of layers may also be cut into pipeline stages
+(``--model-parallel K``, ``train/pipeline.py``): it names the places in ``cut_points`` and returns
+the stages for chosen cuts from ``split`` (after ``build``); the core runs one stage per process.
+
 A workload that needs an intermediate collective (a GAN's discriminator update before the
 generator's step) may call ``ctx.engine`` inside ``step``; the loop's allreduce carries the final
 gradients of ``parameters()`` and the step's metrics.
@@ -26,14 +30,14 @@ gradients of ``parameters()`` and the step's metrics.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from hpcscale.errors import DataError
+from hpcscale.errors import DataError, UserError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -66,13 +70,18 @@ class RankContext:
     # where compiled artefacts (torch.compile's) go: beside the job folder, so that the next job
     # of a study, or the next run, reuses them instead of compiling again
     compile_cache: Path | None = None
+    # learning-rate scaling with ranks (the core's --lr-scaling, --warmup-epochs, resolved with
+    # the workload's defaults); a workload applies it with ``workloads.schedule.lr_schedule``
+    lr_scaling: str = "none"
+    warmup_epochs: float = 0.0
 
 
 class Batch(Protocol):
     """What the loop needs of a workload's minibatch; the rest is the workload's business."""
 
     size: int  # samples in it
-    timings: dict[str, float]  # seconds, named ``*_s``; go into the step's record
+    timings: dict[str, float]  # seconds, named ``*_s``, into the step record (with a pipeline
+    # stage's figures beside them: train/pipeline.py)
 
 
 @dataclass
@@ -81,6 +90,19 @@ class StepResult:
 
     loss: Any
     metrics: dict[str, Any] = field(default_factory=dict)  # keys as in ``metric_names``
+
+
+@dataclass
+class Split:
+    """A built model cut at the chosen cut points (``Workload.split``): ``stages`` are consecutive
+    modules sharing the workload's parameters (stage i takes stage i-1's one output tensor), and
+    what the pipeline needs of a batch and of the last stage's output."""
+
+    stages: list[torch.nn.Module]
+    inputs: Callable[[Batch], torch.Tensor]  # the first stage's input of a minibatch
+    target: Callable[[Batch], torch.Tensor]  # what the loss compares the output with
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (output, target) → mean loss
+    metrics: Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]  # keys: metric_names
 
 
 @dataclass
@@ -100,6 +122,18 @@ class Workload(ABC):
     default_batch: ClassVar[int] = 8
     default_target_loss: ClassVar[float] = 1.0
     metric_names: ClassVar[tuple[str, ...]] = ()  # local metrics averaged with the loss
+    # where the model may be cut into pipeline stages, in model order (cut after that part);
+    # empty: it cannot be (``--model-parallel`` is refused)
+    cut_points: ClassVar[tuple[str, ...]] = ()
+    cut_refusal: ClassVar[str] = "its model is not a chain of layers the core can cut"
+    # whether rank 0's ``parts()`` hold everything a requeued job resumes from (not so for a
+    # pipeline stage: each rank trains its own stage); if not, the job stops at its time limit
+    checkpointable: ClassVar[bool] = True
+    # whether the workload applies ctx.lr_scaling/warmup_epochs (``schedule.lr_schedule``);
+    # the core refuses --lr-scaling for one that does not
+    scales_lr: ClassVar[bool] = False
+    default_lr_scaling: ClassVar[str] = "none"
+    default_warmup_epochs: ClassVar[float] = 0.0
 
     def __init__(self, config: WorkloadConfig, ctx: RankContext) -> None:
         self.config = config
@@ -136,6 +170,33 @@ class Workload(ABC):
             )
         return train
 
+    @classmethod
+    def lr_defaults(cls, config: WorkloadConfig) -> tuple[str, float]:
+        """The learning-rate scaling and warm-up epochs when the core's options leave them."""
+        return cls.default_lr_scaling, cls.default_warmup_epochs
+
+    def split_batch(self, batch: Batch) -> tuple[Batch, Batch]:
+        """The two halves of a minibatch (the core's ``--noise-split`` on one rank). This
+        default halves a dataclass batch whose tensors all have ``size`` rows; a workload whose
+        batches are otherwise made (sparse coordinates) refuses unless it overrides this."""
+        import torch  # only for the isinstance check; the workload module imported it already
+
+        if not is_dataclass(batch) or batch.size < 2:
+            raise UserError(f"--noise-split: {self.name}'s minibatches cannot be split in two")
+        half = batch.size // 2
+        first, second = {"size": half}, {"size": batch.size - half}
+        for f in fields(batch):
+            value = getattr(batch, f.name)
+            if isinstance(value, torch.Tensor):
+                if value.dim() == 0 or value.shape[0] != batch.size:
+                    raise UserError(
+                        f"--noise-split: {self.name}'s minibatch field {f.name!r} does not have "
+                        "one row per sample, so it cannot be split in two"
+                    )
+                first[f.name], second[f.name] = value[:half], value[half:]
+        halves = replace(batch, **first), replace(batch, **second)
+        return halves  # type: ignore[return-value]
+
     @abstractmethod
     def stage(self) -> Staged:
         """Load this rank's share of the training and validation data (the paper's DLT)."""
@@ -168,3 +229,8 @@ class Workload(ABC):
     @abstractmethod
     def evaluate(self) -> dict[str, Any]:
         """Validation metrics for the summary (called on every rank; may use collectives)."""
+
+    def split(self, cuts: Sequence[str]) -> Split:
+        """The built model cut after each of ``cuts`` (names from ``cut_points``, in order) into
+        ``len(cuts) + 1`` stages; only workloads with ``cut_points`` implement it."""
+        raise NotImplementedError(f"{self.name} cannot be split: {self.cut_refusal}")

@@ -27,6 +27,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from hpcscale.errors import UserError
+from hpcscale.workloads import plugins
 
 if TYPE_CHECKING:
     from hpcscale.sites.models import Site
@@ -48,6 +49,7 @@ class WorkloadSpec:
     generator: str
     presets: tuple[str, ...]
     events: int
+    source: str = "bundled"  # or "<package> <version>", "module <package.module:Class>"
 
     def __post_init__(self) -> None:
         if not self.presets or self.presets[0] != self.name:
@@ -55,10 +57,15 @@ class WorkloadSpec:
 
     def load(self) -> type[Workload]:
         """The workload class (imports its module, and torch with it)."""
-        return importlib.import_module(self.module).WORKLOAD
+        module, _, attr = self.module.partition(":")  # a plug-in names its class
+        return getattr(importlib.import_module(module), attr or "WORKLOAD")  # type: ignore[no-any-return]
 
     def generate(self) -> Callable[..., Any]:
         """The function that simulates this workload's data set."""
+        if not self.generator:
+            raise UserError(
+                f"model {self.name!r} has no data generator (it stages its own data); give --data"
+            )
         return importlib.import_module(self.generator).generate
 
 
@@ -102,8 +109,9 @@ del _entry
 
 
 def names() -> list[str]:
-    """Every model name, presets included, in registry order."""
-    return list(_BY_MODEL)
+    """Every model name, presets included, in registry order, then the names installed
+    packages declare (entry points of ``hpcscale.workloads``; no workload is imported)."""
+    return list(dict.fromkeys([*_BY_MODEL, *plugins.declared()]))
 
 
 def check_name(model: str, flag: str = "--model") -> str:
@@ -116,9 +124,50 @@ def spec(model: str, flag: str = "--model") -> WorkloadSpec:
     """The spec of the workload that ``model`` (a name or a preset) selects: the one place a
     model name is resolved (entry points or ``package.module:Class`` would be looked up here)."""
     found = _BY_MODEL.get(model)
+    if found is not None and not found.source.startswith("bundled"):
+        return found  # a plug-in resolved before in this process
+    if plugins.is_path(model):
+        return _plugin_spec(plugins.by_path(model, flag), flag)
+    plugin = plugins.find(model, bundled=found is not None)  # a clash is one line
+    if plugin is not None:
+        return _plugin_spec(plugin, flag)
     if found is None:
-        raise UserError(f"{flag} {model!r} is unknown; choose one of {', '.join(_BY_MODEL)}")
+        raise UserError(
+            f"{flag} {model!r} is unknown; choose one of {', '.join(names())}, or give a class "
+            "as package.module:Class (`hpcscale workloads` lists every name)"
+        )
     return found
+
+
+def spec_if_bundled(model: str) -> bool:
+    """``model`` is one of hpcscale's own names (or registered in this process)."""
+    found = _BY_MODEL.get(model)
+    return found is not None and found.source == "bundled"
+
+
+def _plugin_spec(plugin: plugins.Plugin, flag: str) -> WorkloadSpec:
+    """A plug-in's spec, from its class (imported now), remembered for this process."""
+    cls = plugins.load_class(plugin, flag)
+    found = WorkloadSpec(
+        plugin.name, plugin.value, presets=(plugin.name,), source=plugin.source,
+        **plugins.class_fields(cls),
+    )  # fmt: skip
+    _BY_MODEL[plugin.name] = found
+    _MODULES[plugin.name] = found.module
+    _EVENTS.setdefault(found.data, found.events)
+    return found
+
+
+def origin(model: str) -> dict[str, Any]:
+    """Where ``model``'s workload comes from, for the summary's provenance: bundled (with
+    hpcscale's version), a package and its version, or a module file and its sha256."""
+    found = spec(model)
+    if found.source == "bundled":
+        from hpcscale import __version__
+
+        return {"source": "bundled", "package": "hpcscale", "version": __version__}
+    plugin = None if plugins.is_path(model) else plugins.find(model, bundled=False)
+    return plugins.origin(plugin, found.module)
 
 
 def data_kind(model: str) -> str:

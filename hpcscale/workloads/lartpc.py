@@ -23,7 +23,7 @@ from hpcscale.data.manifest import LARTPC, read_manifest
 from hpcscale.data.simulate import CLASSES
 from hpcscale.errors import UserError
 from hpcscale.train.workload import Batch, StepResult, Workload, WorkloadConfig
-from hpcscale.workloads.schedule import goyal
+from hpcscale.workloads.schedule import lr_schedule
 
 
 class ClassifierConfig(WorkloadConfig):
@@ -37,11 +37,11 @@ class ClassifierConfig(WorkloadConfig):
     optimizer: Literal["adamw", "adam", "sgd"] = Field(
         "adamw",
         description="adamw (default): Adam with decoupled weight decay; adam: weight decay as L2 "
-        "in the gradient (torch.optim.Adam); sgd: Goyal et al. warm-up and linear LR scaling",
+        "in the gradient (torch.optim.Adam); sgd: momentum 0.9, steps at epochs 30, 60, 80, and "
+        "by default Goyal et al.'s linear scaling with 5 warm-up epochs (--lr-scaling)",
     )
-    lr: float = Field(1e-3, gt=0, description="learning rate (SGD: per rank, scaled by ranks)")
+    lr: float = Field(1e-3, gt=0, description="learning rate of one rank (see --lr-scaling)")
     weight_decay: float = Field(0.01, ge=0)
-    warmup_epochs: float = Field(5.0, ge=0, description="SGD's linear warm-up")
     bf16: bool | None = Field(
         None,
         description="bfloat16 autocast for the forward pass; default: the model's (JishNet: on "
@@ -61,8 +61,9 @@ def loss_fn(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def make_optimizer(
-    config: ClassifierConfig, params: list, world: int, steps_per_epoch: int
+    config: ClassifierConfig, params: list, ctx: Any, steps_per_epoch: int
 ) -> tuple[torch.optim.Optimizer, Any]:
+    """The optimizer at the one-rank learning rate, and the core's lr scaling as its schedule."""
     if config.optimizer in ("adamw", "adam"):  # the paper's Adam: lr 1e-3, β (0.9, 0.999), ε 1e-8
         # adamw (default) decays weights decoupled from the gradient; adam adds the decay to the
         # gradient (L2), which with the paper's softmax loss (gradients ~1e-3) stops learning.
@@ -70,12 +71,16 @@ def make_optimizer(
         opt = cls(
             params, lr=config.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=config.weight_decay
         )
-        return opt, None
-    # SGD with Goyal et al.'s linear scaling and warm-up, then steps at epochs 30, 60, 80.
-    opt = torch.optim.SGD(
-        params, lr=config.lr * world, momentum=0.9, weight_decay=config.weight_decay
+        milestones: tuple[int, ...] = ()
+    else:  # SGD, with steps at epochs 30, 60, 80 (the paper's helper)
+        opt = torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
+        milestones = (30, 60, 80)
+    if ctx.lr_scaling == "none" and not milestones:
+        return opt, None  # a constant rate: no schedule (checkpoints as before)
+    schedule = lr_schedule(
+        opt, ctx.lr_scaling, ctx.world_size, ctx.warmup_epochs, steps_per_epoch, milestones
     )
-    return opt, goyal(opt, world, config.warmup_epochs, steps_per_epoch, (30, 60, 80))
+    return opt, schedule
 
 
 class LArTPCClassifier(Workload):
@@ -87,6 +92,12 @@ class LArTPCClassifier(Workload):
     default_target_loss = 1.2  # the paper's TTL target
     metric_names = ("acc",)
     bf16_on_gpus: ClassVar[bool] = False  # --bf16's default on a GPU (measured per model)
+    scales_lr = True
+
+    @classmethod
+    def lr_defaults(cls, config: Any) -> tuple[str, float]:
+        """SGD: Goyal et al.'s linear scaling over 5 warm-up epochs; Adam(W): the rate as given."""
+        return ("linear", 5.0) if config.optimizer == "sgd" else ("none", 0.0)
 
     config: ClassifierConfig
     model: torch.nn.Module
@@ -141,7 +152,7 @@ class LArTPCClassifier(Workload):
         )  # the same parameters: checkpoints and the broadcast see self.model
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer, self.schedule = make_optimizer(
-            self.config, self.params, ctx.world_size, steps_per_epoch
+            self.config, self.params, ctx, steps_per_epoch
         )
         bf16 = self.config.bf16
         if bf16 is None:

@@ -1,27 +1,50 @@
-"""Learning-rate schedules the workloads share."""
+"""Learning-rate scaling with ranks, the one mechanism every workload shares (the core's
+``--lr-scaling none|linear|sqrt`` and ``--warmup-epochs``, Goyal et al. 2017)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 
+Scaling = Literal["none", "linear", "sqrt"]
 
-def goyal(
+
+def scale_factor(scaling: str, world: int) -> float:
+    """How many times the one-rank learning rate the full rate of ``world`` ranks is."""
+    return {"none": 1.0, "linear": float(world), "sqrt": math.sqrt(world)}[scaling]
+
+
+def lr_factor(
+    step: int,
+    scaling: str,
+    world: int,
+    warmup_epochs: float,
+    steps_per_epoch: int,
+    milestones: Sequence[int] = (),
+) -> float:
+    """The multiplier of the one-rank learning rate at ``step``: it ramps linearly from 1 to
+    ``scale_factor`` over ``warmup_epochs`` (Goyal et al.'s gradual warm-up), then drops tenfold
+    at each epoch in ``milestones``."""
+    k = scale_factor(scaling, world)
+    warm = max(warmup_epochs * steps_per_epoch, 1)
+    adj = 1.0 + (k - 1.0) * min(step / warm, 1.0)
+    return adj * 0.1 ** sum(step / steps_per_epoch >= b for b in milestones)
+
+
+def lr_schedule(
     optimizer: torch.optim.Optimizer,
+    scaling: str,
     world: int,
     warmup_epochs: float,
     steps_per_epoch: int,
     milestones: Sequence[int] = (),
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Goyal et al.'s schedule for an optimizer whose lr is already ``base_lr · world``: the
-    factor ramps linearly from 1/world to 1 over ``warmup_epochs``, then drops tenfold at each
-    epoch in ``milestones`` (the paper's helper: 30, 60, 80)."""
-    warm = max(warmup_epochs * steps_per_epoch, 1)
+    """A schedule for an optimizer built with the one-rank learning rate (see ``lr_factor``)."""
 
     def factor(step: int) -> float:
-        epoch = step / steps_per_epoch
-        adj = 1.0 / world + (1 - 1.0 / world) * min(step / warm, 1.0)
-        return adj * 0.1 ** sum(epoch >= b for b in milestones)
+        return lr_factor(step, scaling, world, warmup_epochs, steps_per_epoch, milestones)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

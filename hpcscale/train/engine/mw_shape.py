@@ -18,6 +18,11 @@ def check(core: Any, ranks: int) -> None:
             "engine master-worker needs at least 2 ranks (rank 0 the master, ranks 1… "
             f"the workers); this job has {ranks}"
         )
+    if getattr(core, "model_parallel", 1) > 1:
+        raise UserError(
+            f"--model-parallel {core.model_parallel}: engine master-worker trains whole models "
+            "on each worker; use --group-size for several ranks per worker"
+        )
     size, workers = core.group_size, ranks - 1
     if workers % size:
         raise UserError(

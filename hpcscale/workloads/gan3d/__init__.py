@@ -40,7 +40,7 @@ from hpcscale.workloads.gan3d.model import (
     to_u,
 )
 from hpcscale.workloads.gan3d.showers import KIND
-from hpcscale.workloads.schedule import goyal
+from hpcscale.workloads.schedule import lr_schedule
 from hpcscale.workloads.tensordata import TensorConfig, TensorDataWorkload
 
 INFERENCE_BATCH = 128  # the seed's inference table: batch 128
@@ -53,8 +53,6 @@ class GanConfig(TensorConfig):
     """3DGAN options"""
 
     lr: float = Field(1e-3, gt=0, description="RMSprop learning rate per worker (seed: 1e-3)")
-    scale_lr: bool = Field(True, description="Goyal et al.: lr × workers after the warm-up")
-    warmup_epochs: float = Field(5.0, ge=0, description="linear warm-up from lr to lr × workers")
     energy_weight: float = Field(0.5, ge=0, description="weight of the energy-regression terms")
     sum_weight: float = Field(
         1.0, ge=0, description="weight of the generator's total-energy term (the 3DGAN's ECAL sum)"
@@ -97,6 +95,9 @@ class ShowerBatch:
 
 class Gan3DWorkload(TensorDataWorkload):
     name = "3dgan"
+    cut_refusal = (
+        "a GAN step trains two models with a collective between them, not one chain of layers"
+    )
     Config: ClassVar[type[GanConfig]] = GanConfig
     kind = KIND
     targets = TARGETS
@@ -104,6 +105,9 @@ class Gan3DWorkload(TensorDataWorkload):
     default_batch = 8  # the seed's, per worker
     default_target_loss = TARGETS["3dgan"]
     metric_names = ("d_loss", "g_loss")
+    scales_lr = True
+    default_lr_scaling = "linear"  # the seed's: lr × workers after Goyal et al.'s warm-up
+    default_warmup_epochs = 5.0
     config: GanConfig
 
     @classmethod
@@ -150,12 +154,12 @@ class Gan3DWorkload(TensorDataWorkload):
         torch.manual_seed(ctx.seed)
         g, d = make(cfg.model)
         self.g, self.d = g.to(ctx.device), d.to(ctx.device)
-        lr = cfg.lr * (ctx.world_size if cfg.scale_lr else 1)
-        world = ctx.world_size if cfg.scale_lr else 1
-        self.g_opt = torch.optim.RMSprop(self.g.parameters(), lr=lr)
-        self.d_opt = torch.optim.RMSprop(self.d.parameters(), lr=lr)
-        self.g_schedule = goyal(self.g_opt, world, cfg.warmup_epochs, steps_per_epoch)
-        self.d_schedule = goyal(self.d_opt, world, cfg.warmup_epochs, steps_per_epoch)
+        self.g_opt = torch.optim.RMSprop(self.g.parameters(), lr=cfg.lr)
+        self.d_opt = torch.optim.RMSprop(self.d.parameters(), lr=cfg.lr)
+        # the core's --lr-scaling (default here: linear after 5 warm-up epochs, as the seed's)
+        scaling = (ctx.lr_scaling, ctx.world_size, ctx.warmup_epochs, steps_per_epoch)
+        self.g_schedule = lr_schedule(self.g_opt, *scaling)
+        self.d_schedule = lr_schedule(self.d_opt, *scaling)
         self.d_params = list(self.d.parameters())
         self.d_bucket = GradBucket(self.d_params, (), ctx.device)  # the discriminator's own
         self.noise = torch.Generator(device=ctx.device).manual_seed(ctx.seed * 7919 + ctx.rank)

@@ -26,6 +26,7 @@ from hpcscale.train.workload import Staged, StepResult
 from hpcscale.workloads.jets import roc
 from hpcscale.workloads.jets.model import JetResNet
 from hpcscale.workloads.jets.simulate import CLASSES, KIND
+from hpcscale.workloads.schedule import lr_schedule
 from hpcscale.workloads.tensordata import TensorConfig, TensorDataWorkload
 
 EVAL_BATCH = 256  # validation minibatch (at most): a dense batch of 1024 jets is 0.5 GB
@@ -36,7 +37,6 @@ class JetsConfig(TensorConfig):
     """CMS jet-image options"""
 
     lr: float = Field(1e-3, gt=0, description="Adam learning rate")
-    scale_lr: bool = Field(False, description="multiply the learning rate by the ranks")
     weight_decay: float = Field(0.0, ge=0)
 
 
@@ -50,6 +50,7 @@ class JetBatch:
 
 class JetsWorkload(TensorDataWorkload):
     name = "cms-jets"
+    cut_refusal = "its classifier fits one GPU many times over; data parallelism serves it"
     Config: ClassVar[type[JetsConfig]] = JetsConfig
     kind = KIND
     targets = TARGETS
@@ -57,6 +58,7 @@ class JetsWorkload(TensorDataWorkload):
     default_batch = 64  # the seed's V100 batch
     default_target_loss = TARGETS["cms-jets"]
     metric_names = ("acc",)
+    scales_lr = True
     config: JetsConfig
 
     @classmethod
@@ -86,13 +88,15 @@ class JetsWorkload(TensorDataWorkload):
         ctx, cfg = self.ctx, self.config
         torch.manual_seed(ctx.seed)
         self.model = JetResNet(cfg.model).to(ctx.device)
-        lr = cfg.lr * (ctx.world_size if cfg.scale_lr else 1)
         self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=lr, weight_decay=cfg.weight_decay
+            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
+        self.schedule = lr_schedule(  # the core's --lr-scaling and --warmup-epochs
+            self.optimizer, ctx.lr_scaling, ctx.world_size, ctx.warmup_epochs, steps_per_epoch
         )
 
     def parts(self) -> dict[str, Any]:
-        return {"model": self.model, "optimizer": self.optimizer}
+        return {"model": self.model, "optimizer": self.optimizer, "schedule": self.schedule}
 
     def parameters(self) -> Sequence[torch.Tensor]:
         return list(self.model.parameters())
@@ -127,6 +131,7 @@ class JetsWorkload(TensorDataWorkload):
 
     def update(self) -> None:
         self.optimizer.step()
+        self.schedule.step()
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, Any]:

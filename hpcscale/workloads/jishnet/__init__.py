@@ -19,10 +19,23 @@ from pydantic import Field
 
 from hpcscale.data.store import Codec, load_shard
 from hpcscale.errors import UserError
-from hpcscale.train.workload import Staged
+from hpcscale.train.workload import Split, Staged
 from hpcscale.workloads.jishnet.data import DenseBatch, Prefetcher
-from hpcscale.workloads.jishnet.model import MIN_RESOLUTION, JishNet, feature_side
-from hpcscale.workloads.lartpc import ClassifierConfig, LArTPCClassifier, too_small, val_order
+from hpcscale.workloads.jishnet.model import (
+    CUT_POINTS,
+    MIN_RESOLUTION,
+    PARTS,
+    JishNet,
+    JishNetStage,
+    feature_side,
+)
+from hpcscale.workloads.lartpc import (
+    ClassifierConfig,
+    LArTPCClassifier,
+    loss_fn,
+    too_small,
+    val_order,
+)
 
 
 class JishNetConfig(ClassifierConfig):
@@ -57,6 +70,7 @@ class JishNetWorkload(LArTPCClassifier):
     bf16_on_gpus = True  # H100, 1,000 steps: val acc 56.0 % vs fp32 55.5 %; steps 20 % faster
     Config: ClassVar[type[JishNetConfig]] = JishNetConfig  # type: ignore[assignment]
     config: JishNetConfig
+    cut_points = CUT_POINTS  # after each convolution block
 
     @classmethod
     def check_resolution(cls, config: Any, resolution: int) -> None:
@@ -151,6 +165,20 @@ class JishNetWorkload(LArTPCClassifier):
 
     def forward(self, net: torch.nn.Module, batch: DenseBatch) -> torch.Tensor:
         return net(batch.x)
+
+    def split(self, cuts: Sequence[str]) -> Split:
+        """Stages of the built model, cut after each of ``cuts`` (eager: no torch.compile)."""
+        names, stages, start = list(PARTS), [], 0
+        for end in [names.index(c) + 1 for c in cuts] + [len(names)]:
+            stages.append(JishNetStage(self.model, tuple(names[start:end]), self.autocast))
+            start = end
+        return Split(
+            stages,
+            inputs=lambda b: b.x,
+            target=lambda b: b.y,
+            loss=loss_fn,
+            metrics=lambda out, y: {"acc": (out.argmax(1) == y).float().mean()},
+        )
 
 
 WORKLOAD = JishNetWorkload

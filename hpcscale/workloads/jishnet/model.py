@@ -6,6 +6,8 @@ Linear(256·s·s → 32) + ELU; Linear(32 → 5); softmax. At 3600: 3600 → 720
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -16,6 +18,18 @@ PRESETS: dict[str, tuple[tuple[int, int, int, int], int]] = {
     "jishnet-small": ((4, 8, 16, 16), 16),  # same geometry, ~100× fewer FLOPs: tests, laptops
 }
 
+
+# The model's parts in order, with the layers each holds: it can be cut after any part but the
+# last (pipeline stages, ``--model-parallel``).
+PARTS: dict[str, tuple[str, ...]] = {
+    "block1": ("conv1",),
+    "block2": ("conv2",),
+    "block3": ("conv3",),
+    "block4": ("conv4",),
+    "head": ("fc1", "fc2"),
+}
+CUT_POINTS = tuple(PARTS)[:-1]
+POOLS = {"block2": 5, "block3": 4, "block4": 4}  # block1's pool of 5 is fused with it on GPUs
 
 MIN_RESOLUTION = 275  # the smallest side that leaves one feature cell after the four poolings
 
@@ -51,15 +65,19 @@ class JishNet(nn.Module):
         self.first_block = fused_first_block_op  # replaced by before_compile()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused_first_block and x.is_cuda:
-            x = self.first_block(x, self.conv1)
-        else:
-            x = F.max_pool2d(F.elu(self.conv1(x)), 5)
-        x = F.max_pool2d(F.elu(self.conv2(x)), 5)
-        x = F.max_pool2d(F.elu(self.conv3(x)), 4)
-        x = F.max_pool2d(F.elu(self.conv4(x)), 4)
-        x = F.elu(self.fc1(torch.flatten(x, 1)))
-        x = self.fc2(x)
+        for name in PARTS:
+            x = self.part(name, x)
+        return x
+
+    def part(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """One of ``PARTS`` (the places the model can be cut after, and the head)."""
+        if name == "block1":
+            if self.fused_first_block and x.is_cuda:
+                return self.first_block(x, self.conv1)
+            return F.max_pool2d(F.elu(self.conv1(x)), 5)
+        if name in POOLS:
+            return F.max_pool2d(F.elu(getattr(self, PARTS[name][0])(x)), POOLS[name])
+        x = self.fc2(F.elu(self.fc1(torch.flatten(x, 1))))
         return F.softmax(x, dim=1) if self.softmax else x
 
     def before_compile(self) -> None:
@@ -73,3 +91,21 @@ def fused_first_block_op(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     from hpcscale.workloads.jishnet.fused import first_block  # Triton: imported where used
 
     return first_block(x, conv)
+
+
+class JishNetStage(nn.Module):
+    """Consecutive ``parts`` of a JishNet, as one pipeline stage: its layers are the network's
+    own (shared parameters), and it runs them under ``autocast`` (the workload's precision)."""
+
+    def __init__(self, net: JishNet, parts: tuple[str, ...], autocast: Any) -> None:
+        super().__init__()
+        self.parts = parts
+        self.layers = nn.ModuleDict({n: getattr(net, n) for p in parts for n in PARTS[p]})
+        self.run = net.part  # a bound method, not a submodule: the stage holds its layers only
+        self.autocast = autocast
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with self.autocast:
+            for name in self.parts:
+                x = self.run(name, x)
+        return x

@@ -30,6 +30,10 @@ class SCNetConfig(ClassifierConfig):
 
 class SCNetWorkload(LArTPCClassifier):
     name = "scnet"
+    cut_refusal = (
+        "its activations are sparse tensors (coordinates and features), which the pipeline "
+        "cannot send between stages"
+    )
     Config: ClassVar[type[SCNetConfig]] = SCNetConfig  # type: ignore[assignment]
     config: SCNetConfig
 

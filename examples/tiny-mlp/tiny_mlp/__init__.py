@@ -1,0 +1,1 @@
+"""tiny-mlp: an example hpcscale workload in a package of its own."""
