@@ -34,6 +34,7 @@ from hpcscale.run import default_data
 from hpcscale.sites import load_site
 from hpcscale.sites.detect import resolve as resolve_node
 from hpcscale.sites.models import Site
+from hpcscale.sites.refusals import refuse
 from hpcscale.sites.registry import with_requests
 from hpcscale.sites.switch import switched
 from hpcscale.spec import SPEC_NAME, StudySpec, dump, point_args, point_label
@@ -78,6 +79,8 @@ def study_site(spec: StudySpec, sites_dir: list[Path] | None) -> Site:
     r = spec.requests
     site = resolve_node(load_site(spec.site, sites_dir or []))
     site = with_requests(switched(site, r.container, r.image, job_path), **r.scheduler())
+    if r.engine is not None and r.engine != site.engine:  # what the site's backends refuse
+        site = refuse(site.model_copy(update={"engine": r.engine}), "--engine")
     if r.requeues is None:
         return site
     limits = site.limits.model_copy(update={"requeues": r.requeues})

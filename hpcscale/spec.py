@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from hpcscale.errors import UserError
 from hpcscale.messages import describe, shown
-from hpcscale.sites.models import Scheduler
+from hpcscale.sites.models import EngineKind, Scheduler
 from hpcscale.sites.yamlload import load_yaml
 
 SPEC_NAME = "study.yaml"  # the spec's name in a study folder
@@ -90,10 +90,11 @@ class _RequestsBase(BaseModel):
     container: bool | None = None
     image: str | None = None  # --image: run the ranks in this image (implies the container)
     requeues: int | None = Field(None, ge=0, le=100)
+    engine: EngineKind | None = None  # --engine: the site's engine, for this study
 
     def scheduler(self) -> dict[str, Any]:
         """The fields that go into the site's scheduler block (``with_requests``)."""
-        return self.model_dump(exclude={"container", "image", "requeues"})
+        return self.model_dump(exclude={"container", "image", "requeues", "engine"})
 
 
 Requests = create_model(

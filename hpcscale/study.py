@@ -33,6 +33,7 @@ from hpcscale.schedulers.jobs import job_script, make_executor, plan_job
 from hpcscale.schedulers.jobs import job_state as scheduler_state
 from hpcscale.sites.models import Site
 from hpcscale.train.config import parse
+from hpcscale.train.engine import mw_shape
 from hpcscale.train.entry import TrainTask
 from hpcscale.train.records import summarize
 
@@ -283,6 +284,7 @@ def resolve_job(
         return Job(point, plan, "command", every, wrapper, None, tuple(command))
     core, config = parse(train_args(site, plan, data="-", out="-", model=model, extra=every))
     check_model_parallel(site, plan, core.model_parallel)
+    mw_shape.check(core, plan.ranks)
     return Job(point, plan, model, every, core, config)
 
 

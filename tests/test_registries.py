@@ -86,7 +86,8 @@ def test_unknown_name_is_one_user_error_with_the_allowed_names():
     assert isinstance(info.value, UserError)
     assert message.startswith("launcher.kind 'sruun': no launcher of that name; allowed: srun")
     assert "(did you mean 'srun'?)" in message
-    with pytest.raises(UnknownNameError, match=r"no engine of that name.*torch, horovod$"):
+    engines = r"no engine of that name.*torch, horovod, master-worker$"
+    with pytest.raises(UnknownNameError, match=engines):
         ENGINES.check("tensorflow")
 
 

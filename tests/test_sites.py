@@ -77,7 +77,7 @@ def test_unknown_top_level_field(tmp_path):
         ("launcher.kind", "mpiexec", "'srun', 'jsrun', 'mpirun', 'ibrun', 'aprun', 'torchrun'"),
         ("node.arch", "arm64", "'x86_64', 'ppc64le' or 'aarch64'"),
         ("node.gpus.link", "sxm", "'nvlink' or 'pcie'"),
-        ("engine", "tensorflow", "'torch' or 'horovod'"),
+        ("engine", "tensorflow", "'torch', 'horovod' or 'master-worker'"),
     ],
 )
 def test_wrong_enum_names_field_and_allowed_values(tmp_path, field, value, allowed):

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hpcscale.analysis import attribution, kinds, parallelism, plots
+from hpcscale.analysis import attribution, kinds, master_worker, parallelism, plots
 from hpcscale.analysis.fit import PowerLaw
 from hpcscale.analysis.results import PAPER, study_label, study_results, write_results
 from hpcscale.data.simulate import LABELS
@@ -46,6 +46,7 @@ def build_report(studies: list[Path], out: Path, fmt: str = "md") -> Path:
             blocks += _scaling_section(results, scratch)
         blocks += _versus_section(results, scratch)
         blocks += parallelism.section(results)
+        blocks += master_worker.section(results, scratch)
         for result in results:
             blocks += _study_section(result, scratch)
         blocks += _paper_section()

@@ -84,6 +84,8 @@ def study_results(study: Path) -> dict[str, Any]:
                     "steady_step_s",
                     "samples_per_s_steady",
                     "epoch_rate_steady_per_min",
+                    "master_worker",
+                    "lost_workers",
                     "ttl_steps",
                     "b_noise",
                     "noise",

@@ -89,6 +89,15 @@ _OWN = {
             "container.image), e.g. one `hpcscale container build --out` made.",
         ),
     ),
+    "engine": (
+        str | None,
+        typer.Option(
+            "--engine",
+            help="Train with this engine (default: the descriptor's engine): torch, horovod, or "
+            "master-worker (rank 0 a master, the others workers; training options "
+            "--update-rule, --max-staleness, --group-size).",
+        ),
+    ),
     "requeues": (
         int | None,
         typer.Option(

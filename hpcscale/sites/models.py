@@ -33,7 +33,7 @@ LauncherKind = Literal[
     "srun", "jsrun", "mpirun", "ibrun", "aprun", "torchrun", "local", "horovodrun"
 ]
 RuntimeKind = Literal["apptainer", "singularity", "shifter", "sarus", "charliecloud", "none"]
-EngineKind = Literal["torch", "horovod"]
+EngineKind = Literal["torch", "horovod", "master-worker"]
 Arch = Literal["x86_64", "ppc64le", "aarch64"]
 GpuLink = Literal["nvlink", "pcie"]
 

@@ -29,7 +29,25 @@ class CoreConfig(BaseModel):
     out: Path = Field(description="job folder for records, summary.json and mlperf.log")
     model: str = Field(workloads.DEFAULT, description="what to train (models: listed above)")
     site: str = "local"
-    engine: Literal["torch", "horovod"] = "torch"
+    engine: Literal["torch", "horovod", "master-worker"] = "torch"
+    update_rule: Literal["downpour", "easgd"] = Field(
+        "downpour", description="engine master-worker: downpour (the master applies each "
+        "gradient as it arrives) or easgd (workers train local models, pulled toward the "
+        "master's every --easgd-period steps by --easgd-alpha)"
+    )  # fmt: skip
+    max_staleness: int | None = Field(
+        None, ge=0, description="engine master-worker, downpour: a gradient more than this many "
+        "updates old is answered with fresh weights instead of being applied (default: no limit)"
+    )  # fmt: skip
+    group_size: int = Field(
+        1, ge=1, description="engine master-worker: ranks per worker; they average their batch's "
+        "gradient among themselves before their leader talks to the master"
+    )  # fmt: skip
+    easgd_alpha: float = Field(
+        0.5, gt=0, lt=1, description="easgd: the moving rate (share of the distance to the "
+        "master's model a worker moves, and the master toward the worker)"
+    )  # fmt: skip
+    easgd_period: int = Field(1, ge=1, description="easgd: worker steps between exchanges")
     horovod_timeline: bool = Field(
         False, description="write Horovod's timeline (HOROVOD_TIMELINE, Chrome trace format) to "
         "horovod-timeline.json in the job folder; engine horovod only"
@@ -111,6 +129,17 @@ class CoreConfig(BaseModel):
         for field_name, flag in pipeline_only.items():
             if self.model_parallel == 1 and getattr(self, field_name) is not None:
                 raise ValueError(f"{flag} needs --model-parallel 2 or more")
+        return self
+
+    @model_validator(mode="after")
+    def _master_worker_options(self) -> CoreConfig:
+        if self.engine != "master-worker":
+            for name in ("max_staleness", "group_size", "update_rule", "easgd_alpha"):
+                if getattr(self, name) != CoreConfig.model_fields[name].default:
+                    flag = "--" + name.replace("_", "-")
+                    raise ValueError(f"{flag} needs --engine master-worker (not {self.engine})")
+        if self.update_rule == "easgd" and self.max_staleness is not None:
+            raise ValueError("--max-staleness applies to --update-rule downpour, not easgd")
         return self
 
 

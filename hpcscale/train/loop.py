@@ -79,14 +79,16 @@ def run(core: CoreConfig, wconfig: WorkloadConfig, t0: float) -> int:
         engine = make_engine(
             core.engine, jobenv, core.collective_timeout, core.device, timeline=timeline
         )
+        engine.configure(core)
         if engine.device.type == "cuda":
             torch.zeros(1, device=engine.device)  # the CUDA context, counted as device start-up
         rec.write("phase", phase="device")  # device and communicator ready
         spec = workloads.get(core.model)
+        shard_rank, shard_ranks = engine.data_shard()
         scaling, warmup = lr_settings(core, spec, wconfig)
         ctx = RankContext(
-            rank=jobenv.rank,
-            world_size=jobenv.world_size,
+            rank=shard_rank,
+            world_size=shard_ranks,
             device=engine.device,
             engine=engine,
             data=core.data,
@@ -154,14 +156,14 @@ def _train(
     mll.event("GLOBAL_BATCH_SIZE", ctx.batch * ctx.world_size)
     mll.event("SEED", core.seed)
     mll.start("RUN_START")
-    epoch = loop.run_epochs(mll, staged.local_samples)
+    epoch = ctx.engine.train(loop, mll, staged.local_samples)
     if loop.stop_reason == "requeue":
-        if ctx.rank == 0:
+        if jobenv.rank == 0:
             checkpoint.save(core.out, workload.parts(), loop.state())
         rec.write("segment_end", step=loop.step, reason="requeue")
         raise Requeue
 
-    evaluation = workload.evaluate()
+    evaluation = workload.evaluate() if ctx.engine.evaluates else {}
     if "val_accuracy" in evaluation:
         mll.event("EVAL_ACCURACY", evaluation["val_accuracy"], epoch_num=epoch)
     mll.end("RUN_STOP", status="success" if loop.ttl_s is not None else "aborted")
@@ -175,7 +177,7 @@ def _train(
         "workload": workload.name,
         "model": core.model,
         "sample_unit": workload.sample_unit,
-        "metrics": {**loop.metrics(), **evaluation},
+        "metrics": {**loop.metrics(), **evaluation, **ctx.engine.metrics()},
         "config": {
             **core.model_dump(mode="json"),
             "batch": ctx.batch,
@@ -290,6 +292,7 @@ class Loop:
             "segment": self.segment,
             "train_offset": self.train_offset + self.train_end - self.train_start,
             "wall_offset": self.total_elapsed(),
+            "engine": self.ctx.engine.state(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -302,6 +305,7 @@ class Loop:
         self.segment = state["segment"] + 1
         self.train_offset, self.wall_offset = state["train_offset"], state["wall_offset"]
         self.rec.offset = self.wall_offset
+        self.ctx.engine.restore(state.get("engine", {}))
         self.rec.write("segment_start", step=self.step, wall_offset=self.wall_offset)
 
     def total_elapsed(self) -> float:
@@ -358,10 +362,11 @@ class Loop:
         values = {**local, "stop_vote": float(wants_stop), "requeue_vote": checkpoint.preempted()}
         if grad_sq is not None:
             values[GRAD_SQ] = grad_sq
-        means = self.bucket.allreduce_mean(ctx.engine, values)
+        means = ctx.engine.exchange(self.bucket, values)
         allreduce_s = time.perf_counter() - t
         noise = self.noise_fields(means[GRAD_SQ], batch.size) if self.measures_noise else {}
-        self.workload.update()
+        if ctx.engine.local_update:  # else the engine brought the updated weights
+            self.workload.update()
         if ctx.device.type == "cuda":
             torch.cuda.current_stream(ctx.device).synchronize()  # the update's own time
         self.train_end = time.perf_counter()

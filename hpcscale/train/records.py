@@ -166,6 +166,10 @@ def summarize(folder: Path, world_size: int, write: bool = True) -> dict[str, An
     # Global figures are identical on every rank; take them from the lowest rank that has them.
     source = next((statuses[r] for r in sorted(statuses) if "metrics" in statuses[r]), {})
     metrics = dict(source.get("metrics", {}))
+    # Ranks of workers the master/worker engine lost and went on without: not the job's failure
+    # (the summary names them under lost_workers, from the master's metrics).
+    lost = {r for w in metrics.get("lost_workers") or [] for r in w.get("ranks", [])}
+    failures = [f for f in failures if f["rank"] not in lost]
     dlts = [s["dlt_s"] for s in statuses.values() if s.get("dlt_s") is not None]
     if dlts:
         metrics["dlt_s"] = max(dlts)  # training starts when the slowest rank has loaded

@@ -19,6 +19,7 @@ ENGINES: Registry[type[Engine]] = Registry(
     {
         "torch": "hpcscale.train.engine.torch_dist",
         "horovod": "hpcscale.train.engine.horovod",
+        "master-worker": "hpcscale.train.engine.master_worker",
     },
     attr="ENGINE",
     field="engine",
