@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import platform
-import signal
 import socket
 import sys
 import time
@@ -25,10 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from hpcscale import __version__, workloads
-from hpcscale.containers.runtime import recorded_digest, runtime_inside
+from hpcscale import workloads
 from hpcscale.errors import PeerFailure, Requeue, Terminated, UserError
-from hpcscale.train import checkpoint
+from hpcscale.train import checkpoint, lifecycle
 from hpcscale.train.config import CoreConfig
 from hpcscale.train.engine import make_engine
 from hpcscale.train.engine.base import Engine
@@ -69,7 +65,7 @@ def run(core: CoreConfig, wconfig: WorkloadConfig, t0: float) -> int:
     rec.write("phase", phase="imports")  # python, torch and hpcscale imported, options parsed
     mll = MLLog(folder / "mlperf.log" if jobenv.rank == 0 else None)
     mll.start("INIT_START", time_s=t0)
-    _install_signal_handlers()
+    lifecycle.install_signal_handlers()
     checkpoint.install_usr2_handler()
     engine: Engine | None = None
     code = 1  # a failure; 2 for bad input
@@ -131,7 +127,7 @@ def run(core: CoreConfig, wconfig: WorkloadConfig, t0: float) -> int:
             mll.end("RUN_STOP", status="aborted")
         if jobenv.rank == 0 and status["status"] != "requeued":
             if status["status"] != "ok":
-                _wait_for_statuses(folder, jobenv.world_size)
+                lifecycle.wait_for_statuses(folder, jobenv.world_size, STATUS_GRACE_S)
             summarize(folder, jobenv.world_size)
         rec.close()
         if engine is not None:
@@ -167,7 +163,7 @@ def _train(
     if "val_accuracy" in evaluation:
         mll.event("EVAL_ACCURACY", evaluation["val_accuracy"], epoch_num=epoch)
     mll.end("RUN_STOP", status="success" if loop.ttl_s is not None else "aborted")
-    rec.write("end", status="ok", stop_reason=loop.stop_reason, **_scalars(evaluation))
+    rec.write("end", status="ok", stop_reason=loop.stop_reason, **scalars(evaluation))
     return {
         "dlt_s": loop.dlt_s,
         "stop_reason": loop.stop_reason,
@@ -187,7 +183,10 @@ def _train(
             **workload.config.model_dump(mode="json"),
         },
         "data": staged.summary,
-        "provenance": {**_provenance(ctx.engine, jobenv), "workload": workloads.origin(core.model)},
+        "provenance": {
+            **lifecycle.provenance(ctx.engine, jobenv),
+            "workload": workloads.origin(core.model),
+        },
     }
 
 
@@ -463,7 +462,7 @@ class Loop:
             "global_batch": self.ctx.batch * world,
             "final_global_loss": self.last_global.get("loss"),
             "final_smoothed_loss": self.last_smoothed,
-            "peak_device_memory_gib": _peak_memory_gib(self.ctx.device),
+            "peak_device_memory_gib": lifecycle.peak_memory_gib(self.ctx.device),
         }
 
     def _ttl_note(self, window_full: bool) -> str:
@@ -479,54 +478,5 @@ class Loop:
         )
 
 
-def _peak_memory_gib(device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    return round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
-
-
-def _scalars(values: dict[str, Any]) -> dict[str, Any]:
+def scalars(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if isinstance(v, (int, float, str)) or v is None}
-
-
-def _provenance(engine: Engine, jobenv: JobEnvironment) -> dict[str, Any]:
-    versions = engine.versions()
-    return {
-        "hpcscale": __version__,
-        "python": platform.python_version(),
-        **versions,
-        "engine": engine.name,
-        "launcher": jobenv.launcher,
-        "job_id": jobenv.job_id,
-        "nodes": list(jobenv.nodes) or [socket.gethostname()],
-        "rendezvous": f"{jobenv.master_addr}:{jobenv.master_port}",
-        "device": str(engine.device),
-        "gpu": torch.cuda.get_device_name(engine.device) if engine.device.type == "cuda" else None,
-        "site_digest": os.environ.get("HPCSCALE_SITE_DIGEST"),
-        "image": os.environ.get("HPCSCALE_IMAGE"),
-        "image_digest": os.environ.get("HPCSCALE_IMAGE_DIGEST") or _image_digest(),
-        "container": runtime_inside(os.environ),
-    }
-
-
-def _image_digest() -> str | None:
-    image = os.environ.get("HPCSCALE_IMAGE")
-    if not image:
-        return None
-    return recorded_digest(image)
-
-
-def _install_signal_handlers() -> None:
-    def handler(signum: int, _frame: Any) -> None:
-        raise Terminated(f"stopped by {signal.Signals(signum).name}")
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, handler)
-
-
-def _wait_for_statuses(folder: Path, world: int) -> None:
-    deadline = time.time() + STATUS_GRACE_S
-    while time.time() < deadline:
-        if all((folder / f"rank-{r}.status.json").exists() for r in range(world)):
-            return
-        time.sleep(0.2)
