@@ -36,7 +36,7 @@ from hpcscale.sites.detect import resolve as resolve_node
 from hpcscale.sites.models import Site
 from hpcscale.sites.registry import with_requests
 from hpcscale.sites.switch import switched
-from hpcscale.spec import SPEC_NAME, StudySpec, dump, point_args, point_label
+from hpcscale.spec import SPEC_NAME, StudySpec, difference, dump, point_args, point_label
 from hpcscale.spec import load as load_spec
 from hpcscale.study import Job, Point, job_state, load, resolve_job, save, submit_study
 from hpcscale.tables import print_collect
@@ -130,6 +130,9 @@ def resolve(spec: StudySpec, folder: Path, sites_dir: list[Path] | None, where: 
                 raise
             raise UserError(f"{where}: job {point.label}: {exc}") from None
     if spec.optimize is not None:
+        from hpcscale.optimize.objective import check_objective  # imports the workload (torch)
+
+        check_objective(spec.optimize.objective, model)
         _check_space(spec, site, shape, where)
         if spec.optimize.method == "gp" and importlib.util.find_spec("optuna") is None:
             raise UserError(
@@ -155,44 +158,48 @@ def _check_space(spec: StudySpec, site: Site, shape: Job, where: str) -> None:
                 raise UserError(f"{where}: search space option {name}: {exc}") from None
 
 
-def keep_spec(spec: StudySpec, folder: Path) -> None:
-    """Write the spec beside the manifest (the latest submit's: a study submitted again with more
-    sizes keeps the spec that lists them). A study of another kind, or an optimisation of
-    another search, is refused: its trials would mean nothing to this one (a resumed one may
-    have a larger budget or parallelism)."""
+def keep_spec(launch: Launch, dry_run: bool, resubmit: bool) -> None:
+    """The study folder is the one record of what its study is: the spec is written beside the
+    manifest when the study is new (a dry run's too: its scripts are the study), or when a
+    submit adds sizes or asks for ``--resubmit``; a dry run never changes a kept spec. A spec
+    that computes something else (another model, data, options, sweep, kind or search) is
+    refused in one line naming the difference, unless ``--resubmit`` is asked for."""
+    spec, folder = launch.spec, launch.folder
     path = Path(folder) / SPEC_NAME
     if path.exists():
         old = load_spec(path)
-        what = [k for k in ("kind", "optimize") if _comparable(old)[k] != _comparable(spec)[k]]
-        if what:
-            raise UserError(
-                f"{folder} holds a study made from another spec (its {' and '.join(what)} "
-                f"differ: see {path}); choose another --study folder"
+        same_site = old.site == spec.site
+        old_model = old.model or (launch.site.training.model if same_site else "its site's")
+        changed = difference(old, spec, (old_model, launch.model))
+        if changed:
+            again = (
+                "submit with --resubmit to run it again with these, or choose"
+                if spec.optimize is None and old.optimize is None and same_site
+                else "choose"
             )
+            raise UserError(
+                f"{folder} holds another study ({'; '.join(changed)}); {again} another --study "
+                f"folder (or repeat it with --like {folder})"
+            )
+        if dry_run or (dump(old) == dump(spec) and not resubmit):
+            return
     atomic_write(path, dump(spec))
 
 
-def _comparable(spec: StudySpec) -> dict[str, Any]:
-    opt = (
-        spec.optimize.model_dump(mode="json", exclude={"trials", "parallel"})
-        if spec.optimize
-        else None
-    )
-    return {"kind": spec.kind, "optimize": opt}
-
-
-def stage(launch: Launch, dry_run: bool, command: str) -> str:
+def stage(launch: Launch, dry_run: bool, command: str, resubmit: bool = False) -> str:
     """What can be known before anything slow (the folder, the scheduler, the container, the
     engine), then the data; returns the data path the jobs get. A study's spec is kept in its
-    folder once it has passed every check (a dry run keeps it too: its scripts are the study)."""
+    folder once it has passed every check (``keep_spec``)."""
     check_writable(launch.folder, "--study")
+    if (launch.folder / SPEC_NAME).exists():  # refused before any data is generated
+        keep_spec(launch, True, resubmit)
     if not dry_run:
         check_scheduler(launch.site)
         check_container(launch.site)
         check_engine(launch.site)
     data = prepare_data(launch, dry_run)
     with folder_lock(launch.folder, command):
-        keep_spec(launch.spec, launch.folder)
+        keep_spec(launch, dry_run, resubmit)
     return data
 
 

@@ -1,6 +1,14 @@
 """The ``hpcscale`` command line (see ARCHITECTURE.md, "The command line"): ``app`` builds the
 command tree and holds ``main``, the error boundary; one module per command group."""
 
-from hpcscale.cli.app import app, main
+import os
+import sys
+
+# Output piped to a file or a pager is not cut at Rich's default 80 columns (mid-phrase): the
+# consoles every command module makes at import read COLUMNS, so it is set before they exist.
+if not sys.stdout.isatty() and not os.environ.get("COLUMNS"):
+    os.environ["COLUMNS"] = "1000"
+
+from hpcscale.cli.app import app, main  # noqa: E402
 
 __all__ = ["app", "main"]

@@ -90,7 +90,7 @@ def submit(
     folder = study_folder(study_dir, spec.site)
     launch = resolve(spec, folder, sites_dir, "--sweep" if sweep else where)
     writable(ctx, folder, "--study")
-    data_path = stage(launch, dry_run, "hpcscale submit")
+    data_path = stage(launch, dry_run, "hpcscale submit", resubmit)
     try:
         submit_launch(launch, data_path, dry_run=dry_run, resubmit=resubmit, wait=wait)
     except KeyboardInterrupt:
@@ -154,10 +154,15 @@ def render(
 
 
 Method = Annotated[
-    str | None, typer.Option(help="Search method: gp (Bayesian, Gaussian process; default) or "
-                             "evolution.")
+    str | None,
+    typer.Option(metavar="[gp|evolution]",
+                 help="Search method: gp (Bayesian, Gaussian process; default) or evolution."),
 ]  # fmt: skip
-Direction = Annotated[str | None, typer.Option(help="maximize (default) or minimize.")]
+Direction = Annotated[
+    str | None,
+    typer.Option(metavar="[maximize|minimize]",
+                 help="maximize (default) or minimize."),
+]  # fmt: skip
 
 
 @study_options

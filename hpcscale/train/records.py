@@ -140,11 +140,11 @@ def summarize(folder: Path, world_size: int, write: bool = True) -> dict[str, An
         st = statuses.get(rank)
         if st is None:
             last = _last_record(folder / f"rank-{rank}.jsonl")
-            where = (
-                f"last record: step {last.get('step')} at {last.get('t')} s"
-                if last
-                else ("no records")
-            )
+            where = "no records"
+            if last:
+                step = f"step {last['step']}" if last.get("step") is not None else "start-up"
+                t = last.get("t")
+                where = f"last record: {step} at {t:.1f} s" if isinstance(t, int | float) else step
             failure = {
                 "rank": rank,
                 "reason": f"died without a status (killed or crashed; {where})",

@@ -100,6 +100,9 @@ class Workload(ABC):
     default_batch: ClassVar[int] = 8
     default_target_loss: ClassVar[float] = 1.0
     metric_names: ClassVar[tuple[str, ...]] = ()  # local metrics averaged with the loss
+    # the numbers ``evaluate`` puts in the summary (``a.b``: nested), which `optimize
+    # --objective` is checked against before any trial runs; () when a workload does not say
+    figures: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: WorkloadConfig, ctx: RankContext) -> None:
         self.config = config

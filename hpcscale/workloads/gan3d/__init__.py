@@ -104,6 +104,10 @@ class Gan3DWorkload(TensorDataWorkload):
     default_batch = 8  # the seed's, per worker
     default_target_loss = TARGETS["3dgan"]
     metric_names = ("d_loss", "g_loss")
+    figures = (
+        "val_fom", "val_showers", "inference_ms_per_shower", "simulation_ms_per_shower",
+        "parameters.generator", "parameters.discriminator",
+    )  # fmt: skip
     config: GanConfig
 
     @classmethod

@@ -57,6 +57,7 @@ class JetsWorkload(TensorDataWorkload):
     default_batch = 64  # the seed's V100 batch
     default_target_loss = TARGETS["cms-jets"]
     metric_names = ("acc",)
+    figures = ("val_auc", "val_accuracy", "val_loss", "val_events", "parameters")
     config: JetsConfig
 
     @classmethod
