@@ -9,6 +9,6 @@ import sys
 if not sys.stdout.isatty() and not os.environ.get("COLUMNS"):
     os.environ["COLUMNS"] = "1000"
 
-from hpcscale.cli.app import app, main  # noqa: E402
+from hpcscale.cli.app import app, main
 
 __all__ = ["app", "main"]
