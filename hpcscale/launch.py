@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from hpcscale.containers.runtime import with_binds
 from hpcscale.errors import UserError
 from hpcscale.fmt import duration_text, plural
 from hpcscale.fsutil import atomic_write, cache_root, folder_lock
+from hpcscale.keptsite import keep_descriptor, with_kept
 from hpcscale.plan import Request
 from hpcscale.preflight import (
     check_container,
@@ -54,6 +55,7 @@ class Launch:
     jobs: list[Job]
     shape: Job
     data: Path | None  # the study's data set as given (None: the site's, not yet made)
+    sites_dir: list[Path] = field(default_factory=list)  # where its descriptor was found
 
     @property
     def args(self) -> list[str]:
@@ -116,6 +118,7 @@ def resolve(spec: StudySpec, folder: Path, sites_dir: list[Path] | None, where: 
     """The study, resolved once: the site, the model, every job planned and its options parsed
     as its ranks will parse them (a bad sweep value is refused here, naming ``where`` and the
     job), and an optimisation's search space checked against the model's options."""
+    sites_dir = with_kept(sites_dir, folder)  # a study's own descriptor (``keptsite``)
     site = study_site(spec, sites_dir)
     model = workloads.check_name(spec.model or site.training.model)
     args = spec.train_args()
@@ -140,7 +143,7 @@ def resolve(spec: StudySpec, folder: Path, sites_dir: list[Path] | None, where: 
                 "pip install 'hpcscale[optimize]' (or use --method evolution)"
             )
     data = Path(spec.data) if spec.data else None
-    return Launch(spec, site, folder, model, jobs or [shape], shape, data)
+    return Launch(spec, site, folder, model, jobs or [shape], shape, data, sites_dir)
 
 
 def _check_space(spec: StudySpec, site: Site, shape: Job, where: str) -> None:
@@ -184,6 +187,7 @@ def keep_spec(launch: Launch, dry_run: bool, resubmit: bool) -> None:
         if dry_run or (dump(old) == dump(spec) and not resubmit):
             return
     atomic_write(path, dump(spec))
+    keep_descriptor(folder, spec.site, launch.sites_dir)
 
 
 def stage(launch: Launch, dry_run: bool, command: str, resubmit: bool = False) -> str:

@@ -33,6 +33,7 @@ from hpcscale.cli.session import session, writable
 from hpcscale.errors import UserError
 from hpcscale.fmt import params_text
 from hpcscale.fsutil import atomic_write
+from hpcscale.keptsite import with_kept
 from hpcscale.launch import job_path, resolve, stage, study_folder_id
 from hpcscale.launch import submit as submit_launch
 from hpcscale.spec import SPEC_NAME, StudySpec, load_space, parse_sweep, with_flags
@@ -88,6 +89,7 @@ def submit(
     if spec.optimize is not None:
         raise UserError(f"{where}: has an optimize block; run it with `hpcscale optimize`")
     folder = study_folder(study_dir, spec.site)
+    sites_dir = with_kept(sites_dir, like, _spec_file(ctx))
     launch = resolve(spec, folder, sites_dir, "--sweep" if sweep else where)
     writable(ctx, folder, "--study")
     data_path = stage(launch, dry_run, "hpcscale submit", resubmit)
@@ -135,6 +137,7 @@ def render(
                  sweep=parse_sweep(sweep) if sweep else None)  # fmt: skip
     spec, where = study_spec(ctx, like, flags, requests=requests or {})
     folder = study_dir.absolute()
+    sites_dir = with_kept(sites_dir, like, _spec_file(ctx))
     launch = resolve(spec, folder, sites_dir, "--sweep" if sweep else where)
     labels = [j.label for j in launch.jobs]
     chosen = next((j for j in launch.jobs if j.label == (job or labels[0])), None)
@@ -219,10 +222,16 @@ def optimize(
     if spec.optimize is None:
         raise UserError(f"{where}: no search space; give --space FILE (or an optimize block)")
     folder = study_folder(study_dir, spec.site)
+    sites_dir = with_kept(sites_dir, like, _spec_file(ctx))
     launch = resolve(spec, folder, sites_dir, str(space) if space else where)
     writable(ctx, folder, "--study")
     data_path = stage(launch, False, "hpcscale optimize")
     _search(ctx, launch, folder, data_path)
+
+
+def _spec_file(ctx: typer.Context) -> Path | None:
+    """The spec file a command was given as its first argument, if any."""
+    return Path(ctx.args[0]) if ctx.args and not ctx.args[0].startswith("-") else None
 
 
 def _space(space: Path | None) -> dict[str, Any] | None:
