@@ -174,7 +174,7 @@ def keep_spec(launch: Launch, dry_run: bool, resubmit: bool) -> None:
         same_site = old.site == spec.site
         old_model = old.model or (launch.site.training.model if same_site else "its site's")
         changed = difference(old, spec, (old_model, launch.model))
-        if changed:
+        if changed and not (resubmit and spec.optimize is None and same_site):
             again = (
                 "submit with --resubmit to run it again with these, or choose"
                 if spec.optimize is None and old.optimize is None and same_site

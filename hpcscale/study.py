@@ -304,7 +304,10 @@ def submit_study(
                 raise RuntimeError(f"{study}: job {job.label} vanished from the manifest")
             # --resubmit: the jobs as they were when this submit began (not one that another
             # submit has just submitted, nor one that `cancel` has just stopped)
-            again = resubmit and before.get(job.label) == (record.state, record.job_id)
+            # (never in a dry run: it leaves a submitted job's records and state as they are)
+            again = (
+                resubmit and not dry_run and before.get(job.label) == (record.state, record.job_id)
+            )
             if record.state in RESUBMITTABLE or again:
                 record, submitted = _submit_one(site, job, study, manifest, data, dry_run)
             else:
