@@ -4,9 +4,10 @@ command tree and holds ``main``, the error boundary; one module per command grou
 import os
 import sys
 
-# Output piped to a file or a pager is not cut at Rich's default 80 columns (mid-phrase): the
-# consoles every command module makes at import read COLUMNS, so it is set before they exist.
-if not sys.stdout.isatty() and not os.environ.get("COLUMNS"):
+# Output piped to a file or a pager is not cut at 80 columns (Rich's default, or a COLUMNS a
+# shell or test runner exported), mid-phrase: the consoles every command module makes at import
+# read COLUMNS, so it is set before they exist. A terminal keeps its own width.
+if not sys.stdout.isatty():
     os.environ["COLUMNS"] = "1000"
 
 from hpcscale.cli.app import app, main
