@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import difflib
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,6 +40,8 @@ from hpcscale.launch import submit as submit_launch
 from hpcscale.spec import SPEC_NAME, StudySpec, load_space, parse_sweep, with_flags
 from hpcscale.study import create_study, study_job
 
+SIZE_FLAGS = ("--gpus", "--nodes", "--ranks")
+
 
 def study_spec(
     ctx: typer.Context, like: Path | None, flags: dict[str, Any], *, requests: dict[str, Any]
@@ -49,6 +52,13 @@ def study_spec(
         raise UserError("give --site (or a study spec file, or --like STUDY)")
     sized = size_flags(**{k: flags.pop(k, None) for k in ("gpus", "nodes", "ranks")})
     if base is None and not sized:
+        for option in (o.split("=", 1)[0] for o in options if o.startswith("--")):
+            near = difflib.get_close_matches(option, SIZE_FLAGS, n=1, cutoff=0.7)
+            if near and option not in SIZE_FLAGS:
+                raise UserError(
+                    f"unknown option {option!r} (did you mean {near[0]}?); give exactly one of "
+                    "--gpus, --nodes or --ranks (comma-separated sizes)"
+                )
         raise UserError("give exactly one of --gpus, --nodes or --ranks (comma-separated sizes)")
     data = flags.pop("data", None)
     flags.update(sized, options=options, requests=requests,
