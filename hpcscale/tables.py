@@ -70,6 +70,8 @@ def print_collect(study_dir: Path) -> None:
     for r in rows:
         if r.get("reason"):
             out.print(f"  {r['label']}: {r['reason']}")
+        if r.get("rebuilt"):
+            out.print(f"  {r['label']}: {r['rebuilt']}")
         for line in timing_lines(r):
             out.print(f"  {r['label']} {line}")
     for line in study_lines(study_dir, rows):

@@ -306,6 +306,7 @@ def _study_section(r: dict[str, Any], out: Path) -> list[Block]:
         ),
     ]
     blocks += superlinear(r) if sizes else []
+    blocks += [("p", f"Job {j['label']}: {j['rebuilt']}.") for j in r["jobs"] if j.get("rebuilt")]
     for miss in r["missing"]:
         blocks.append(("p", f"Job {miss['label']} did not complete: {miss['reason']}"))
     for label, n in (r.get("skipped_record_lines") or {}).items():

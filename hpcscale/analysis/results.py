@@ -85,6 +85,7 @@ def study_results(study: Path) -> dict[str, Any]:
                     "steady_step_s",
                     "samples_per_s_steady",
                     "epoch_rate_steady_per_min",
+                    "rebuilt",
                 )
             },
         }
