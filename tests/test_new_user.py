@@ -175,3 +175,123 @@ def test_too_many_ranks_names_ranks(tmp_path, ranks, fixed_local):
     assert "cpus_per_task" not in line
     hint = line.split("use ")[1].split(" or fewer")[0]  # the next step it names: --ranks N
     ok(cli("submit", "--site", "local", *hint.split(), "--dry-run", "--study", "R", cwd=tmp_path))
+
+
+# -- errors that lead somewhere ----------------------------------------------------------------
+
+
+def test_data_of_another_kind_and_missing_data_name_the_workload(work, tmp_path):
+    line = one_line_exit_2(
+        cli("run", "--ranks", "1", "--data", "jets", "--model", "jishnet-small", cwd=work)
+    )
+    assert "jets holds cms-jets data (jets); this model trains on jishnet data" in line
+    line = one_line_exit_2(
+        cli("run", "--ranks", "1", "--data", "nojets", "--model", "cms-jets-small", cwd=tmp_path)
+    )
+    command = line.split("`")[1]  # the next step it names, run as given
+    assert command == f"hpcscale data generate --workload cms-jets --out {tmp_path / 'nojets'}"
+    ok(cli(*command.split()[1:], "--events", "20", cwd=tmp_path))
+
+
+def test_a_misspelt_size_flag_is_named(tmp_path):
+    line = one_line_exit_2(
+        cli("submit", "--site", "local", "--rank", "1,2", "--dry-run", "--study", "Q", cwd=tmp_path)
+    )
+    assert "unknown option '--rank' (did you mean --ranks?)" in line
+
+
+def test_sites_dir_before_show_is_used(tmp_path):
+    (tmp_path / "d").mkdir()
+    shutil.copy(Path(__file__).parents[1] / "sites" / "local.yaml", tmp_path / "d" / "mine.yaml")
+    out = ok(cli("sites", "--sites-dir", "d", "show", "mine", cwd=tmp_path))
+    assert out.startswith("mine:")
+
+
+def test_unquoted_walltime_says_quote_it(tmp_path):
+    text = (Path(__file__).parents[1] / "sites" / "local.yaml").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace('max_walltime: "24:00:00"', "max_walltime: 12:00:00"))
+    res = cli("sites", "validate", str(bad))
+    assert res.returncode == 2
+    assert "quote it (max_walltime: '12:00:00')" in res.stderr
+
+
+def test_a_misspelt_search_space_key_lists_the_allowed_fields(tmp_path):
+    (tmp_path / "space.yaml").write_text("lr: {low: 0.001, hihg: 0.01}\n")
+    line = one_line_exit_2(
+        cli("optimize", "--site", "local", "--ranks", "1", "--space", "space.yaml", "--study",
+            "Z", cwd=tmp_path)  # fmt: skip
+    )
+    assert "lr.hihg: unknown field; allowed fields here: choices, high, log, low, type" in line
+
+
+def test_a_pending_slurm_job_is_pending_when_sacct_does_not_know_it(tmp_path, monkeypatch):
+    import os
+
+    from hpcscale.schedulers.slurm import BACKEND
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in (("sacct", ""), ("squeue", "echo PENDING")):
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    assert BACKEND.state(tmp_path / "submitit", "123") == "pending"
+
+
+# -- bad input and damaged files ---------------------------------------------------------------
+
+
+def test_aliases_are_bounded_by_what_they_expand_to(tmp_path):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    (tmp_path / "bomb.yaml").write_text("\n".join(lines) + "\n")
+    res = cli("sites", "validate", "bomb.yaml", cwd=tmp_path, timeout=60)
+    assert res.returncode == 2 and "expand to over 100,000 values" in res.stderr
+
+
+def test_a_truncated_summary_is_said(work, tmp_path):
+    study = tmp_path / "T"
+    shutil.copytree(work / "S", study, ignore=shutil.ignore_patterns("report"))
+    path = study / "jobs" / "1r" / "summary.json"
+    path.write_text(path.read_text()[:200])
+    note = "summary.json was damaged (cut short or not JSON); rebuilt from the ranks' records"
+    assert ok(cli("status", "T", cwd=tmp_path)).count(note) == 1
+    assert ok(cli("collect", "T", cwd=tmp_path)).count(note) == 1
+    ok(cli("report", "T", cwd=tmp_path))
+    assert note in (study / "report" / "report.md").read_text()
+    assert json.loads(path.read_text())["status"] == "completed"  # rebuilt completely
+
+
+def test_a_deposit_outside_the_image_is_refused_before_the_ranks(tmp_path):
+    import h5py
+    from conftest import tiny_events
+
+    data = tiny_events(tmp_path / "events", 30, seed=3)
+    shard = sorted(data.glob("train-*.h5"))[0]
+    with h5py.File(shard, "r+") as f:
+        offsets = f["offsets"][...]
+        f["wire"][int(offsets[2])] = 300  # event 2: one past the 300 × 300 image
+    line = one_line_exit_2(
+        cli("run", "--ranks", "1", "--data", "events", "--model", "jishnet-small", cwd=tmp_path)
+    )
+    assert "event 2 has a deposit outside the 300×300 image (wire 300)" in line
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("rank-*"))
+
+
+def test_the_first_rank_to_fail_by_time_is_the_cause(tmp_path):
+    import os
+
+    from hpcscale.train.records import summarize
+
+    step = {"kind": "step", "step": 3, "t": 1.5, "loss": 1.0}
+    for rank in (0, 1):
+        (tmp_path / f"rank-{rank}.jsonl").write_text(json.dumps(step) + "\n")
+    # rank 1 was killed (no status); torchrun then stopped rank 0, which said so
+    status = {"status": "error", "reason": "stopped by SIGTERM"}
+    (tmp_path / "rank-0.status.json").write_text(json.dumps(status))
+    died = (tmp_path / "rank-1.jsonl").stat().st_mtime
+    os.utime(tmp_path / "rank-0.status.json", (died + 1, died + 1))
+    summary = summarize(tmp_path, 2, write=False)
+    assert summary["failure"]["rank"] == 1, summary["failure"]
+    assert "died without a status" in summary["failure"]["reason"]
