@@ -64,8 +64,19 @@ def test_collect_after_cancel_of_a_running_job(tmp_path, work):
 def test_dry_run_never_changes_the_study_and_another_model_is_refused(work):
     before = (work / "S" / SPEC).read_text()
     line = one_line_exit_2(
-        cli("submit", "--site", "local", "--ranks", "1", "--model", "scnet-small", "--study", "S",
-            "--dry-run", cwd=work)  # fmt: skip
+        cli(
+            "submit",
+            "--site",
+            "local",
+            "--ranks",
+            "1",
+            "--model",
+            "scnet-small",
+            "--study",
+            "S",
+            "--dry-run",
+            cwd=work,
+        )
     )
     assert "model cms-jets-small → scnet-small" in line
     assert "options --epochs 2 --batch 4 → none" in line and "--resubmit" in line
@@ -168,8 +179,9 @@ def test_output_piped_is_not_wrapped_at_80_columns(work):
 @pytest.mark.parametrize("ranks", ["4", "1000000000"])
 def test_too_many_ranks_names_ranks(tmp_path, ranks, fixed_local):
     line = one_line_exit_2(
-        cli("submit", "--site", "local", "--ranks", ranks, "--dry-run", "--study", "R",
-            cwd=tmp_path)  # fmt: skip
+        cli(
+            "submit", "--site", "local", "--ranks", ranks, "--dry-run", "--study", "R", cwd=tmp_path
+        )
     )
     assert line.startswith(f"error: --ranks {ranks}: site local's node has")
     assert "cpus_per_task" not in line
@@ -219,8 +231,18 @@ def test_unquoted_walltime_says_quote_it(tmp_path):
 def test_a_misspelt_search_space_key_lists_the_allowed_fields(tmp_path):
     (tmp_path / "space.yaml").write_text("lr: {low: 0.001, hihg: 0.01}\n")
     line = one_line_exit_2(
-        cli("optimize", "--site", "local", "--ranks", "1", "--space", "space.yaml", "--study",
-            "Z", cwd=tmp_path)  # fmt: skip
+        cli(
+            "optimize",
+            "--site",
+            "local",
+            "--ranks",
+            "1",
+            "--space",
+            "space.yaml",
+            "--study",
+            "Z",
+            cwd=tmp_path,
+        )
     )
     assert "lr.hihg: unknown field; allowed fields here: choices, high, log, low, type" in line
 

@@ -46,6 +46,10 @@ Token = Annotated[str, StringConstraints(pattern=DIRECTIVE_TOKEN, max_length=256
 DirectiveLine = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]+$", max_length=512)]
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 SiteName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
+# A setup line is shell the site's admin would type: one line (no newline or NUL), as written.
+SetupLine = Annotated[str, StringConstraints(pattern=r"^[^\n\r\x00]{1,1000}$")]
+# An interpreter path: plain characters only (it is quoted into the rank's command).
+Python = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_./+~-]{1,300}$")]
 Walltime = Annotated[str, AfterValidator(lambda v: _check_walltime(v))]
 PositiveInt = Annotated[int, Field(gt=0)]
 CudaCc = Annotated[str, StringConstraints(pattern=r"^[0-9]{2,3}(,[0-9]{2,3})*$")]
@@ -209,6 +213,17 @@ class Site(Strict):
     network: str = ""
     limits: Limits
     modules: list[str] = Field(default_factory=list)
+    setup: list[SetupLine] = Field(
+        default_factory=list,
+        description="shell lines every job script runs before the ranks, after modules and env, "
+        "as written (the site's own commands): e.g. module purge, source /path/venv/bin/activate, "
+        "conda activate env",
+    )
+    python: Python | None = Field(
+        None,
+        description="the compute nodes' Python that runs the ranks (outside a container), e.g. "
+        "/path/venv/bin/python; default: the interpreter that submits",
+    )
     env: dict[EnvName, str] = Field(default_factory=dict)
     workers_per_node: PositiveInt | None = Field(
         None, description="ranks per node; default one per GPU (one per node on CPU sites)"
