@@ -317,3 +317,30 @@ def test_the_first_rank_to_fail_by_time_is_the_cause(tmp_path):
     summary = summarize(tmp_path, 2, write=False)
     assert summary["failure"]["rank"] == 1, summary["failure"]
     assert "died without a status" in summary["failure"]["reason"]
+
+
+# -- what a real site needs ------------------------------------------------------------------
+
+
+def test_sites_schema_and_the_generated_field_reference():
+    from hpcscale.sites.reference import PAGE, markdown, undocumented
+
+    schema = json.loads(ok(cli("sites", "schema")))
+    assert {"setup", "python", "scheduler", "limits"} <= set(schema["properties"])
+    assert undocumented() == [], "describe these fields in hpcscale/sites/models.py"
+    page = Path(__file__).parents[1] / PAGE
+    assert page.read_text() == markdown(), (
+        f"{PAGE} is stale: hpcscale sites schema --markdown > {PAGE}"
+    )
+    assert ok(cli("sites", "schema", "--markdown")) == page.read_text()
+
+
+def test_a_field_without_description_is_found(monkeypatch):
+    from pydantic.fields import FieldInfo
+
+    from hpcscale.sites.models import Limits
+    from hpcscale.sites.reference import undocumented
+
+    bare = FieldInfo(annotation=int, default=1)
+    monkeypatch.setitem(Limits.model_fields, "new_field", bare)
+    assert undocumented() == ["Limits.new_field"]

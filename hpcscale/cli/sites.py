@@ -102,3 +102,17 @@ def sites_validate(
             print(f"ok: {path} ({site.scheduler.kind} + {site.launcher.kind})")
     if bad:
         raise typer.Exit(2)
+
+
+def sites_schema(
+    as_markdown: Annotated[
+        bool,
+        typer.Option(
+            "--markdown", help="The field reference as Markdown (docs/site-descriptor.md)."
+        ),
+    ] = False,
+) -> None:
+    """Print the site descriptor's JSON Schema: every field, its type, default and meaning."""
+    from hpcscale.sites.reference import markdown, schema  # pydantic's schema: this command only
+
+    sys.stdout.write(markdown() if as_markdown else schema())

@@ -69,7 +69,7 @@ class Scheduler(Strict):
     its own words or, when its scheduler cannot express one, refuses the descriptor at validation.
     """
 
-    kind: SchedulerKind
+    kind: SchedulerKind = Field(description="the batch system: slurm, lsf, pbs or local")
     partition: Token | None = Field(None, description="Slurm partition, LSF or PBS queue")
     account: Token | None = Field(None, description="project/allocation to charge")
     constraint: Token | None = Field(
@@ -91,7 +91,9 @@ class Scheduler(Strict):
         None, description="hardware threads used per core (1: no SMT); default: the site's"
     )
     memory_gb: float | None = Field(None, gt=0, description="memory per node to ask for")
-    pbs_flavor: Literal["torque", "pbspro"] = "pbspro"
+    pbs_flavor: Literal["torque", "pbspro"] = Field(
+        "pbspro", description="kind pbs: PBS Pro (select chunks) or Torque/Moab (nodes=N:ppn=M)"
+    )
     directives: list[DirectiveLine] = Field(
         default_factory=list,
         description="extra directive lines; one starting with # is written verbatim (#DW ...)",
@@ -106,7 +108,10 @@ class Scheduler(Strict):
 class Launcher(Strict):
     """What starts the ranks on the allocated nodes."""
 
-    kind: LauncherKind
+    kind: LauncherKind = Field(
+        description="what starts the ranks: srun, jsrun, mpirun, aprun, ibrun, torchrun, "
+        "horovodrun or local"
+    )
     options: list[str] = Field(default_factory=list, description="extra launcher arguments")
     mpi: Literal["openmpi", "intel", "mpich", "spectrum", "cray"] | None = Field(
         None, description="MPI flavour, for mpirun's per-node option"
@@ -116,11 +121,14 @@ class Launcher(Strict):
 class Container(Strict):
     """The runtime that wraps every rank (the launcher stays outside)."""
 
-    runtime: RuntimeKind = "none"
+    runtime: RuntimeKind = Field(
+        "none", description="container runtime: apptainer, singularity, charliecloud, shifter, "
+        "sarus, or none"
+    )  # fmt: skip
     enabled: bool = Field(False, description="wrap ranks in the container (--container)")
     image: str | None = Field(None, description="image path or reference")
     binds: list[str] = Field(default_factory=list, description="host paths bound inside")
-    options: list[str] = Field(default_factory=list)
+    options: list[str] = Field(default_factory=list, description="extra runtime arguments")
     recipe: Literal["cluster", "local"] = Field(
         "cluster",
         description="cluster: the site's CUDA or oneAPI base with its MPI; local: Debian "
@@ -137,10 +145,12 @@ class Container(Strict):
 
 
 class Gpus(Strict):
-    model: str
+    """A node's GPUs."""
+
+    model: str = Field(description="GPU model as the vendor names it, e.g. NVIDIA A100-SXM4-40GB")
     count: PositiveInt = Field(description="GPUs per node")
-    memory_gb: float = Field(gt=0)
-    link: GpuLink
+    memory_gb: float = Field(gt=0, description="memory per GPU, GB")
+    link: GpuLink = Field(description="how the GPUs of a node talk: nvlink or pcie")
     cuda_cc: CudaCc | None = Field(
         None,
         description="CUDA compute capabilities to build for, e.g. '60' or '70,80'; default: "
@@ -157,13 +167,15 @@ class Gpus(Strict):
 
 
 class Node(Strict):
+    """One compute node's hardware (all nodes of a site alike)."""
+
     cpu: str = Field(description="CPU model")
-    arch: Arch
-    sockets: PositiveInt
-    cores_per_socket: PositiveInt
-    threads_per_core: PositiveInt = 1
-    memory_gb: float = Field(gt=0)
-    gpus: Gpus | None = None
+    arch: Arch = Field(description="CPU architecture: x86_64, ppc64le or aarch64")
+    sockets: PositiveInt = Field(description="CPU sockets per node")
+    cores_per_socket: PositiveInt = Field(description="physical cores per socket")
+    threads_per_core: PositiveInt = Field(1, description="hardware threads per core (SMT)")
+    memory_gb: float = Field(gt=0, description="memory per node, GB")
+    gpus: Gpus | None = Field(None, description="the node's GPUs; omit on CPU nodes")
 
     @property
     def cores(self) -> int:
@@ -171,9 +183,16 @@ class Node(Strict):
 
 
 class Limits(Strict):
-    max_nodes: PositiveInt
-    max_walltime: Walltime
-    default_walltime: Walltime | None = None
+    """What one job may ask for."""
+
+    max_nodes: PositiveInt = Field(description="nodes one job may have")
+    max_walltime: Walltime = Field(
+        description="longest walltime, quoted HH:MM[:SS] or D-HH:MM (YAML reads 12:00:00 "
+        "unquoted as a number)"
+    )
+    default_walltime: Walltime | None = Field(
+        None, description="walltime of a job that gives none (default: max_walltime)"
+    )
     requeues: int = Field(
         3, ge=0, le=100, description="times a job that reaches its walltime is requeued from "
         "its checkpoint (then it stops at the limit)"
@@ -191,7 +210,7 @@ class TrainingDefaults(Strict):
     )
     events: PositiveInt = Field(15000, description="training + validation events to generate")
     batch: PositiveInt = Field(7, description="minibatch per rank; 7 fits a 16 GB P100")
-    epochs: float = Field(10.0, gt=0)
+    epochs: float = Field(10.0, gt=0, description="epochs a job trains (--epochs)")
     target_loss: float = Field(1.2, gt=0, description="TTL target (the paper's 1.2 by default)")
     options: list[str] = Field(
         default_factory=list,
@@ -202,17 +221,21 @@ class TrainingDefaults(Strict):
 class Site(Strict):
     """One HPC site (or this machine, ``local``)."""
 
-    name: SiteName
-    description: str = ""
-    scheduler: Scheduler
-    launcher: Launcher
-    container: Container = Container()
-    engine: EngineKind = "torch"
+    name: SiteName = Field(description="the site's name: its file's name without .yaml")
+    description: str = Field("", description="one line for `hpcscale sites`")
+    scheduler: Scheduler = Field(description="the batch system and what a job asks it for")
+    launcher: Launcher = Field(description="what starts the ranks on the allocated nodes")
+    container: Container = Field(Container(), description="the runtime that wraps every rank")
+    engine: EngineKind = Field(
+        "torch", description="gradient averaging: torch (DDP-style allreduce) or horovod"
+    )
     node: Node | None = Field(None, description="omit with detect: true")
     detect: bool = Field(False, description="fill node from this machine when a job is planned")
-    network: str = ""
-    limits: Limits
-    modules: list[str] = Field(default_factory=list)
+    network: str = Field("", description="the interconnect, for the record (e.g. Aries)")
+    limits: Limits = Field(description="what one job may ask for")
+    modules: list[str] = Field(
+        default_factory=list, description="environment modules every job loads (module load)"
+    )
     setup: list[SetupLine] = Field(
         default_factory=list,
         description="shell lines every job script runs before the ranks, after modules and env, "
@@ -224,12 +247,16 @@ class Site(Strict):
         description="the compute nodes' Python that runs the ranks (outside a container), e.g. "
         "/path/venv/bin/python; default: the interpreter that submits",
     )
-    env: dict[EnvName, str] = Field(default_factory=dict)
+    env: dict[EnvName, str] = Field(
+        default_factory=dict, description="variables every job exports (values quoted)"
+    )
     workers_per_node: PositiveInt | None = Field(
         None, description="ranks per node; default one per GPU (one per node on CPU sites)"
     )
     data_dir: str = Field("hpcscale-data", description="where events are staged")
-    training: TrainingDefaults = TrainingDefaults()
+    training: TrainingDefaults = Field(
+        TrainingDefaults(), description="the site's default study; a study's flags override it"
+    )
 
     @model_validator(mode="after")
     def _node_or_detect(self) -> Site:
