@@ -36,7 +36,7 @@ from hpcscale.sites import load_site
 from hpcscale.sites.detect import resolve as resolve_node
 from hpcscale.sites.models import Site
 from hpcscale.sites.registry import with_requests
-from hpcscale.sites.switch import switched
+from hpcscale.sites.switch import engine_switched, switched
 from hpcscale.spec import SPEC_NAME, StudySpec, difference, dump, point_args, point_label
 from hpcscale.spec import load as load_spec
 from hpcscale.study import Job, Point, job_state, load, resolve_job, save, submit_study
@@ -80,6 +80,7 @@ def study_site(spec: StudySpec, sites_dir: list[Path] | None) -> Site:
     r = spec.requests
     site = resolve_node(load_site(spec.site, sites_dir or []))
     site = with_requests(switched(site, r.container, r.image, job_path), **r.scheduler())
+    site = engine_switched(site, spec.train_args())  # --engine horovod: horovodrun starts it
     if r.requeues is None:
         return site
     limits = site.limits.model_copy(update={"requeues": r.requeues})

@@ -344,3 +344,15 @@ def test_a_field_without_description_is_found(monkeypatch):
     bare = FieldInfo(annotation=int, default=1)
     monkeypatch.setitem(Limits.model_fields, "new_field", bare)
     assert undocumented() == ["Limits.new_field"]
+
+
+@pytest.mark.parametrize("command", ["run", "submit"])
+def test_horovod_ranks_start_the_way_that_works_here(work, tmp_path, command):
+    pytest.importorskip("horovod")
+    where = ["--out", "hv"] if command == "run" else ["--site", "local", "--study", "hv"]
+    ok(cli(command, "--ranks", "2", "--data", str(work / "jets"), "--model", "cms-jets-small",
+           "--epochs", "1", "--batch", "4", "--engine", "horovod", *where, cwd=tmp_path))  # fmt: skip
+    (summary,) = (tmp_path / "hv").rglob("summary.json")
+    s = json.loads(summary.read_text())
+    assert s["status"] == "completed" and s["world_size"] == 2
+    assert s["provenance"]["engine"] == "horovod"

@@ -57,3 +57,29 @@ def _checked(
     if get(checked.runtime).local_image and path and "://" not in path:  # a path, not a reference
         return checked.model_copy(update={"image": absolute(path)})
     return checked
+
+
+def engine_switched(site: Site, args: list[str]) -> Site:
+    """``site`` with the engine a study's options ask for (``--engine horovod``, the last one
+    given, as the ranks read it), so its ranks start the way that engine works here: on a
+    machine whose ranks torchrun would start (launcher local), Horovod's are started by
+    horovodrun (a rank of engine horovod under torchrun has no slots to join)."""
+    engine = None
+    for i, arg in enumerate(args):
+        if arg == "--engine" and i + 1 < len(args):
+            engine = args[i + 1]
+        elif arg.startswith("--engine="):
+            engine = arg.split("=", 1)[1]
+    if engine not in ("torch", "horovod") or engine == site.engine:
+        return site  # unknown names are the rank's option parser's to refuse
+    update: dict[str, object] = {"engine": engine}
+    if engine == "horovod" and site.launcher.kind == "local":
+        update["launcher"] = site.launcher.model_copy(update={"kind": "horovodrun"})
+    if engine == "torch" and site.launcher.kind == "horovodrun":
+        update["launcher"] = site.launcher.model_copy(update={"kind": "local"})
+    try:
+        return refuse(Site.model_validate({**site.model_dump(), **{
+            k: v.model_dump() if hasattr(v, "model_dump") else v for k, v in update.items()
+        }}), "--engine")  # fmt: skip
+    except ValidationError as exc:
+        raise UserError(f"--engine {engine}: {describe(exc, Site)}") from None
