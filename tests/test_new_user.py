@@ -350,8 +350,8 @@ def test_a_field_without_description_is_found(monkeypatch):
 def test_horovod_ranks_start_the_way_that_works_here(work, tmp_path, command):
     pytest.importorskip("horovod")
     where = ["--out", "hv"] if command == "run" else ["--site", "local", "--study", "hv"]
-    ok(cli(command, "--ranks", "2", "--data", str(work / "jets"), "--model", "cms-jets-small",
-           "--epochs", "1", "--batch", "4", "--engine", "horovod", *where, cwd=tmp_path))  # fmt: skip
+    train = ["--model", "cms-jets-small", "--epochs", "1", "--batch", "4", "--engine", "horovod"]
+    ok(cli(command, "--ranks", "2", "--data", str(work / "jets"), *train, *where, cwd=tmp_path))
     (summary,) = (tmp_path / "hv").rglob("summary.json")
     s = json.loads(summary.read_text())
     assert s["status"] == "completed" and s["world_size"] == 2
