@@ -356,3 +356,40 @@ def test_horovod_ranks_start_the_way_that_works_here(work, tmp_path, command):
     s = json.loads(summary.read_text())
     assert s["status"] == "completed" and s["world_size"] == 2
     assert s["provenance"]["engine"] == "horovod"
+
+
+# -- every error names a next step that works ----------------------------------------------------
+
+
+def _suggested_commands() -> list[str]:
+    """Every `hpcscale ...` command the package's messages name (in backticks)."""
+    import re
+
+    package = Path(__file__).parents[1] / "hpcscale"
+    found = set()
+    for path in package.rglob("*.py"):
+        found |= set(re.findall(r"`(hpcscale [^`\"\n]+)`", path.read_text()))
+    return sorted(found)
+
+
+@pytest.mark.parametrize("command", _suggested_commands())
+def test_every_suggested_command_exists_with_its_options(command):
+    """Each command a message suggests is a real command, and takes every option it is given
+    (`hpcscale data generate --workload jets` was suggested and refused)."""
+    words = command.split()[1:]
+    path = []
+    for word in words:
+        if not word.isalpha() or not word.islower():
+            break
+        path.append(word)
+    help_text = ok(cli(*path, "--help"))
+    for flag in (w for w in words if w.startswith("--") and w != "--help"):
+        assert flag in help_text, f"{command}: `hpcscale {' '.join(path)}` has no {flag}"
+    values = [w for w in words[len(path) :] if not w.startswith("-")]
+    if "--workload" in words:  # a workload named in a suggestion is one data generate takes
+        value = words[words.index("--workload") + 1]
+        if "{" not in value:
+            from hpcscale import workloads
+
+            assert value in workloads.names(), command
+    assert all(v for v in values)

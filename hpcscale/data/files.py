@@ -118,8 +118,8 @@ def _check_coordinates(path: Path, r: int) -> None:
                     event = int(np.searchsorted(offsets, at, side="right")) - 1
                     raise DataError(
                         f"{path}: event {event} has a deposit outside the {r}×{r} image ({name} "
-                        f"{int(part[bad[0]])}); regenerate the data set (`hpcscale data "
-                        f"generate --out DIR --resolution {r}`) or fix the file"
+                        f"{int(part[bad[0]])}); fix the file, or regenerate the data set "
+                        f"(`hpcscale data generate --out DIR --resolution {r}`)"
                     )
 
 
