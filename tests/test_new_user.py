@@ -393,3 +393,24 @@ def test_every_suggested_command_exists_with_its_options(command):
 
             assert value in workloads.names(), command
     assert all(v for v in values)
+
+
+def test_pbs_pro_custom_resources_go_into_the_select_chunk(tmp_path, fixed_local):
+    text = (Path(__file__).parents[1] / "sites" / "endeavour.yaml").read_text()
+    (tmp_path / "pbsite.yaml").write_text(
+        text.replace(
+            "scheduler:\n", "scheduler:\n  constraint: cpu_type=haswell&model=bro&bigmem\n", 1
+        )
+    )
+    script = ok(cli("render", "--site", "pbsite", "--sites-dir", str(tmp_path), "--nodes", "1"))
+    select = next(line for line in script.splitlines() if line.startswith("#PBS -l select="))
+    assert select.endswith(":cpu_type=haswell:model=bro:bigmem=True"), select
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "pbsite.yaml").write_text(
+        text.replace("scheduler:\n", "scheduler:\n  constraint: cpu_type=haswell&model=b*o\n", 1)
+    )
+    line = one_line_exit_2(
+        cli("render", "--site", "pbsite", "--sites-dir", str(bad), "--nodes", "1")
+    )
+    assert "each name or name=value, all of them joined by & (e.g. cpu_type=haswell" in line
