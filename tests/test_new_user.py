@@ -414,3 +414,18 @@ def test_pbs_pro_custom_resources_go_into_the_select_chunk(tmp_path, fixed_local
         cli("render", "--site", "pbsite", "--sites-dir", str(bad), "--nodes", "1")
     )
     assert "each name or name=value, all of them joined by & (e.g. cpu_type=haswell" in line
+
+
+def test_container_cuda_and_torch_from_the_descriptor_and_horovod_for_horovod_only(fixed_local):
+    from hpcscale.containers.recipe import recipe
+    from hpcscale.sites import load_site
+    from hpcscale.sites.detect import resolve
+
+    site = resolve(load_site("pizdaint"))
+    container = site.container.model_copy(update={"cuda": "12.4.1", "torch": "2.5.1"})
+    text = recipe(site.model_copy(update={"container": container}))
+    assert "From: nvcr.io/nvidia/cuda:12.4.1-cudnn-devel-ubuntu22.04" in text
+    assert "torch==2.5.1 --index-url https://download.pytorch.org/whl/cu124" in text
+    assert "11.8" not in text and "build-horovod.sh" in text  # pizdaint's engine is horovod
+    torch_only = recipe(site.model_copy(update={"container": container, "engine": "torch"}))
+    assert "build-horovod.sh" not in torch_only and "horovod" not in torch_only.lower()

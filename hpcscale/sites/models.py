@@ -41,6 +41,8 @@ GpuLink = Literal["nvlink", "pcie"]
 # no shell metacharacters. Partition, queue, account, QoS and constraint names all fit.
 DIRECTIVE_TOKEN = r"^[A-Za-z0-9_.,:=+@%/\-\[\]&|!()*]+$"
 Token = Annotated[str, StringConstraints(pattern=DIRECTIVE_TOKEN, max_length=256)]
+CudaVersion = Annotated[str, StringConstraints(pattern=r"^1[0-9]\.[0-9]\.[0-9]$")]
+TorchVersion = Annotated[str, StringConstraints(pattern=r"^2\.[0-9]{1,2}\.[0-9]{1,2}$")]
 # An extra directive line: anything printable on one line (the scheduler parses it, bash ignores
 # the comment); a newline would end the comment and start a command, so it is refused.
 DirectiveLine = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]+$", max_length=512)]
@@ -129,6 +131,16 @@ class Container(Strict):
     image: str | None = Field(None, description="image path or reference")
     binds: list[str] = Field(default_factory=list, description="host paths bound inside")
     options: list[str] = Field(default_factory=list, description="extra runtime arguments")
+    cuda: CudaVersion | None = Field(
+        None,
+        description="cluster recipe on GPU sites: the image's CUDA, e.g. '12.4.1' (the version "
+        "the site's driver supports); default 11.8.0",
+    )
+    torch: TorchVersion | None = Field(
+        None,
+        description="cluster recipe: the torch release to install, e.g. '2.5.1' (a wheel built "
+        "for the CUDA above); default 2.7.1 (GPU), 2.13.0 (CPU)",
+    )
     recipe: Literal["cluster", "local"] = Field(
         "cluster",
         description="cluster: the site's CUDA or oneAPI base with its MPI; local: Debian "
