@@ -429,3 +429,17 @@ def test_container_cuda_and_torch_from_the_descriptor_and_horovod_for_horovod_on
     assert "11.8" not in text and "build-horovod.sh" in text  # pizdaint's engine is horovod
     torch_only = recipe(site.model_copy(update={"container": container, "engine": "torch"}))
     assert "build-horovod.sh" not in torch_only and "horovod" not in torch_only.lower()
+
+
+def test_run_help_says_how_to_pass_model_and_training_options():
+    import sys
+
+    text = " ".join(ok(cli("run", "--help")).split())
+    assert "--model scnet-small --epochs 2" in text
+    command = "python -m hpcscale.train --model NAME --help"
+    assert command in text
+    res = subprocess.run(
+        [sys.executable, "-m", "hpcscale.train", "--model", "cms-jets-small", "--help"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0 and "--epochs" in res.stdout
