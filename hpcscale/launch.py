@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from hpcscale.containers.runtime import with_binds
 from hpcscale.errors import UserError
 from hpcscale.fmt import duration_text, plural
 from hpcscale.fsutil import atomic_write, cache_root, folder_lock
+from hpcscale.keptsite import keep_descriptor, with_kept
 from hpcscale.plan import Request
 from hpcscale.preflight import (
     check_container,
@@ -34,10 +35,9 @@ from hpcscale.run import default_data
 from hpcscale.sites import load_site
 from hpcscale.sites.detect import resolve as resolve_node
 from hpcscale.sites.models import Site
-from hpcscale.sites.refusals import refuse
 from hpcscale.sites.registry import with_requests
-from hpcscale.sites.switch import switched
-from hpcscale.spec import SPEC_NAME, StudySpec, dump, point_args, point_label
+from hpcscale.sites.switch import engine_switched, switched
+from hpcscale.spec import SPEC_NAME, StudySpec, difference, dump, point_args, point_label
 from hpcscale.spec import load as load_spec
 from hpcscale.study import Job, Point, job_state, load, resolve_job, save, submit_study
 from hpcscale.tables import print_collect
@@ -55,6 +55,7 @@ class Launch:
     jobs: list[Job]
     shape: Job
     data: Path | None  # the study's data set as given (None: the site's, not yet made)
+    sites_dir: list[Path] = field(default_factory=list)  # where its descriptor was found
 
     @property
     def args(self) -> list[str]:
@@ -79,8 +80,7 @@ def study_site(spec: StudySpec, sites_dir: list[Path] | None) -> Site:
     r = spec.requests
     site = resolve_node(load_site(spec.site, sites_dir or []))
     site = with_requests(switched(site, r.container, r.image, job_path), **r.scheduler())
-    if r.engine is not None and r.engine != site.engine:  # what the site's backends refuse
-        site = refuse(site.model_copy(update={"engine": r.engine}), "--engine")
+    site = engine_switched(site, r.engine)  # --engine horovod here: horovodrun starts it
     if r.requeues is None:
         return site
     limits = site.limits.model_copy(update={"requeues": r.requeues})
@@ -130,6 +130,7 @@ def resolve(spec: StudySpec, folder: Path, sites_dir: list[Path] | None, where: 
     """The study, resolved once: the site, the model, every job planned and its options parsed
     as its ranks will parse them (a bad sweep value is refused here, naming ``where`` and the
     job), and an optimisation's search space checked against the model's options."""
+    sites_dir = with_kept(sites_dir, folder)  # a study's own descriptor (``keptsite``)
     site = study_site(spec, sites_dir)
     command = spec.command or ()  # a training command's study: the wrapper's options
     model = "command" if command else workloads.check_name(spec.model or site.training.model)
@@ -145,6 +146,9 @@ def resolve(spec: StudySpec, folder: Path, sites_dir: list[Path] | None, where: 
                 raise
             raise UserError(f"{where}: job {point.label}: {exc}") from None
     if spec.optimize is not None:
+        from hpcscale.optimize.objective import check_objective  # imports the workload (torch)
+
+        check_objective(spec.optimize.objective, model)
         _check_space(spec, site, shape, where)
         if spec.optimize.method == "gp" and importlib.util.find_spec("optuna") is None:
             raise UserError(
@@ -152,7 +156,7 @@ def resolve(spec: StudySpec, folder: Path, sites_dir: list[Path] | None, where: 
                 "pip install 'hpcscale[optimize]' (or use --method evolution)"
             )
     data = Path(spec.data) if spec.data else None
-    return Launch(spec, site, folder, model, jobs or [shape], shape, data)
+    return Launch(spec, site, folder, model, jobs or [shape], shape, data, sites_dir)
 
 
 def _check_space(spec: StudySpec, site: Site, shape: Job, where: str) -> None:
@@ -170,44 +174,49 @@ def _check_space(spec: StudySpec, site: Site, shape: Job, where: str) -> None:
                 raise UserError(f"{where}: search space option {name}: {exc}") from None
 
 
-def keep_spec(spec: StudySpec, folder: Path) -> None:
-    """Write the spec beside the manifest (the latest submit's: a study submitted again with more
-    sizes keeps the spec that lists them). A study of another kind, or an optimisation of
-    another search, is refused: its trials would mean nothing to this one (a resumed one may
-    have a larger budget or parallelism)."""
+def keep_spec(launch: Launch, dry_run: bool, resubmit: bool) -> None:
+    """The study folder is the one record of what its study is: the spec is written beside the
+    manifest when the study is new (a dry run's too: its scripts are the study), or when a
+    submit adds sizes or asks for ``--resubmit``; a dry run never changes a kept spec. A spec
+    that computes something else (another model, data, options, sweep, kind or search) is
+    refused in one line naming the difference, unless ``--resubmit`` is asked for."""
+    spec, folder = launch.spec, launch.folder
     path = Path(folder) / SPEC_NAME
     if path.exists():
         old = load_spec(path)
-        what = [k for k in ("kind", "optimize") if _comparable(old)[k] != _comparable(spec)[k]]
-        if what:
-            raise UserError(
-                f"{folder} holds a study made from another spec (its {' and '.join(what)} "
-                f"differ: see {path}); choose another --study folder"
+        same_site = old.site == spec.site
+        old_model = old.model or (launch.site.training.model if same_site else "its site's")
+        changed = difference(old, spec, (old_model, launch.model))
+        if changed and not (resubmit and spec.optimize is None and same_site):
+            again = (
+                "submit with --resubmit to run it again with these, or choose"
+                if spec.optimize is None and old.optimize is None and same_site
+                else "choose"
             )
+            raise UserError(
+                f"{folder} holds another study ({'; '.join(changed)}); {again} another --study "
+                f"folder (or repeat it with --like {folder})"
+            )
+        if dry_run or (dump(old) == dump(spec) and not resubmit):
+            return
     atomic_write(path, dump(spec))
+    keep_descriptor(folder, spec.site, launch.sites_dir)
 
 
-def _comparable(spec: StudySpec) -> dict[str, Any]:
-    opt = (
-        spec.optimize.model_dump(mode="json", exclude={"trials", "parallel"})
-        if spec.optimize
-        else None
-    )
-    return {"kind": spec.kind, "optimize": opt}
-
-
-def stage(launch: Launch, dry_run: bool, command: str) -> str:
+def stage(launch: Launch, dry_run: bool, command: str, resubmit: bool = False) -> str:
     """What can be known before anything slow (the folder, the scheduler, the container, the
     engine), then the data; returns the data path the jobs get. A study's spec is kept in its
-    folder once it has passed every check (a dry run keeps it too: its scripts are the study)."""
+    folder once it has passed every check (``keep_spec``)."""
     check_writable(launch.folder, "--study")
+    if (launch.folder / SPEC_NAME).exists():  # refused before any data is generated
+        keep_spec(launch, True, resubmit)
     if not dry_run:
         check_scheduler(launch.site)
         check_container(launch.site)
         check_engine(launch.site)
     data = prepare_data(launch, dry_run)
     with folder_lock(launch.folder, command):
-        keep_spec(launch.spec, launch.folder)
+        keep_spec(launch, dry_run, resubmit)
     return data
 
 

@@ -9,6 +9,7 @@ quoted inside a message, ``describe`` turns a pydantic ``ValidationError`` into
 from __future__ import annotations
 
 import difflib
+import typing
 from collections.abc import Iterable
 from typing import Any
 
@@ -73,18 +74,27 @@ def _describe_one(err: Any, model: type[BaseModel]) -> str:
         msg = f"value {shown(err['input'])} has characters not allowed here ({msg})"
     elif err["type"] not in ("missing",) and "input" in err and not isinstance(err["input"], dict):
         msg = f"{msg} (got {shown(err['input'])})"
+    value = err.get("input")
+    if err["type"] == "string_type" and isinstance(value, int) and not isinstance(value, bool):
+        # YAML 1.1 reads an unquoted 12:00:00 as 43200 (base 60): the text was a time
+        hms = f"{value // 3600:02d}:{value // 60 % 60:02d}:{value % 60:02d}"
+        wanted = f"'{hms}'" if "walltime" in loc or "time" in loc else "the value"
+        msg += f"; quote it ({loc.split('.')[-1]}: {wanted}): YAML reads 12:00:00 as a number"
     return f"{loc}: {msg}"
 
 
 def _fields_at(model: type[BaseModel], loc: Iterable[Any]) -> list[str]:
     """The field names of the (nested) model at ``loc``, for 'allowed fields' hints."""
     current: Any = model
+    keyed = False  # the last field was a mapping: this part is one of its keys (space.lr)
     for part in loc:
-        if isinstance(part, int) or current is None:
+        if isinstance(part, int) or current is None or keyed:
+            keyed = False
             continue
         field = current.model_fields.get(str(part))
         if field is None:
             return []
+        keyed = typing.get_origin(field.annotation) is dict
         current = _model_of(field.annotation)
     return sorted(current.model_fields) if current else []
 

@@ -168,7 +168,7 @@ def plan_job(site: Site, request: Request, scheduler: SchedulerRules) -> JobPlan
         ranks=ranks,
         ranks_per_node=ranks_per_node,
         gpus_per_rank=gpus_per_rank,
-        cpus_per_rank=_cpus_per_rank(site, ranks_per_node),
+        cpus_per_rank=_cpus_per_rank(site, ranks_per_node, request),
         walltime_s=_walltime(
             site, request, scheduler.round_walltime, bool(scheduler.requeue_command)
         ),
@@ -226,12 +226,22 @@ def _check_nodes(
         )
 
 
-def _cpus_per_rank(site: Site, ranks_per_node: int) -> int:
+def _cpus_per_rank(site: Site, ranks_per_node: int, request: Request) -> int:
     """The descriptor's cpus_per_task, else the node's cores shared by its ranks."""
     node, s = site.node, site.scheduler
     assert node is not None  # plan_job checked it
     cpus = s.cpus_per_task or max(node.cores // ranks_per_node, 1)
     hw_threads = node.cores * (s.threads_per_core or 1)
+    if cpus * ranks_per_node > hw_threads and s.cpus_per_task is None:
+        # more ranks than CPUs, with no cpus_per_task given: the request is what is too big
+        local = request.ranks is not None and site.scheduler.kind == "local"
+        asked = f"--ranks {request.ranks}" if local else f"{ranks_per_node} ranks per node"
+        fix = f"use --ranks {hw_threads} or fewer" if local else (
+            f"set workers_per_node to {hw_threads} or fewer")  # fmt: skip
+        raise PlanError(
+            f"{asked}: site {site.name}'s node has {hw_threads} CPUs ({node.cores} cores × "
+            f"{s.threads_per_core or 1} thread(s) used per core), at least one per rank; {fix}"
+        )
     if cpus * ranks_per_node > hw_threads:
         raise PlanError(
             f"site {site.name}: scheduler.cpus_per_task {cpus} × {ranks_per_node} ranks per node "

@@ -379,3 +379,37 @@ def read_base(path: Path) -> tuple[dict[str, Any], str]:
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a study spec is a YAML mapping (site:, ranks:, ...)")
     return raw, str(path)
+
+
+# What a study computes: a folder's jobs mean one study only while these stay the same (more
+# sizes, another walltime or other scheduler requests run the same study; a search may grow its
+# budget or parallelism).
+SAME_STUDY = ("site", "model", "data", "target_loss", "options", "sweep", "kfold", "optimize")
+
+
+def difference(old: StudySpec, new: StudySpec, models: tuple[str, str]) -> list[str]:
+    """How ``new`` differs from the study ``old`` made, field by field in words (``model
+    cms-jets-small → scnet-small``); ``models`` are the two models as resolved (a spec without
+    one trains its site's)."""
+
+    def shown_value(name: str, spec: StudySpec, model: str) -> str:
+        if name == "model":
+            return model
+        if name == "options":
+            return " ".join(spec.options) or "none"
+        if name == "optimize" and spec.optimize is not None:
+            opt = spec.optimize.model_dump(mode="json", exclude={"trials", "parallel"})
+            return yaml.safe_dump(opt, default_flow_style=True, width=10**6).strip()
+        value = getattr(spec, name)
+        if value in (None, {}, []):
+            return "none"
+        if isinstance(value, dict):
+            return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+        return str(value)
+
+    out = []
+    for name in SAME_STUDY:
+        a, b = shown_value(name, old, models[0]), shown_value(name, new, models[1])
+        if a != b:
+            out.append(f"{name} {a} → {b}")
+    return out

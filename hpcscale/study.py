@@ -328,7 +328,10 @@ def submit_study(
                 raise RuntimeError(f"{study}: job {job.label} vanished from the manifest")
             # --resubmit: the jobs as they were when this submit began (not one that another
             # submit has just submitted, nor one that `cancel` has just stopped)
-            again = resubmit and before.get(job.label) == (record.state, record.job_id)
+            # (never in a dry run: it leaves a submitted job's records and state as they are)
+            again = (
+                resubmit and not dry_run and before.get(job.label) == (record.state, record.job_id)
+            )
             if record.state in RESUBMITTABLE or again:
                 record, submitted = _submit_one(site, job, study, manifest, data, dry_run)
             else:
@@ -480,8 +483,11 @@ def settled_summary(
     if summary is None:
         if state.split(" ")[0] in STILL_ACTIVE or not any(folder.glob("rank-*.jsonl")):
             return None  # running, or no rank ever started: the scheduler's state says it all
+        damaged = (folder / "summary.json").exists()  # there, but torn or not JSON
         summary = summarize(folder, record.ranks, write=False)
         summary["written_by"] = "collect: the job ended without a summary"
+        if damaged:  # said by status, collect and the report: a damaged file is never hidden
+            summary["rebuilt"] = DAMAGED_NOTE
     ending = ENDINGS.get(state.split(" ")[0])
     if ending is None and "written_by" not in summary:
         return summary  # the scheduler cannot tell (the local one): the ranks' word stands
@@ -491,6 +497,19 @@ def settled_summary(
         summary["scheduler_state"] = state
         atomic_write_json(folder / "summary.json", summary)
     return summary
+
+
+DAMAGED_NOTE = (
+    "summary.json was damaged (cut short or not JSON); rebuilt from the ranks' records, which "
+    "are complete"
+)
+
+
+def rebuilt_note(job_dir: Path) -> str | None:
+    """What a job's summary says about its own repair (``DAMAGED_NOTE``), or None."""
+    summary = _read_summary(Path(job_dir) / "summary.json") or {}
+    note = summary.get("rebuilt")
+    return note if isinstance(note, str) else None
 
 
 def _read_summary(path: Path) -> dict[str, Any] | None:

@@ -70,6 +70,8 @@ def print_collect(study_dir: Path) -> None:
     for r in rows:
         if r.get("reason"):
             out.print(f"  {r['label']}: {r['reason']}")
+        if r.get("rebuilt"):
+            out.print(f"  {r['label']}: {r['rebuilt']}")
         for line in timing_lines(r):
             out.print(f"  {r['label']} {line}")
     for line in study_lines(study_dir, rows):
@@ -165,10 +167,9 @@ def timing_lines(s: dict) -> list[str]:
         lines.append("DLT: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in text.items()))
     if s.get("steady_step_s"):
         unit = s.get("sample_unit") or "samples"
-        line = (
-            f"steady state: {1e3 * s['steady_step_s']:.1f} ms per step, "
-            f"{s['samples_per_s_steady']:.1f} {unit}/s"
-        )
+        line = f"steady state: {1e3 * s['steady_step_s']:.1f} ms per step"
+        if s.get("samples_per_s_steady") is not None:  # None: a job cut short of its metrics
+            line += f", {s['samples_per_s_steady']:.1f} {unit}/s"
         if s.get("samples_per_s"):
             line += f" (wall clock, first step and all: {s['samples_per_s']:.1f})"
         if s.get("ttl_train_s") is not None:

@@ -184,7 +184,10 @@ def test_a_data_manifest_has_a_kind_and_a_studys_is_not_one(dataset, tmp_path):
     jets = read_manifest(_json(tmp_path / "jets", tensor).parent, "jets")
     assert isinstance(jets, TensorManifest) and (jets.kind, jets.shape) == ("jets", (8, 125, 125))
     assert jets.meta == {"channels": ["track_pt"]} and jets.count("train") == 4
-    with pytest.raises(DataError, match="a 'jets' data set; this model trains on 'lartpc'"):
+    with pytest.raises(
+        DataError,
+        match=r"holds cms-jets data \(jets\); this model trains on jishnet data \(lartpc\)",
+    ):
         read_manifest(tmp_path / "jets", "lartpc")
     study = {"study": "s", "site": "local", "site_digest": "0" * 64, "scheduler": "local",
              "created": 0.0, "kind": "scaling", "jobs": []}  # fmt: skip

@@ -68,3 +68,38 @@ def test_every_bundled_site_is_covered():
     assert {"summitdev", "stampede2", "pizdaint", "pnnl", "titan", "endeavour", "local"} <= set(
         BUNDLED
     )
+
+
+SETUP = ["module purge", "source /path/venv/bin/activate", "conda activate hpcscale-env"]
+NODE_PYTHON = "/path/venv/bin/python"
+
+
+def _one_site_per_scheduler() -> list[str]:
+    kinds: dict[str, str] = {}
+    for name in BUNDLED:
+        kinds.setdefault(load_site(name).scheduler.kind, name)
+    return sorted(kinds.values())
+
+
+@pytest.mark.parametrize("site_name", _one_site_per_scheduler())
+def test_setup_lines_and_python_in_every_scheduler(site_name, fixed_local, regen, monkeypatch):
+    """A descriptor's ``setup:`` lines run before the ranks, and its ``python:`` runs them."""
+    monkeypatch.setattr(sys, "executable", PYTHON)
+    base = load_site(site_name)
+    container = base.container.model_copy(update={"enabled": False})
+    site = resolve(
+        base.model_copy(update={"setup": SETUP, "python": NODE_PYTHON, "container": container})
+    )
+    label, request = _requests(site_name)[0]
+    plan = plan_job(site, request)
+    _, _, script = study_job(site, plan, STUDY, "0123abcd", site.data_dir, None, [])
+    lines = script.splitlines()
+    at = [lines.index(line) for line in SETUP]
+    assert at == sorted(at)
+    rank = max(i for i, line in enumerate(lines) if "submitit.core._submit" in line)
+    assert f"{NODE_PYTHON} -u -m submitit.core._submit" in lines[rank]
+    # the ranks start after the setup (local: submitit runs the lines, then the rank command
+    # that the script's head names)
+    assert at[-1] < rank or lines[rank].startswith("# starts")
+    assert PYTHON not in script
+    check_golden(GOLDEN / "scripts" / "setup" / f"{site_name}-{label}.sh", script, regen)

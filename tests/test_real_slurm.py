@@ -220,3 +220,24 @@ def test_optimize_on_real_slurm_resumes_without_new_jobs(tmp_path):
     assert res.returncode == 0 and "resuming: 2 of 2 trials finished" in res.stdout, res.stderr
     again = json.loads((tmp_path / "opt" / "manifest.json").read_text())
     assert [j["job_id"] for j in again["jobs"]] == ids  # no trial ran again
+
+
+def test_setup_lines_and_python_on_real_slurm(tmp_path):
+    """A descriptor's ``setup:`` lines run in the batch job before the ranks, and its
+    ``python:`` is the interpreter that runs them (issue 31)."""
+    tiny_events(tmp_path / "events", 60, seed=5)
+    sites = tmp_path / "sites"
+    sites.mkdir()
+    text = (Path(__file__).parents[1] / "sites" / "local-slurm.yaml").read_text()
+    mark = tmp_path / "setup-ran"
+    setup = f"setup: ['export HPCSCALE_TEST_MARK=on', 'echo $HPCSCALE_TEST_MARK > {mark}']\n"
+    (sites / "mine-slurm.yaml").write_text(text + setup + f"python: {sys.executable}\n")
+    res = cli("submit", "--site", "mine-slurm", "--sites-dir", str(sites), "--ranks", "1",
+              "--data", str(tmp_path / "events"), "--study", str(tmp_path / "study"), "--wait",
+              "--model", "jishnet-small", "--epochs", "1", cwd=tmp_path, timeout=900)  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert mark.read_text().strip() == "on"
+    script = (tmp_path / "study" / "jobs" / "1r" / "job.sh").read_text()
+    assert f"{sys.executable} -u -m submitit.core._submit" in script
+    summary = json.loads((tmp_path / "study" / "jobs" / "1r" / "summary.json").read_text())
+    assert summary["status"] == "completed"

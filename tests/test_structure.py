@@ -55,7 +55,7 @@ LAYERS: list[list[str]] = [
     ["hpcscale.schedulers"],
     ["hpcscale.sites"],  # the loader: it asks every backend for its refusals
     ["hpcscale.spec", "hpcscale.study", "hpcscale.preflight", "hpcscale.run", "hpcscale.launch",
-     "hpcscale.optimize", "hpcscale.tables"],
+     "hpcscale.optimize", "hpcscale.tables", "hpcscale.keptsite"],
     ["hpcscale.analysis"],
     ["hpcscale.cli", "hpcscale.__main__"],
 ]  # fmt: skip

@@ -61,11 +61,12 @@ def _save(plt, fig, path: Path) -> Path:  # type: ignore[no-untyped-def]
     return path
 
 
-def loss_curves(result: dict[str, Any], out: Path) -> Path:
+def loss_curves(result: dict[str, Any], out: Path) -> Path | None:
     """Smoothed global training loss vs wall time per N, with DLT, TTL, target and walltime."""
     plt, fig, ax = _figure()
     colors = plt.cm.viridis(np.linspace(0, 0.9, max(len(result["jobs"]), 1)))
     t_max = 0.0
+    drawn, top = 0, 0.0
     for job, color in zip(result["jobs"], colors, strict=False):
         path = Path(job["dir"]) / "rank-0.jsonl"
         if not path.exists():
@@ -79,12 +80,22 @@ def loss_curves(result: dict[str, Any], out: Path) -> Path:
             [np.nan if r["smoothed_loss"] is None else r["smoothed_loss"] for r in sync]
         )
         t_max = max(t_max, float(t[-1]))
+        drawn += 1
+        # the axis follows the smoothed curves (the raw loss's first steps would squash them)
+        shown = smooth[np.isfinite(smooth)] if np.isfinite(smooth).any() else raw[np.isfinite(raw)]
+        if shown.size:
+            top = max(top, float(np.percentile(shown, 98)))
         ax.plot(t, raw, color=color, alpha=0.2, lw=0.8)
         ax.plot(t, smooth, color=color, lw=1.8, label=f"N = {job['n']}")
         if job.get("dlt_s"):
             ax.axvline(job["dlt_s"], color=color, ls=":", lw=1)
         if job.get("ttl_s"):
             ax.plot([job["ttl_s"]], [result["target_loss"]], "o", color=color, ms=7)
+    if not drawn:  # no job has a loss curve: no empty plot
+        plt.close(fig)
+        return None
+    if top > 0:
+        ax.set_ylim(top=1.15 * max(top, result.get("target_loss") or 0))
     if result.get("target_loss"):
         ax.axhline(
             result["target_loss"],
@@ -136,7 +147,7 @@ def scaling(
     ylabel: str,
     ideal: float,
     paper: str | None,
-) -> Path:
+) -> Path | None:
     """A log-log plot of one figure vs N for every study, with its fit and the ideal line, and
     the paper's exponent ``paper`` ("alpha", "beta") for the study's workload where it has one."""
     plt, fig, ax = _figure()
@@ -185,21 +196,13 @@ def scaling(
                 label=f"paper {name} (SummitDev): N^{exponent:+g}" if name not in drawn else None,
             )
             drawn.add(name)
+    if not ax.get_legend_handles_labels()[0]:  # no completed job has this figure: no plot
+        plt.close(fig)
+        return None
     ax.set_xlabel("N (GPUs, or ranks on CPU sites)")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3, which="both")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=9)
-    else:
-        ax.text(
-            0.5,
-            0.5,
-            f"no completed job has a {ylabel}",
-            transform=ax.transAxes,
-            ha="center",
-            va="center",
-            fontsize=12,
-        )
+    ax.legend(fontsize=9)
     return _save(plt, fig, out)
 
 

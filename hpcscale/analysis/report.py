@@ -15,7 +15,14 @@ from typing import Any
 
 from hpcscale.analysis import attribution, kinds, master_worker, parallelism, plots
 from hpcscale.analysis.fit import PowerLaw
-from hpcscale.analysis.results import PAPER, study_label, study_results, write_results
+from hpcscale.analysis.results import (
+    PAPER,
+    PAPER_WORKLOADS,
+    file_tag,
+    study_label,
+    study_results,
+    write_results,
+)
 from hpcscale.data.simulate import LABELS
 from hpcscale.errors import UserError
 from hpcscale.fmt import duration_text
@@ -49,7 +56,8 @@ def build_report(studies: list[Path], out: Path, fmt: str = "md") -> Path:
         blocks += master_worker.section(results, scratch)
         for result in results:
             blocks += _study_section(result, scratch)
-        blocks += _paper_section()
+        if any(r.get("workload") in PAPER_WORKLOADS for r in results):
+            blocks += _paper_section()
         atomic_write(scratch / f"report.{fmt}", _markdown(blocks) if fmt == "md" else _html(blocks))
         out.mkdir(exist_ok=True)
         for item in sorted(scratch.iterdir()):
@@ -115,7 +123,7 @@ def _overview(results: list[dict[str, Any]]) -> list[Block]:
         p = r.get("provenance") or {}
         rows.append(
             [
-                r["study"],
+                study_label(r).split(":")[0],
                 r["site"],
                 r.get("model") or "–",
                 r.get("loss") or "–",
@@ -153,7 +161,7 @@ def _scaling_section(results: list[dict[str, Any]], out: Path) -> list[Block]:
         rows.append(
             [
                 f"{r['site']} {r.get('model') or ''}".strip(),
-                r["study"],
+                study_label(r).split(":")[0],
                 _law(f.get("ttl")),
                 _law(f.get("epoch_rate")),
                 _law(f.get("dlt")),
@@ -161,6 +169,7 @@ def _scaling_section(results: list[dict[str, Any]], out: Path) -> list[Block]:
             ]
         )
     j = PAPER["jishnet"]
+    paper = any(r.get("workload") in PAPER_WORKLOADS for r in results)
     rows.append(
         [
             "paper: SummitDev JishNet",
@@ -181,6 +190,8 @@ def _scaling_section(results: list[dict[str, Any]], out: Path) -> list[Block]:
             "–",
         ]
     )
+    if not paper:  # the paper's rows are JishNet's and SCNet's, not another workload's
+        rows = rows[:-2]
     blocks: list[Block] = [
         ("h2", "Scaling laws"),
         (
@@ -216,8 +227,8 @@ def _scaling_section(results: list[dict[str, Any]], out: Path) -> list[Block]:
         ),
         ("dlt_s", "dlt", "dlt_vs_n.png", "DLT [s]", -1.0, None),
     ):
-        plots.scaling(results, key, fit, out / name, label, ideal, paper)
-        blocks.append(("img", (name, f"{label} vs N")))
+        if plots.scaling(results, key, fit, out / name, label, ideal, paper) is not None:
+            blocks.append(("img", (name, f"{label} vs N")))
     return blocks
 
 
@@ -238,6 +249,7 @@ def _study_section(r: dict[str, Any], out: Path) -> list[Block]:
     columns = decl.get("columns", [])
     rows = []
     named = (r.get("kind") or "scaling") != "scaling"  # jobs of one size: name each
+    sizes = not named  # speed-ups compare sizes, never trials, points or folds
     for j in r["jobs"]:
         rows.append(
             [
@@ -249,8 +261,11 @@ def _study_section(r: dict[str, Any], out: Path) -> list[Block]:
                 duration_text(j.get("ttl_s")),
                 _fmt(j.get("epoch_rate_per_min"), ".3f"),
                 _fmt(j.get("samples_per_s")),
-                _fmt(j.get("speedup"), ".2f"),
-                _fmt(j.get("efficiency"), ".0f", 100, " %"),
+                *(
+                    [_fmt(j.get("speedup"), ".2f"), _fmt(j.get("efficiency"), ".0f", 100, " %")]
+                    if sizes
+                    else []
+                ),
                 *[_declared(j.get(c["key"]), c["format"], c.get("unit", "")) for c in columns],
                 _fmt(j.get(quality["key"]), ".1f", 100, " %")
                 if quality["format"] == "pct"
@@ -259,12 +274,17 @@ def _study_section(r: dict[str, Any], out: Path) -> list[Block]:
             ]
         )
     blocks: list[Block] = [
-        ("h2", f"{r['site']} {r.get('model') or ''} — study {r['study']}"),
+        ("h2", f"{study_label(r)} — study {r['study']}"),
         (
             "p",
             f"Folder {r['folder']}; TTL target {r.get('target_loss')} on the "
-            f"{decl.get('loss_label') or (str(r.get('loss')) + ' loss')}; speed-up and "
-            "efficiency from the epoch rate relative to the smallest completed N.",
+            f"{decl.get('loss_label') or (str(r.get('loss')) + ' loss')}"
+            + (
+                "; speed-up and efficiency from the epoch rate relative to the smallest "
+                "completed N."
+                if sizes
+                else "."
+            ),
         ),
         (
             "table",
@@ -278,8 +298,7 @@ def _study_section(r: dict[str, Any], out: Path) -> list[Block]:
                     "TTL",
                     "epochs/min",
                     f"{r.get('sample_unit') or 'samples'}/s",
-                    "speed-up",
-                    "efficiency",
+                    *(["speed-up", "efficiency"] if sizes else []),
                     *[c["label"] for c in columns],
                     quality["label"],
                     "stop",
@@ -288,13 +307,15 @@ def _study_section(r: dict[str, Any], out: Path) -> list[Block]:
             ),
         ),
     ]
+    blocks += superlinear(r) if sizes else []
+    blocks += [("p", f"Job {j['label']}: {j['rebuilt']}.") for j in r["jobs"] if j.get("rebuilt")]
     for miss in r["missing"]:
         blocks.append(("p", f"Job {miss['label']} did not complete: {miss['reason']}"))
     for label, n in (r.get("skipped_record_lines") or {}).items():
         blocks.append(
             ("p", f"Job {label}: {n} record line(s) were not valid JSON and were skipped.")
         )
-    tag = f"{r['site']}-{r['study']}"
+    tag = file_tag(r)
     blocks += kinds.sections(r, out, tag)
     blocks += _timing_blocks(r)
     blocks += _efficiency_blocks(r, out)
@@ -308,6 +329,21 @@ def _study_section(r: dict[str, Any], out: Path) -> list[Block]:
             blocks.append(("img", (name, name.split("_")[0])))
     blocks += _declared_figures(r, decl, tag, out)
     return blocks
+
+
+def superlinear(r: dict[str, Any]) -> list[Block]:
+    """A caveat for every speed-up above N's ratio (efficiency over 100 %): measured, but not
+    what more ranks alone give; name the usual causes, so it is not read as a scaling win."""
+    over = [j for j in r["jobs"] if (j.get("efficiency") or 0) > 1.05]
+    if not over:
+        return []
+    jobs = ", ".join(f"N = {j['n']}: speed-up {j['speedup']:.2f}, efficiency "
+                     f"{100 * j['efficiency']:.0f} %" for j in over)  # fmt: skip
+    return [("p", f"Caveat: speed-up above N ({jobs}). More ranks alone cannot do this: the "
+             "smallest job was slowed (its threads shared the cores, warm-up or start-up "
+             "counted in its epoch rate), or each rank's smaller share fits in cache. Read the "
+             "steady-state figures, and compare sizes that each have their cores to "
+             "themselves.")]  # fmt: skip
 
 
 def _declared_figures(r: dict[str, Any], decl: dict[str, Any], tag: str, out: Path) -> list:
@@ -335,6 +371,10 @@ def _versus_section(results: list[dict[str, Any]], out: Path) -> list[Block]:
             if (v["x"], v["y"]) in seen:
                 continue
             seen.add((v["x"], v["y"]))
+            xs = {str(j.get(v["x"])) for s in results for j in s["jobs"]
+                  if j["status"] == "completed" and j.get(v["y"]) is not None}  # fmt: skip
+            if len(xs) < 2:  # "vs batch size" needs more than one batch size
+                continue
             rows = [
                 [study_label(s), str(j["n"]), str(j.get(v["x"])), _fmt(j.get(v["y"]), ".3f"),
                  _fmt(j.get("epoch_minutes"), ".2f"), _fmt(j.get("io_s"), ".3f", 1.0, " s")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ def study_results(study: Path) -> dict[str, Any]:
     rows = sorted(collect(study), key=job_size)
     done = [r for r in rows if r.get("status") == "completed"]
     base = done[0] if done else None
+    scaling = (manifest.kind or "scaling") == "scaling"
     jobs = []
     for r in rows:
         n = job_size(r)
@@ -92,6 +94,7 @@ def study_results(study: Path) -> dict[str, Any]:
                     "global_batch",
                     "gradient_bytes",
                     "schema_version",
+                    "rebuilt",
                 )
             },
         }
@@ -101,7 +104,9 @@ def study_results(study: Path) -> dict[str, Any]:
                                           "classes") if r.get(k) is not None})  # fmt: skip
         job.update(declared_values(r))
         job.update(parallelism.job_figures(r))
-        if base and r in done and base.get("epoch_rate_per_min"):
+        # speed-ups compare sizes: not the trials, points or folds of one size (their
+        # differences are the options', not the ranks')
+        if scaling and base and r in done and base.get("epoch_rate_per_min"):
             speedup = r["epoch_rate_per_min"] / base["epoch_rate_per_min"]
             job["speedup"] = speedup
             job["efficiency"] = speedup / (n / job_size(base))
@@ -182,8 +187,20 @@ def declared_values(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def study_label(result: dict[str, Any]) -> str:
-    """How a study is named in legends and headings: site, model and study id."""
-    return f"{result['site']} {result.get('model') or ''} ({result['study']})".replace("  ", " ")
+    """How a study is named in legends and headings: its folder's name (what the user typed
+    and sees), then site and model."""
+    name = Path(result.get("folder") or result["study"]).name
+    return f"{name}: {result['site']} {result.get('model') or ''}".strip()
+
+
+def file_tag(result: dict[str, Any]) -> str:
+    """A study's part of its figures' file names: site and study id, reduced to characters
+    safe in a file name (a site or id from a summary is data, not a path)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{result['site']}-{result['study']}").strip(".")
+
+
+# The workloads the paper measured (its rows and its confusion matrix are theirs only).
+PAPER_WORKLOADS = ("jishnet", "scnet")
 
 
 def write_results(results: list[dict[str, Any]], path: Path) -> None:

@@ -47,6 +47,7 @@ def build() -> typer.Typer:
     sites_app.callback()(sites.sites_list)
     sites_app.command("show")(sites.sites_show)
     sites_app.command("validate")(sites.sites_validate)
+    sites_app.command("schema")(sites.sites_schema)
     app.add_typer(sites_app, name="sites")
     data_app = typer.Typer(help="Simulated data sets of the workloads: generate them.", **PLAIN)
     data_app.command("generate")(data.data_generate)

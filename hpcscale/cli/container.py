@@ -13,23 +13,42 @@ from hpcscale.cli.options import SitesDir
 from hpcscale.containers.build import BUILDERS, build
 from hpcscale.containers.recipe import recipe
 from hpcscale.errors import UserError
-from hpcscale.sites import load_site
+from hpcscale.keptsite import study_site_name, with_kept
+from hpcscale.sites import Site, load_site
 from hpcscale.sites.detect import resolve
+
+SiteOrStudy = Annotated[
+    str | None, typer.Option("--site", "-s", help="Site name (or --study STUDY: its site).")
+]
+FromStudy = Annotated[
+    Path | None,
+    typer.Option("--study", metavar="STUDY", help="The site a study ran on (its kept descriptor)."),
+]
+
+
+def site_of(site: str | None, study: Path | None, sites_dir: list[Path] | None) -> Site:
+    """The site named by --site, or the one a study folder keeps (no --sites-dir needed)."""
+    if study is not None:
+        return resolve(load_site(site or study_site_name(study), with_kept(sites_dir, study)))
+    if site is None:
+        raise UserError("give --site NAME (or --study STUDY for the site a study ran on)")
+    return resolve(load_site(site, sites_dir or []))
 
 
 def container_render(
-    site: Annotated[str, typer.Option("--site", "-s", help="Site name.")],
+    site: SiteOrStudy = None,
     fmt: Annotated[str, typer.Option("--format", help="singularity or docker.")] = "singularity",
     sites_dir: SitesDir = None,
+    study: FromStudy = None,
 ) -> None:
     """Print the site's container recipe (Apptainer/Singularity definition or Dockerfile)."""
     if fmt not in ("singularity", "docker"):
         raise UserError(f"--format {fmt!r}: choose singularity or docker")
-    sys.stdout.write(recipe(resolve(load_site(site, sites_dir or [])), fmt))  # type: ignore[arg-type]
+    sys.stdout.write(recipe(site_of(site, study, sites_dir), fmt))  # type: ignore[arg-type]
 
 
 def container_build(
-    site: Annotated[str, typer.Option("--site", "-s", help="Site name.")],
+    site: SiteOrStudy = None,
     out_path: Annotated[
         Path | None,
         typer.Option(
@@ -52,6 +71,7 @@ def container_build(
         ),
     ] = None,
     sites_dir: SitesDir = None,
+    study: FromStudy = None,
 ) -> None:
     """Build the site's image from its recipe with the installed builder; record its digest."""
     if builder is not None and builder not in BUILDERS:
@@ -61,7 +81,7 @@ def container_build(
     def say(line: str) -> None:
         print(f"[{time.monotonic() - started:6.1f}s] {line}", file=sys.stderr, flush=True)
 
-    record = build(resolve(load_site(site, sites_dir or [])), out_path, builder, base, say)
+    record = build(site_of(site, study, sites_dir), out_path, builder, base, say)
     size = record.get("size_bytes")
     shown = f", {size / 2**30:.2f} GiB" if size else ""
     print(f"built {record['image']} with {record['builder']}{shown}: {record['digest']}")

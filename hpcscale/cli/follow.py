@@ -14,7 +14,7 @@ from hpcscale.cli.session import writable
 from hpcscale.fmt import params_text, plural
 from hpcscale.fsutil import folder_lock
 from hpcscale.schedulers.jobs import cancel as cancel_job
-from hpcscale.study import DONE_STATES, is_job_folder, job_state, load, save
+from hpcscale.study import DONE_STATES, is_job_folder, job_state, load, rebuilt_note, save
 from hpcscale.tables import print_collect
 
 
@@ -46,6 +46,10 @@ def status(
             *([_point_text(record)] if point else []),
         )  # fmt: skip
     Console().print(table)
+    for record in manifest.jobs:  # a summary rebuilt from the records is never hidden
+        note = rebuilt_note(Path(study_dir) / record.folder)
+        if note:
+            Console().print(f"  {record.label}: {note}", soft_wrap=True)
 
 
 def _point_text(record: Any) -> str:

@@ -36,6 +36,13 @@ def run(
     site: Annotated[
         str, typer.Option("--site", "-s", help="A site with scheduler local.")
     ] = "local",
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            help="torch, horovod (its ranks started by horovodrun) or master-worker; "
+            "default: the site's."
+        ),
+    ] = None,
     sites_dir: SitesDir = None,
 ) -> None:
     """Train on this machine with N ranks. Options of the training core and the model follow
@@ -46,7 +53,7 @@ def run(
     spec = with_flags(None, {
         "site": site, "ranks": [ranks], "walltime": walltime, "model": model,
         "data": job_path(str(data)) if data is not None else None, "options": list(ctx.args),
-        "command": session(ctx).command,
+        "command": session(ctx).command, "requests": {"engine": engine},
     }, "the command line")  # fmt: skip
     launch = resolve(spec, folder, sites_dir, "the command line")
     if launch.site.scheduler.kind != "local":

@@ -22,7 +22,8 @@ from hpcscale.tables import gpu_text
 
 def sites_list(ctx: typer.Context, sites_dir: SitesDir = None) -> None:
     """Table of every known site (bundled, --sites-dir, HPCSCALE_SITES_PATH)."""
-    if ctx.invoked_subcommand is not None:
+    if ctx.invoked_subcommand is not None:  # `sites --sites-dir D show X`: D counts for X
+        ctx.obj = {"sites_dir": list(sites_dir or [])}
         return
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
     for col in ("site", "scheduler+launcher", "arch", "cores", "GPUs", "nodes", "walltime"):
@@ -47,7 +48,14 @@ def sites_list(ctx: typer.Context, sites_dir: SitesDir = None) -> None:
     Console().print(table)
 
 
+def group_dirs(ctx: typer.Context, sites_dir: list[Path] | None) -> list[Path]:
+    """A subcommand's --sites-dir folders, then those given before it (``sites --sites-dir``)."""
+    given = ((ctx.parent.obj if ctx.parent else None) or {}).get("sites_dir", [])
+    return [*(sites_dir or []), *given]
+
+
 def sites_show(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Site name.")],
     as_yaml: Annotated[
         bool, typer.Option("--yaml", help="Print the descriptor file only (to copy and edit).")
@@ -55,6 +63,7 @@ def sites_show(
     sites_dir: SitesDir = None,
 ) -> None:
     """Show one site's full descriptor (with this machine's hardware for detected sites)."""
+    sites_dir = group_dirs(ctx, sites_dir)
     if as_yaml:
         load_site(name, sites_dir or [])  # an unknown name: one line listing the known ones
         sys.stdout.write(site_files(sites_dir or [])[name].read_text())
@@ -93,3 +102,17 @@ def sites_validate(
             print(f"ok: {path} ({site.scheduler.kind} + {site.launcher.kind})")
     if bad:
         raise typer.Exit(2)
+
+
+def sites_schema(
+    as_markdown: Annotated[
+        bool,
+        typer.Option(
+            "--markdown", help="The field reference as Markdown (docs/site-descriptor.md)."
+        ),
+    ] = False,
+) -> None:
+    """Print the site descriptor's JSON Schema: every field, its type, default and meaning."""
+    from hpcscale.sites.reference import markdown, schema  # pydantic's schema: this command only
+
+    sys.stdout.write(markdown() if as_markdown else schema())

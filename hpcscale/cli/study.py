@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import difflib
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,10 +35,13 @@ from hpcscale.cli.session import session, writable
 from hpcscale.errors import UserError
 from hpcscale.fmt import params_text
 from hpcscale.fsutil import atomic_write
+from hpcscale.keptsite import with_kept
 from hpcscale.launch import job_path, resolve, stage, study_folder_id
 from hpcscale.launch import submit as submit_launch
 from hpcscale.spec import SPEC_NAME, StudySpec, load_space, parse_sweep, with_flags
 from hpcscale.study import create_study, study_job
+
+SIZE_FLAGS = ("--gpus", "--nodes", "--ranks")
 
 
 def study_spec(
@@ -49,6 +53,13 @@ def study_spec(
         raise UserError("give --site (or a study spec file, or --like STUDY)")
     sized = size_flags(**{k: flags.pop(k, None) for k in ("gpus", "nodes", "ranks")})
     if base is None and not sized:
+        for option in (o.split("=", 1)[0] for o in options if o.startswith("--")):
+            near = difflib.get_close_matches(option, SIZE_FLAGS, n=1, cutoff=0.7)
+            if near and option not in SIZE_FLAGS:
+                raise UserError(
+                    f"unknown option {option!r} (did you mean {near[0]}?); give exactly one of "
+                    "--gpus, --nodes or --ranks (comma-separated sizes)"
+                )
         raise UserError("give exactly one of --gpus, --nodes or --ranks (comma-separated sizes)")
     data = flags.pop("data", None)
     flags["command"] = session(ctx).command  # after `--`: a training command (cli/command.py)
@@ -91,9 +102,10 @@ def submit(
     if spec.optimize is not None:
         raise UserError(f"{where}: has an optimize block; run it with `hpcscale optimize`")
     folder = study_folder(study_dir, spec.site)
+    sites_dir = with_kept(sites_dir, like, _spec_file(ctx))
     launch = resolve(spec, folder, sites_dir, "--sweep" if sweep else where)
     writable(ctx, folder, "--study")
-    data_path = stage(launch, dry_run, "hpcscale submit")
+    data_path = stage(launch, dry_run, "hpcscale submit", resubmit)
     try:
         submit_launch(launch, data_path, dry_run=dry_run, resubmit=resubmit, wait=wait)
     except KeyboardInterrupt:
@@ -139,6 +151,7 @@ def render(
                  sweep=parse_sweep(sweep) if sweep else None)  # fmt: skip
     spec, where = study_spec(ctx, like, flags, requests=requests or {})
     folder = study_dir.absolute()
+    sites_dir = with_kept(sites_dir, like, _spec_file(ctx))
     launch = resolve(spec, folder, sites_dir, "--sweep" if sweep else where)
     labels = [j.label for j in launch.jobs]
     chosen = next((j for j in launch.jobs if j.label == (job or labels[0])), None)
@@ -160,10 +173,15 @@ def render(
 
 
 Method = Annotated[
-    str | None, typer.Option(help="Search method: gp (Bayesian, Gaussian process; default) or "
-                             "evolution.")
+    str | None,
+    typer.Option(metavar="[gp|evolution]",
+                 help="Search method: gp (Bayesian, Gaussian process; default) or evolution."),
 ]  # fmt: skip
-Direction = Annotated[str | None, typer.Option(help="maximize (default) or minimize.")]
+Direction = Annotated[
+    str | None,
+    typer.Option(metavar="[maximize|minimize]",
+                 help="maximize (default) or minimize."),
+]  # fmt: skip
 
 
 @study_options
@@ -220,10 +238,16 @@ def optimize(
     if spec.optimize is None:
         raise UserError(f"{where}: no search space; give --space FILE (or an optimize block)")
     folder = study_folder(study_dir, spec.site)
+    sites_dir = with_kept(sites_dir, like, _spec_file(ctx))
     launch = resolve(spec, folder, sites_dir, str(space) if space else where)
     writable(ctx, folder, "--study")
     data_path = stage(launch, False, "hpcscale optimize")
     _search(ctx, launch, folder, data_path)
+
+
+def _spec_file(ctx: typer.Context) -> Path | None:
+    """The spec file a command was given as its first argument, if any."""
+    return Path(ctx.args[0]) if ctx.args and not ctx.args[0].startswith("-") else None
 
 
 def _space(space: Path | None) -> dict[str, Any] | None:

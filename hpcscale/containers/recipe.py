@@ -90,6 +90,9 @@ def recipe(site: Site, fmt: Format = "singularity") -> str:
     ppc = arch == "ppc64le"
     distro = "ubuntu20" if gpus is not None and ppc else "ubuntu22"
     base = (CUDA_BASE_PPC64LE if ppc else CUDA_BASE) if gpus is not None else ONEAPI_BASE
+    cuda = site.container.cuda
+    if gpus is not None and cuda is not None:  # the descriptor's CUDA: what its driver runs
+        base = cuda_base(cuda, "ubuntu20.04" if ppc else "ubuntu22.04")
     stage = hpccm.Stage()
     stage += pr.baseimage(image=base, _arch=arch, _distro=distro)
     stage += _labels(pr, site)
@@ -109,15 +112,19 @@ def recipe(site: Site, fmt: Format = "singularity") -> str:
     if infiniband:
         stage += bb.mlnx_ofed()
     stage += _mpi(bb, mpi_flavour(site), gpus is not None, infiniband)
-    stage += _python_stack(bb, pr, arch, gpus is not None)
-    stage += pr.copy(src=HOROVOD_SCRIPT, dest=f"{BUILD}/build-horovod.sh")
-    # ppc64le has NCCL from conda-forge (PyPI has no nvidia-nccl wheels for it)
-    # and its torch is conda's
-    nccl = CONDA_PREFIX if ppc else None
-    python = f"{CONDA_PREFIX}/bin/python" if ppc else "python3"
-    stage += pr.shell(
-        commands=[horovod_command(python, cuda_cc, mpi=True, nccl_home=nccl), f"rm -rf {BUILD}"]
-    )
+    stage += _python_stack(bb, pr, arch, gpus is not None, torch_pip(site))
+    if site.engine == "horovod":  # built only for the engine that uses it (a long build)
+        stage += pr.copy(src=HOROVOD_SCRIPT, dest=f"{BUILD}/build-horovod.sh")
+        # ppc64le has NCCL from conda-forge (PyPI has no nvidia-nccl wheels for it)
+        # and its torch is conda's
+        nccl = CONDA_PREFIX if ppc else None
+        python = f"{CONDA_PREFIX}/bin/python" if ppc else "python3"
+        stage += pr.shell(
+            commands=[
+                horovod_command(python, cuda_cc, mpi=True, nccl_home=nccl),
+                f"rm -rf {BUILD}",
+            ]
+        )
     stage += pr.copy(src="src", dest="/opt/hpcscale")
     stage += pr.shell(commands=["python3 -m pip install --no-deps /opt/hpcscale"])
     stage += pr.environment(variables={"HPCSCALE_SITE": site.name, "PYTHONUNBUFFERED": "1"})
@@ -213,7 +220,27 @@ def _mpi(bb, flavour: str, gpu: bool, infiniband: bool):  # type: ignore[no-unty
     ]
 
 
-def _python_stack(bb, pr, arch: str, gpu: bool):  # type: ignore[no-untyped-def]
+def cuda_base(cuda: str, distro: str) -> str:
+    """NVIDIA's CUDA + cuDNN development image of release ``cuda`` (11.x tags name cuDNN 8)."""
+    cudnn = "cudnn8" if cuda.startswith("11.") else "cudnn"
+    return f"nvcr.io/nvidia/cuda:{cuda}-{cudnn}-devel-{distro}"
+
+
+def torch_pip(site: Site) -> str:
+    """What pip installs for torch: the descriptor's release (for its CUDA's wheels on a GPU
+    site), else the defaults."""
+    gpu = site.node is not None and site.node.gpus is not None
+    c = site.container
+    if c.torch is None and (c.cuda is None or not gpu):
+        return TORCH_GPU if gpu else TORCH_CPU
+    version = c.torch or TORCH_GPU.split("==")[1].split()[0]
+    if not gpu:
+        return f"torch=={version} --index-url https://download.pytorch.org/whl/cpu"
+    major, minor = (c.cuda or "11.8.0").split(".")[:2]
+    return f"torch=={version} --index-url https://download.pytorch.org/whl/cu{major}{minor}"
+
+
+def _python_stack(bb, pr, arch: str, gpu: bool, torch: str):  # type: ignore[no-untyped-def]
     parts = []
     if arch == "ppc64le":  # PyPI has no torch wheels for ppc64le: conda-forge has
         parts.append(
@@ -224,7 +251,6 @@ def _python_stack(bb, pr, arch: str, gpu: bool):  # type: ignore[no-untyped-def]
             )
         )
     else:
-        torch = TORCH_GPU if gpu else TORCH_CPU
         parts.append(pr.shell(commands=[f"python3 -m pip install --no-cache-dir {torch}"]))
     parts.append(bb.pip(pip="pip3", packages=PY_PACKAGES))
     return parts

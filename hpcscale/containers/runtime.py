@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,9 +43,11 @@ def runtime_inside(environ: Mapping[str, str]) -> str | None:
 
 
 def rank_python(site: Site) -> str | None:
-    """The interpreter a rank's command names: the image's inside a container, else None (the
-    submitting interpreter)."""
-    return IMAGE_PYTHON if site.container.enabled else None
+    """The interpreter a rank's command names: the image's inside a container, else the
+    descriptor's ``python`` (the compute nodes'), else None (the submitting interpreter)."""
+    if site.container.enabled:
+        return IMAGE_PYTHON
+    return shlex.quote(site.python) if site.python else None
 
 
 def with_binds(site: Site, paths: list[str]) -> Site:

@@ -95,6 +95,32 @@ def check_shards(manifest: LArTPCManifest) -> None:
         if counts.size and counts.min() < 0:
             i = int(np.flatnonzero(counts < 0)[0])
             raise DataError(f"{path}: /offsets decrease at event {i}; they must not")
+        _check_coordinates(path, manifest.resolution)
+
+
+CHUNK = 1 << 22  # deposits read at once by the coordinate check (32 MB of int64)
+
+
+def _check_coordinates(path: Path, r: int) -> None:
+    """Every deposit's wire and tick inside the r × r image, read in chunks before any rank
+    starts (a rank that meets one stops the whole job); names the file and the first event."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        offsets = f["offsets"][...]
+        for name in ("wire", "tick"):
+            data = f[name]
+            for start in range(0, data.shape[0], CHUNK):
+                part = data[start : start + CHUNK]
+                bad = np.flatnonzero((part < 0) | (part >= r))
+                if bad.size:
+                    at = start + int(bad[0])
+                    event = int(np.searchsorted(offsets, at, side="right")) - 1
+                    raise DataError(
+                        f"{path}: event {event} has a deposit outside the {r}×{r} image ({name} "
+                        f"{int(part[bad[0]])}); fix the file, or regenerate the data set "
+                        f"(`hpcscale data generate --out DIR --resolution {r}`)"
+                    )
 
 
 def iter_events(

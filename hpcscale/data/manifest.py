@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
+from hpcscale import workloads
 from hpcscale.errors import DataError
 from hpcscale.messages import describe, shown
 
@@ -99,6 +100,12 @@ class TensorSchema(DataSchema):
     meta: dict[str, Any] = Field(default_factory=dict)
 
 
+def workload_of(kind: str) -> str:
+    """The workload whose data sets are of ``kind`` (what ``data generate --workload`` takes:
+    cms-jets for "jets"); ``kind`` itself when no registered workload trains on it."""
+    return next((w.name for w in workloads.SPECS if w.data == kind), kind)
+
+
 def kind_of(raw: object) -> str | None:
     """The kind of data set a parsed ``manifest.json`` describes, from its ``format`` (and
     ``kind``) fields; None when it is no data set's (a study's manifest, anything else)."""
@@ -127,7 +134,7 @@ def read_manifest(folder: Path, kind: str | None = None) -> DataManifest:
     try:
         raw = json.loads(path.read_bytes())
     except FileNotFoundError:
-        hint = f" --workload {kind}" if kind and kind != LARTPC else ""
+        hint = f" --workload {workload_of(kind)}" if kind and kind != LARTPC else ""
         raise DataError(
             f"{path}: no such file; create a data set with `hpcscale data generate{hint} "
             f"--out {folder}`"
@@ -147,7 +154,11 @@ def read_manifest(folder: Path, kind: str | None = None) -> DataManifest:
             + (f" (a {kind} data set)" if kind and kind != LARTPC else "")
         )
     if kind is not None and found != kind:
-        raise DataError(f"{path}: a {found!r} data set; this model trains on {kind!r}")
+        raise DataError(
+            f"{folder} holds {workload_of(found)} data ({found}); this model trains on "
+            f"{workload_of(kind)} data ({kind}): give --data a data set of that kind, or make one "
+            f"with `hpcscale data generate --workload {workload_of(kind)} --out DIR`"
+        )
     schema = LArTPCSchema if found == LARTPC else TensorSchema
     try:
         model = schema.model_validate(raw)

@@ -16,6 +16,7 @@ from typing import Any
 import submitit
 from submitit.local.local import LocalJob
 
+from hpcscale.containers.runtime import rank_python
 from hpcscale.plan import JobPlan
 from hpcscale.render.script import JobSpec, comment_text, render_environment
 from hpcscale.schedulers.base import Backend, submit_command
@@ -40,7 +41,7 @@ class Local(Backend):
             [
                 "#!/bin/bash",
                 f"# hpcscale local job {job.name}: submitit's LocalExecutor runs these lines, then",
-                f"# starts {plan.ranks} rank(s) of: {submit_command(folder)}",
+                f"# starts {plan.ranks} rank(s) of: {submit_command(folder, rank_python(site))}",
                 *[
                     f"# Every rank runs {job.rank_what} with: {comment_text(shlex.join(args))}"
                     for args in [job.rank_args]
@@ -52,7 +53,9 @@ class Local(Backend):
         )
 
     def executor(self, site: Site, plan: JobPlan, job: JobSpec, folder: Path) -> Any:
-        executor = QuietLocalExecutor(folder=folder, max_num_timeout=site.limits.requeues)
+        executor = QuietLocalExecutor(
+            folder=folder, max_num_timeout=site.limits.requeues, python=rank_python(site)
+        )
         executor.update_parameters(
             tasks_per_node=plan.ranks,
             gpus_per_node=plan.gpus,

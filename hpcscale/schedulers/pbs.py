@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,11 @@ class PbsExecutor(pickling.SiteExecutor):
         return text.splitlines()[-1].split()[0]
 
 
+# PBS Pro custom resources in a select chunk: name or name=value, all of them (&).
+_RESOURCE = r"[A-Za-z][A-Za-z0-9_]*(?:=[A-Za-z0-9_.\-]+)?"
+RESOURCES = rf"^{_RESOURCE}(?:&{_RESOURCE})*$"
+
+
 def megabytes(gb: float) -> str:
     return f"{math.ceil(gb * 1024)}mb"
 
@@ -91,7 +97,24 @@ class PbsPro(pickling.PicklingBackend):
     }
 
     def refusals(self, site: Site) -> list[str]:
-        return [*super().refusals(site), *self.feature_refusal(site, or_allowed=False)]
+        c = site.scheduler.constraint
+        if c is None or re.fullmatch(RESOURCES, c):  # custom resources, with values or not
+            return super().refusals(site)
+        if "|" in c:  # all of several resources (a&b), never any of them
+            return [*super().refusals(site), *self.feature_refusal(site, or_allowed=False)]
+        return [
+            *super().refusals(site),
+            f"scheduler.constraint {c!r}: PBS Pro takes host resources for the select chunk, "
+            "each name or name=value, all of them joined by & (e.g. cpu_type=haswell&model=bro)",
+        ]
+
+    @staticmethod
+    def resources(site: Site) -> list[str]:
+        """The constraint as select-chunk resources: ``cpu_type=haswell&bigmem`` →
+        ``cpu_type=haswell``, ``bigmem=True`` (PBS Pro's custom host resources; a bare name is
+        a boolean one)."""
+        c = site.scheduler.constraint or ""
+        return [r if "=" in r else f"{r}=True" for r in c.split("&") if r]
 
     def chunk(self, site: Site, plan: JobPlan, count: int, ranks: int) -> str:
         s, node = site.scheduler, site.node
@@ -101,7 +124,7 @@ class PbsPro(pickling.PicklingBackend):
             parts.append(f"ngpus={plan.node_gpus(ranks)}")
         if s.memory_gb:
             parts.append(f"mem={megabytes(s.memory_gb)}")
-        parts += [f"{feature}=True" for feature in self.features(site)[0]]
+        parts += self.resources(site)
         return ":".join(parts)
 
     def context(self, site: Site, plan: JobPlan) -> dict[str, Any]:

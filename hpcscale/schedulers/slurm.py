@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import shlex
+import shutil
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,21 @@ class Slurm(Backend):
 
     def job(self, folder: Path, job_id: str) -> Any:
         return submitit.SlurmJob(folder=folder, job_id=job_id)
+
+    def state(self, folder: Path, job_id: str) -> str:
+        """submitit asks ``sacct``, which knows no job that has not started where accounting
+        lags or is off; ``squeue`` knows a pending one (``pending``, not ``unknown``)."""
+        state = super().state(folder, job_id)
+        if state not in ("unknown", "") or not shutil.which("squeue"):
+            return state
+        try:
+            out = subprocess.run(
+                ["squeue", "-h", "-j", str(job_id), "-o", "%T"],
+                capture_output=True, text=True, timeout=30, check=False,
+            ).stdout.split()  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            return state
+        return out[0].lower() if out else state
 
 
 class SiteSlurmExecutor(submitit.SlurmExecutor):

@@ -41,11 +41,17 @@ GpuLink = Literal["nvlink", "pcie"]
 # no shell metacharacters. Partition, queue, account, QoS and constraint names all fit.
 DIRECTIVE_TOKEN = r"^[A-Za-z0-9_.,:=+@%/\-\[\]&|!()*]+$"
 Token = Annotated[str, StringConstraints(pattern=DIRECTIVE_TOKEN, max_length=256)]
+CudaVersion = Annotated[str, StringConstraints(pattern=r"^1[0-9]\.[0-9]\.[0-9]$")]
+TorchVersion = Annotated[str, StringConstraints(pattern=r"^2\.[0-9]{1,2}\.[0-9]{1,2}$")]
 # An extra directive line: anything printable on one line (the scheduler parses it, bash ignores
 # the comment); a newline would end the comment and start a command, so it is refused.
 DirectiveLine = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]+$", max_length=512)]
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 SiteName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
+# A setup line is shell the site's admin would type: one line (no newline or NUL), as written.
+SetupLine = Annotated[str, StringConstraints(pattern=r"^[^\n\r\x00]{1,1000}$")]
+# An interpreter path: plain characters only (it is quoted into the rank's command).
+Python = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_./+~-]{1,300}$")]
 Walltime = Annotated[str, AfterValidator(lambda v: _check_walltime(v))]
 PositiveInt = Annotated[int, Field(gt=0)]
 CudaCc = Annotated[str, StringConstraints(pattern=r"^[0-9]{2,3}(,[0-9]{2,3})*$")]
@@ -65,7 +71,7 @@ class Scheduler(Strict):
     its own words or, when its scheduler cannot express one, refuses the descriptor at validation.
     """
 
-    kind: SchedulerKind
+    kind: SchedulerKind = Field(description="the batch system: slurm, lsf, pbs or local")
     partition: Token | None = Field(None, description="Slurm partition, LSF or PBS queue")
     account: Token | None = Field(None, description="project/allocation to charge")
     constraint: Token | None = Field(
@@ -87,7 +93,9 @@ class Scheduler(Strict):
         None, description="hardware threads used per core (1: no SMT); default: the site's"
     )
     memory_gb: float | None = Field(None, gt=0, description="memory per node to ask for")
-    pbs_flavor: Literal["torque", "pbspro"] = "pbspro"
+    pbs_flavor: Literal["torque", "pbspro"] = Field(
+        "pbspro", description="kind pbs: PBS Pro (select chunks) or Torque/Moab (nodes=N:ppn=M)"
+    )
     directives: list[DirectiveLine] = Field(
         default_factory=list,
         description="extra directive lines; one starting with # is written verbatim (#DW ...)",
@@ -102,7 +110,10 @@ class Scheduler(Strict):
 class Launcher(Strict):
     """What starts the ranks on the allocated nodes."""
 
-    kind: LauncherKind
+    kind: LauncherKind = Field(
+        description="what starts the ranks: srun, jsrun, mpirun, aprun, ibrun, torchrun, "
+        "horovodrun or local"
+    )
     options: list[str] = Field(default_factory=list, description="extra launcher arguments")
     mpi: Literal["openmpi", "intel", "mpich", "spectrum", "cray"] | None = Field(
         None, description="MPI flavour, for mpirun's per-node option"
@@ -112,11 +123,24 @@ class Launcher(Strict):
 class Container(Strict):
     """The runtime that wraps every rank (the launcher stays outside)."""
 
-    runtime: RuntimeKind = "none"
+    runtime: RuntimeKind = Field(
+        "none", description="container runtime: apptainer, singularity, charliecloud, shifter, "
+        "sarus, or none"
+    )  # fmt: skip
     enabled: bool = Field(False, description="wrap ranks in the container (--container)")
     image: str | None = Field(None, description="image path or reference")
     binds: list[str] = Field(default_factory=list, description="host paths bound inside")
-    options: list[str] = Field(default_factory=list)
+    options: list[str] = Field(default_factory=list, description="extra runtime arguments")
+    cuda: CudaVersion | None = Field(
+        None,
+        description="cluster recipe on GPU sites: the image's CUDA, e.g. '12.4.1' (the version "
+        "the site's driver supports); default 11.8.0",
+    )
+    torch: TorchVersion | None = Field(
+        None,
+        description="cluster recipe: the torch release to install, e.g. '2.5.1' (a wheel built "
+        "for the CUDA above); default 2.7.1 (GPU), 2.13.0 (CPU)",
+    )
     recipe: Literal["cluster", "local"] = Field(
         "cluster",
         description="cluster: the site's CUDA or oneAPI base with its MPI; local: Debian "
@@ -133,10 +157,12 @@ class Container(Strict):
 
 
 class Gpus(Strict):
-    model: str
+    """A node's GPUs."""
+
+    model: str = Field(description="GPU model as the vendor names it, e.g. NVIDIA A100-SXM4-40GB")
     count: PositiveInt = Field(description="GPUs per node")
-    memory_gb: float = Field(gt=0)
-    link: GpuLink
+    memory_gb: float = Field(gt=0, description="memory per GPU, GB")
+    link: GpuLink = Field(description="how the GPUs of a node talk: nvlink or pcie")
     cuda_cc: CudaCc | None = Field(
         None,
         description="CUDA compute capabilities to build for, e.g. '60' or '70,80'; default: "
@@ -153,13 +179,15 @@ class Gpus(Strict):
 
 
 class Node(Strict):
+    """One compute node's hardware (all nodes of a site alike)."""
+
     cpu: str = Field(description="CPU model")
-    arch: Arch
-    sockets: PositiveInt
-    cores_per_socket: PositiveInt
-    threads_per_core: PositiveInt = 1
-    memory_gb: float = Field(gt=0)
-    gpus: Gpus | None = None
+    arch: Arch = Field(description="CPU architecture: x86_64, ppc64le or aarch64")
+    sockets: PositiveInt = Field(description="CPU sockets per node")
+    cores_per_socket: PositiveInt = Field(description="physical cores per socket")
+    threads_per_core: PositiveInt = Field(1, description="hardware threads per core (SMT)")
+    memory_gb: float = Field(gt=0, description="memory per node, GB")
+    gpus: Gpus | None = Field(None, description="the node's GPUs; omit on CPU nodes")
 
     @property
     def cores(self) -> int:
@@ -167,9 +195,16 @@ class Node(Strict):
 
 
 class Limits(Strict):
-    max_nodes: PositiveInt
-    max_walltime: Walltime
-    default_walltime: Walltime | None = None
+    """What one job may ask for."""
+
+    max_nodes: PositiveInt = Field(description="nodes one job may have")
+    max_walltime: Walltime = Field(
+        description="longest walltime, quoted HH:MM[:SS] or D-HH:MM (YAML reads 12:00:00 "
+        "unquoted as a number)"
+    )
+    default_walltime: Walltime | None = Field(
+        None, description="walltime of a job that gives none (default: max_walltime)"
+    )
     requeues: int = Field(
         3, ge=0, le=100, description="times a job that reaches its walltime is requeued from "
         "its checkpoint (then it stops at the limit)"
@@ -187,7 +222,7 @@ class TrainingDefaults(Strict):
     )
     events: PositiveInt = Field(15000, description="training + validation events to generate")
     batch: PositiveInt = Field(7, description="minibatch per rank; 7 fits a 16 GB P100")
-    epochs: float = Field(10.0, gt=0)
+    epochs: float = Field(10.0, gt=0, description="epochs a job trains (--epochs)")
     target_loss: float = Field(1.2, gt=0, description="TTL target (the paper's 1.2 by default)")
     options: list[str] = Field(
         default_factory=list,
@@ -234,23 +269,42 @@ class Performance(Strict):
 class Site(Strict):
     """One HPC site (or this machine, ``local``)."""
 
-    name: SiteName
-    description: str = ""
-    scheduler: Scheduler
-    launcher: Launcher
-    container: Container = Container()
-    engine: EngineKind = "torch"
+    name: SiteName = Field(description="the site's name: its file's name without .yaml")
+    description: str = Field("", description="one line for `hpcscale sites`")
+    scheduler: Scheduler = Field(description="the batch system and what a job asks it for")
+    launcher: Launcher = Field(description="what starts the ranks on the allocated nodes")
+    container: Container = Field(Container(), description="the runtime that wraps every rank")
+    engine: EngineKind = Field(
+        "torch", description="gradient averaging: torch (DDP-style allreduce) or horovod"
+    )
     node: Node | None = Field(None, description="omit with detect: true")
     detect: bool = Field(False, description="fill node from this machine when a job is planned")
-    network: str = ""
-    limits: Limits
-    modules: list[str] = Field(default_factory=list)
-    env: dict[EnvName, str] = Field(default_factory=dict)
+    network: str = Field("", description="the interconnect, for the record (e.g. Aries)")
+    limits: Limits = Field(description="what one job may ask for")
+    modules: list[str] = Field(
+        default_factory=list, description="environment modules every job loads (module load)"
+    )
+    setup: list[SetupLine] = Field(
+        default_factory=list,
+        description="shell lines every job script runs before the ranks, after modules and env, "
+        "as written (the site's own commands): e.g. module purge, source /path/venv/bin/activate, "
+        "conda activate env",
+    )
+    python: Python | None = Field(
+        None,
+        description="the compute nodes' Python that runs the ranks (outside a container), e.g. "
+        "/path/venv/bin/python; default: the interpreter that submits",
+    )
+    env: dict[EnvName, str] = Field(
+        default_factory=dict, description="variables every job exports (values quoted)"
+    )
     workers_per_node: PositiveInt | None = Field(
         None, description="ranks per node; default one per GPU (one per node on CPU sites)"
     )
     data_dir: str = Field("hpcscale-data", description="where events are staged")
-    training: TrainingDefaults = TrainingDefaults()
+    training: TrainingDefaults = Field(
+        TrainingDefaults(), description="the site's default study; a study's flags override it"
+    )
     performance: Performance = Performance()
 
     @model_validator(mode="after")

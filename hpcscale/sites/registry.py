@@ -45,7 +45,10 @@ def load_site(name: str, extra: Sequence[Path] = ()) -> Site:
     files = site_files(extra)
     if name not in files:
         known = ", ".join(sorted(files))
-        raise UnknownSiteError(f"unknown site {name!r}; known sites: {known}")
+        raise UnknownSiteError(
+            f"unknown site {name!r}; known sites: {known}; for a descriptor of your own, give "
+            f"--sites-dir DIR (or set {ENV_PATH}) with DIR/{name}.yaml in it"
+        )
     return load_file(files[name])
 
 

@@ -57,3 +57,23 @@ def _checked(
     if get(checked.runtime).local_image and path and "://" not in path:  # a path, not a reference
         return checked.model_copy(update={"image": absolute(path)})
     return checked
+
+
+def engine_switched(site: Site, engine: str | None) -> Site:
+    """``site`` with the study's engine (``--engine``; None: the descriptor's), so its ranks
+    start the way that engine works here: on a machine whose ranks torchrun would start
+    (launcher local), Horovod's are started by horovodrun (a rank of engine horovod under
+    torchrun has no slots to join), and back."""
+    if engine is None or engine == site.engine:
+        return site
+    update: dict[str, object] = {"engine": engine}
+    if engine == "horovod" and site.launcher.kind == "local":
+        update["launcher"] = site.launcher.model_copy(update={"kind": "horovodrun"})
+    if engine != "horovod" and site.launcher.kind == "horovodrun":
+        update["launcher"] = site.launcher.model_copy(update={"kind": "local"})
+    try:
+        return refuse(Site.model_validate({**site.model_dump(), **{
+            k: v.model_dump() if hasattr(v, "model_dump") else v for k, v in update.items()
+        }}), "--engine")  # fmt: skip
+    except ValidationError as exc:
+        raise UserError(f"--engine {engine}: {describe(exc, Site)}") from None

@@ -16,6 +16,42 @@ import yaml
 from hpcscale.errors import DescriptorError
 
 MAX_ALIASES = 100  # a descriptor reuses a block a few times, never hundreds
+# What the document expands to, aliases resolved: nine anchors of nine aliases each stay under
+# MAX_ALIASES and still make 9^9 nodes; a descriptor has hundreds.
+MAX_NODES = 100_000
+
+
+def expanded_nodes(events: Any, limit: int = MAX_NODES) -> int:
+    """The nodes the parser's ``events`` build with every alias expanded, counted from the
+    stream (an anchor's size is known when it closes), stopping past ``limit``."""
+    sizes: dict[str, int] = {}
+    stack: list[list[Any]] = []  # open collections: [anchor, nodes so far]
+    total = 0
+    for event in events:
+        if isinstance(event, yaml.CollectionStartEvent):
+            stack.append([event.anchor, 1])
+            continue
+        if isinstance(event, yaml.CollectionEndEvent):
+            anchor, n = stack.pop()
+            if anchor:
+                sizes[anchor] = n
+        elif isinstance(event, yaml.ScalarEvent):
+            n = 1
+            if event.anchor:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.AliasEvent):
+            n = sizes.get(event.anchor, 1)
+        else:
+            continue
+        if stack:
+            stack[-1][1] += n
+            n = stack[-1][1]
+        else:
+            total += n
+            n = total
+        if n > limit:
+            return n
+    return total
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -57,6 +93,12 @@ def load_yaml(path: Path) -> Any:
             raise DescriptorError(
                 f"{path}: uses {aliases} YAML aliases (*name); a descriptor may use at most "
                 f"{MAX_ALIASES}"
+            )
+        nodes = expanded_nodes(yaml.parse(text, Loader=yaml.SafeLoader))
+        if nodes > MAX_NODES:
+            raise DescriptorError(
+                f"{path}: its YAML aliases (*name) expand to over {MAX_NODES:,} values; a "
+                "descriptor has a few hundred: reuse blocks less deeply"
             )
         return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:

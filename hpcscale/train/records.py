@@ -145,11 +145,11 @@ def summarize(folder: Path, world_size: int, write: bool = True) -> dict[str, An
         st = statuses.get(rank)
         if st is None:
             last = _last_record(folder / f"rank-{rank}.jsonl")
-            where = (
-                f"last record: step {last.get('step')} at {last.get('t')} s"
-                if last
-                else ("no records")
-            )
+            where = "no records"
+            if last:
+                step = f"step {last['step']}" if last.get("step") is not None else "start-up"
+                t = last.get("t")
+                where = f"last record: {step} at {t:.1f} s" if isinstance(t, int | float) else step
             failure = {
                 "rank": rank,
                 "reason": f"died without a status (killed or crashed; {where})",
@@ -186,7 +186,7 @@ def summarize(folder: Path, world_size: int, write: bool = True) -> dict[str, An
         metrics["b_noise"] = noise["b_noise"]
     if metrics.get("ttl_s") is not None and metrics.get("dlt_s") is not None:
         metrics["ttl_train_s"] = metrics["ttl_s"] - metrics["dlt_s"]
-    primary = _primary_failure(failures, statuses)
+    primary = _primary_failure(failures, statuses, folder)
     skipped = {str(r): n for r in range(world_size)
                if (n := skipped_lines(folder / f"rank-{r}.jsonl"))}  # fmt: skip
     summary = {
@@ -307,15 +307,26 @@ def _status(failures: list[dict[str, Any]], statuses: dict[int, dict[str, Any]])
     return "failed"
 
 
-def _primary_failure(failures: list[dict[str, Any]], statuses: dict) -> dict[str, Any] | None:
-    """The rank that failed first-hand: one that died, or one whose own error was not a peer's."""
+def _primary_failure(
+    failures: list[dict[str, Any]], statuses: dict, folder: Path
+) -> dict[str, Any] | None:
+    """The rank that failed first, by time, among those that failed first-hand (one that died,
+    or one whose own error was not a peer's): a rank killed outright stops its peers, whose
+    launcher then signals them (``stopped by SIGTERM``) after it died. A rank's time is when
+    its status was written, or, for one that died without a status, its last record."""
     if not failures:
         return None
-    for f in failures:
-        st = statuses.get(f["rank"])
-        if st is None or not st.get("peer_failure"):
-            return f
-    return failures[0]
+    own = [f for f in failures if not (statuses.get(f["rank"]) or {}).get("peer_failure")]
+
+    def when(f: dict[str, Any]) -> float:
+        rank = f["rank"]
+        name = f"rank-{rank}.status.json" if rank in statuses else f"rank-{rank}.jsonl"
+        try:
+            return (folder / name).stat().st_mtime
+        except OSError:
+            return float("-inf")  # no trace at all: it died before writing anything
+
+    return min(own, key=when) if own else failures[0]
 
 
 def _last_record(path: Path) -> dict[str, Any] | None:

@@ -134,6 +134,9 @@ class Workload(ABC):
     scales_lr: ClassVar[bool] = False
     default_lr_scaling: ClassVar[str] = "none"
     default_warmup_epochs: ClassVar[float] = 0.0
+    # the numbers ``evaluate`` puts in the summary (``a.b``: nested), which `optimize
+    # --objective` is checked against before any trial runs; () when a workload does not say
+    figures: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: WorkloadConfig, ctx: RankContext) -> None:
         self.config = config

@@ -91,6 +91,7 @@ class LArTPCClassifier(Workload):
     default_batch = 7  # the paper's: fits a 16 GB P100 at 3600 × 3600
     default_target_loss = 1.2  # the paper's TTL target
     metric_names = ("acc",)
+    figures = ("val_accuracy", "val_events")
     bf16_on_gpus: ClassVar[bool] = False  # --bf16's default on a GPU (measured per model)
     scales_lr = True
 

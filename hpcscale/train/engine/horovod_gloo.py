@@ -32,12 +32,20 @@ def needed(jobenv: JobEnvironment, mpi_built: bool) -> bool:
     )
 
 
+# Launchers that start every rank on the machine they run on.
+ONE_MACHINE = ("submitit-local", "torchrun")
+
+
 def slots(jobenv: JobEnvironment) -> list[Any]:
     """Horovod's slot of every rank (its ``SlotInfo``s), from the allocation's node list: as many
     ranks on each node as on the first, the last node short if the count is uneven."""
     # horovod: optional, and only with --engine horovod
     from horovod.runner.common.util.hosts import get_host_assignments, parse_hosts
 
+    if not jobenv.nodes and jobenv.launcher in ONE_MACHINE:
+        # every rank on this machine (``hpcscale submit --site local``): one host, all slots
+        hosts = f"localhost:{jobenv.world_size}"
+        return get_host_assignments(parse_hosts(hosts), jobenv.world_size, jobenv.world_size)
     if not jobenv.nodes:
         raise RuntimeError(
             "engine horovod without horovodrun needs the allocation's node list "

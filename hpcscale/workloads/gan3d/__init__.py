@@ -115,6 +115,10 @@ class Gan3DWorkload(TensorDataWorkload):
     scales_lr = True
     default_lr_scaling = "linear"  # the seed's: lr × workers after Goyal et al.'s warm-up
     default_warmup_epochs = 5.0
+    figures = (
+        "val_fom", "val_showers", "inference_ms_per_shower", "simulation_ms_per_shower",
+        "parameters.generator", "parameters.discriminator",
+    )  # fmt: skip
     config: GanConfig
 
     @classmethod

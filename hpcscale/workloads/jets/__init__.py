@@ -78,6 +78,7 @@ class JetsWorkload(TensorDataWorkload):
     default_target_loss = TARGETS["cms-jets"]
     metric_names = ("acc",)
     scales_lr = True
+    figures = ("val_auc", "val_accuracy", "val_loss", "val_events", "parameters")
     config: JetsConfig
 
     @classmethod
