@@ -15,6 +15,7 @@ from conftest import cli, tiny_events
 from hpcscale.fmt import duration_text, plural
 from hpcscale.preflight import check_data
 from hpcscale.tables import ttl_unset_reason
+from hpcscale.train.config import parse
 
 
 def test_acceptance_from_an_empty_folder_without_absolute_paths(tmp_path):
@@ -89,9 +90,9 @@ def test_run_refuses_bad_data_before_ranks_start(tmp_path, events, setup, args, 
 
 def test_check_data_notes_a_job_too_short_for_ttl(events):
     args = ["--data", "-", "--out", "-", "--epochs", "2"]
-    (note,) = check_data(events, 1, args)  # 27 // 7 = 3 steps an epoch, 6 steps < 25
+    (note,) = check_data(events, 1, *parse(args))  # 27 // 7 = 3 steps an epoch, 6 steps < 25
     assert "6 steps" in note and "--ttl-window 25" in note
-    assert check_data(events, 1, [*args, "--ttl-window", "5"]) == []
+    assert check_data(events, 1, *parse([*args, "--ttl-window", "5"])) == []
 
 
 def test_submit_without_the_scheduler_says_so_before_generating_data(tmp_path):
