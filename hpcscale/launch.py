@@ -1,6 +1,6 @@
 """From a study spec to submitted jobs, the one pipeline of ``submit``, ``optimize``, ``render``
 and ``run``: ``resolve`` turns a ``StudySpec`` into typed, checked objects once (the site with
-the study's requests, one ``study.Job`` per size × sweep point × fold, each planned and its
+the study's requests, one ``submission.Job`` per size × sweep point × fold, each planned and its
 options parsed as its ranks will parse them); ``stage`` checks what can be known before
 anything slow and readies the data; ``submit`` hands the jobs to the scheduler. The command
 line (``hpcscale.cli``) only turns flags into a ``StudySpec``.
@@ -39,7 +39,8 @@ from hpcscale.sites.registry import with_requests
 from hpcscale.sites.switch import engine_switched, switched
 from hpcscale.spec import SPEC_NAME, StudySpec, difference, dump, point_args, point_label
 from hpcscale.spec import load as load_spec
-from hpcscale.study import Job, Point, job_state, load, resolve_job, save, submit_study
+from hpcscale.study import job_state, load, save
+from hpcscale.submission import Job, Point, resolve_job, submit_study
 from hpcscale.tables import print_collect
 
 

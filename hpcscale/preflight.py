@@ -27,7 +27,7 @@ from hpcscale.train.config import CoreConfig
 def check_data(data_folder: Path, ranks: int, core: CoreConfig, config: Any) -> list[str]:
     """Refuse a data set the job cannot train on; return notes (e.g. TTL out of reach).
 
-    ``core`` and ``config``: the job's options as its ranks parse them (``study.resolve_job``);
+    ``core`` and ``config``: the job's options as its ranks parse them (``submission.resolve_job``);
     the selected workload checks the data (layout, model against resolution, a minibatch for
     every rank)."""
     spec = workloads.get(core.model)

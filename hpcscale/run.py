@@ -26,7 +26,7 @@ from hpcscale.sites.models import Site
 from hpcscale.train.records import summarize
 
 if TYPE_CHECKING:
-    from hpcscale.study import Job
+    from hpcscale.submission import Job
 
 
 def default_data(
@@ -86,7 +86,7 @@ def absolute_pythonpath(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def run_local(site: Site, job: Job, data: Path, out: Path) -> tuple[int, dict[str, Any]]:
-    """Render the local job ``job`` (``study.resolve_job``'s) into ``out``, run it (its output
+    """Render the local job ``job`` (``submission.resolve_job``'s) into ``out``, run it (its output
     to ``out/job.log``), and summarise it."""
     out, data = Path(out).absolute(), Path(data).absolute()  # the script runs with cwd=out
     if out.exists() and any(out.iterdir()):

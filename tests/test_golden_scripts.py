@@ -14,7 +14,7 @@ from hpcscale.plan import Request
 from hpcscale.schedulers.jobs import plan_job
 from hpcscale.sites import load_site, site_files
 from hpcscale.sites.detect import resolve
-from hpcscale.study import study_job
+from hpcscale.submission import study_job
 
 STUDY = Path("/scratch/study")
 PYTHON = "/opt/venv/bin/python"  # not this machine's interpreter: goldens are portable
@@ -52,7 +52,7 @@ def test_job_script_matches_golden(site_name, size, fixed_local, regen, monkeypa
 def test_local_run_script_matches_golden(ranks, fixed_local, regen, monkeypatch):
     """`hpcscale run` runs the local site's own template (not submitit): its script too."""
     from hpcscale.run import local_script
-    from hpcscale.study import Point, resolve_job
+    from hpcscale.submission import Point, resolve_job
 
     monkeypatch.setattr(sys, "executable", PYTHON)
     site = resolve(load_site("local"))

@@ -14,7 +14,7 @@ from conftest import GOLDEN, check_golden, cli
 
 from hpcscale.plan import Request, plan_job
 from hpcscale.sites import load_file
-from hpcscale.study import study_job
+from hpcscale.submission import study_job
 
 PYTHON = "/opt/venv/bin/python"
 NODE = {"cpu": "x", "arch": "x86_64", "sockets": 2, "cores_per_socket": 8, "memory_gb": 64}

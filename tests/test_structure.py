@@ -54,7 +54,7 @@ LAYERS: list[list[str]] = [
     ["hpcscale.workloads."],  # the workload modules (the registry itself is layer 1)
     ["hpcscale.schedulers"],
     ["hpcscale.sites"],  # the loader: it asks every backend for its refusals
-    ["hpcscale.spec", "hpcscale.study", "hpcscale.preflight", "hpcscale.run", "hpcscale.launch",
+    ["hpcscale.spec", "hpcscale.study", "hpcscale.submission", "hpcscale.preflight", "hpcscale.run", "hpcscale.launch",
      "hpcscale.optimize", "hpcscale.tables", "hpcscale.keptsite"],
     ["hpcscale.analysis"],
     ["hpcscale.cli", "hpcscale.__main__"],

@@ -22,7 +22,8 @@ from hpcscale.plan import Request
 from hpcscale.sites import load_site
 from hpcscale.sites.detect import resolve
 from hpcscale.spec import Optimize, StudySpec, parse_sweep
-from hpcscale.study import JobRecord, Point, create_study, load, resolve_job, save
+from hpcscale.study import JobRecord, create_study, load, save
+from hpcscale.submission import Point, resolve_job
 
 # --- K-fold -----------------------------------------------------------------------------------
 

@@ -6,14 +6,13 @@ HTML from the same blocks, so both formats always say the same thing.
 
 from __future__ import annotations
 
-import html
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from hpcscale.analysis import attribution, kinds, master_worker, parallelism, plots
+from hpcscale.analysis import attribution, document, kinds, master_worker, parallelism, plots
 from hpcscale.analysis.fit import PowerLaw
 from hpcscale.analysis.results import (
     PAPER,
@@ -58,7 +57,10 @@ def build_report(studies: list[Path], out: Path, fmt: str = "md") -> Path:
             blocks += _study_section(result, scratch)
         if any(r.get("workload") in PAPER_WORKLOADS for r in results):
             blocks += _paper_section()
-        atomic_write(scratch / f"report.{fmt}", _markdown(blocks) if fmt == "md" else _html(blocks))
+        atomic_write(
+            scratch / f"report.{fmt}",
+            document.markdown(blocks) if fmt == "md" else document.html(blocks),
+        )
         out.mkdir(exist_ok=True)
         for item in sorted(scratch.iterdir()):
             os.replace(item, out / item.name)
@@ -494,48 +496,3 @@ def _paper_section() -> list[Block]:
         ),
         ("table", (["true \\ predicted (%)", *LABELS], rows)),
     ]
-
-
-def _markdown(blocks: list[Block]) -> str:
-    lines: list[str] = []
-    for kind, value in blocks:
-        if kind in ("h1", "h2"):
-            lines += ["#" * int(kind[1]) + " " + value, ""]
-        elif kind == "p":
-            lines += [value, ""]
-        elif kind == "table":
-            head, rows = value
-            lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-            lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-            lines.append("")
-        elif kind == "img":
-            lines += [f"![{value[1]}]({value[0]})", ""]
-        elif kind == "link":
-            lines += [f"[{value[1]}]({value[0]})", ""]
-    return "\n".join(lines)
-
-
-def _html(blocks: list[Block]) -> str:
-    parts = [
-        "<!doctype html><meta charset='utf-8'><title>hpcscale report</title>",
-        "<style>body{font-family:sans-serif;max-width:1000px;margin:auto}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}</style>",
-    ]
-    esc = html.escape
-    for kind, value in blocks:
-        if kind in ("h1", "h2"):
-            parts.append(f"<{kind}>{esc(value)}</{kind}>")
-        elif kind == "p":
-            parts.append(f"<p>{esc(value)}</p>")
-        elif kind == "table":
-            head, rows = value
-            parts.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>")
-            parts += [
-                "<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in rows
-            ]
-            parts.append("</table>")
-        elif kind == "img":
-            parts.append(f"<p><img src='{esc(value[0])}' alt='{esc(value[1])}' width='800'></p>")
-        elif kind == "link":
-            parts.append(f"<p><a href='{esc(value[0])}'>{esc(value[1])}</a></p>")
-    return "\n".join(parts) + "\n"

@@ -39,7 +39,8 @@ from hpcscale.keptsite import with_kept
 from hpcscale.launch import job_path, resolve, stage, study_folder_id
 from hpcscale.launch import submit as submit_launch
 from hpcscale.spec import SPEC_NAME, StudySpec, load_space, parse_sweep, with_flags
-from hpcscale.study import create_study, study_job
+from hpcscale.study import create_study
+from hpcscale.submission import study_job
 
 SIZE_FLAGS = ("--gpus", "--nodes", "--ranks")
 

@@ -29,16 +29,13 @@ from hpcscale.spec import Optimize, StudySpec, Value, point_args
 from hpcscale.study import (
     DONE_STATES,
     STILL_ACTIVE,
-    Job,
     JobRecord,
-    Point,
     job_state,
     load,
-    resolve_job,
     save,
     settled_summary,
-    submit_point,
 )
+from hpcscale.submission import Job, Point, resolve_job, submit_point
 
 COMMAND = "hpcscale optimize"
 
