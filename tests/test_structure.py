@@ -24,7 +24,7 @@ environment), then the study that ties them together, its report, and the CLI on
 6. ``train`` (the rank's training core).
 7. ``workloads.*`` (what plugs into the core).
 8. ``schedulers``.
-9. studies: ``spec``, ``study``, ``preflight``, ``run``, ``launch``, ``optimize``, ``tables``.
+9. studies: ``spec``, ``study``, ``submission``, ``preflight``, ``run``, ``launch``, ``optimize``, ``tables``.
 10. ``analysis`` (reads study folders).
 11. ``cli``, ``__main__``.
 """
@@ -54,8 +54,9 @@ LAYERS: list[list[str]] = [
     ["hpcscale.workloads."],  # the workload modules (the registry itself is layer 1)
     ["hpcscale.schedulers"],
     ["hpcscale.sites"],  # the loader: it asks every backend for its refusals
-    ["hpcscale.spec", "hpcscale.study", "hpcscale.submission", "hpcscale.preflight", "hpcscale.run", "hpcscale.launch",
-     "hpcscale.optimize", "hpcscale.tables", "hpcscale.keptsite"],
+    ["hpcscale.spec", "hpcscale.study", "hpcscale.submission", "hpcscale.preflight",
+     "hpcscale.run", "hpcscale.launch", "hpcscale.optimize", "hpcscale.tables",
+     "hpcscale.keptsite"],
     ["hpcscale.analysis"],
     ["hpcscale.cli", "hpcscale.__main__"],
 ]  # fmt: skip
