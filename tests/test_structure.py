@@ -24,7 +24,8 @@ environment), then the study that ties them together, its report, and the CLI on
 6. ``train`` (the rank's training core).
 7. ``workloads.*`` (what plugs into the core).
 8. ``schedulers``.
-9. studies: ``spec``, ``study``, ``submission``, ``preflight``, ``run``, ``launch``, ``optimize``, ``tables``.
+9. studies: ``spec``, ``study``, ``submission``, ``preflight``, ``run``, ``launch``,
+   ``optimize``, ``tables``.
 10. ``analysis`` (reads study folders).
 11. ``cli``, ``__main__``.
 """
