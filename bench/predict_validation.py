@@ -26,6 +26,7 @@ import numpy as np
 
 from hpcscale.analysis import predict as model
 from hpcscale.analysis.fit import fit_power_law
+from hpcscale.analysis.measured import Measured, measured_jobs
 from hpcscale.sites.registry import load_site
 from hpcscale.study import collect
 
@@ -41,7 +42,7 @@ def smape(pred: list[float], meas: list[float]) -> float:
 
 def held_back(study: Path, measured: list[int]) -> dict[str, tuple[list[float], list[float]]]:
     """Predict every larger size of ``study`` from ``measured``; (predicted, measured) lists."""
-    jobs = model.measured_jobs(study)
+    jobs = measured_jobs(study)
     small = [j for j in jobs if j.n in measured]
     site = model.study_site(study, [ROOT / "results" / "predictions"])  # cpu4 is kept there
     target = model.make_target(study, small, site, None, None, None)
@@ -87,7 +88,7 @@ def summitdev() -> None:
     for j in timing["jobs"]:
         parts = j["dlt_parts_s"]
         measured.append(
-            model.Measured(
+            Measured(
                 label=j["label"], n=j["n"], nodes=1, batch=7, train_samples=2700,
                 steps=j["steps"], ttl_steps=j["steps"], dlt_s=j["dlt_s"], dlt_parts=parts,
                 step_s=j["steady_step_s"], allreduce_s=j["step_time_split_s"]["allreduce_s"],

@@ -207,7 +207,8 @@ def test_dockerfile_parses_and_builds_horovod_with_the_script(name, fixed_local,
 def test_unknown_gpu_model_needs_cuda_cc(tmp_path):
     sites = tmp_path / "sites"
     path = _descriptor(sites, "{runtime: charliecloud, image: /images/h}")
-    path.write_text(path.read_text().replace("NVIDIA A100", "Vendor X9"))
+    # engine horovod: its CUDA build is what needs the compute capability
+    path.write_text(path.read_text().replace("NVIDIA A100", "Vendor X9") + "engine: horovod\n")
     res = cli("container", "render", "--site", "ch", "--sites-dir", str(sites))
     assert res.returncode == 2
     assert "node.gpus.cuda_cc" in res.stderr and "'Vendor X9'" in res.stderr

@@ -58,13 +58,13 @@ def wait_for(path: Path, timeout: float = 60) -> None:
 
 
 def test_a_bug_is_one_line_naming_a_log_that_holds_the_traceback(monkeypatch, tmp_path, capsys):
-    import hpcscale.study
+    import hpcscale.cli.follow
 
     def broken(_folder):  # type: ignore[no-untyped-def]
         raise RuntimeError("boom\nsecond line of the message")
 
     monkeypatch.setenv("HPCSCALE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(hpcscale.study, "load", broken)
+    monkeypatch.setattr(hpcscale.cli.follow, "load", broken)
     with pytest.raises(SystemExit) as exit_:
         main(["status", str(tmp_path)])
     assert exit_.value.code == 1
@@ -80,12 +80,12 @@ def test_a_bug_is_one_line_naming_a_log_that_holds_the_traceback(monkeypatch, tm
 def test_a_user_fixable_os_error_is_one_line_exit_2(monkeypatch, tmp_path, capsys):
     import errno
 
-    import hpcscale.study
+    import hpcscale.cli.follow
 
     def full(_folder):  # type: ignore[no-untyped-def]
         raise OSError(errno.ENOSPC, "No space left on device")  # a write() names no file
 
-    monkeypatch.setattr(hpcscale.study, "load", full)
+    monkeypatch.setattr(hpcscale.cli.follow, "load", full)
     with pytest.raises(SystemExit) as exit_:
         main(["status", str(tmp_path)])
     assert exit_.value.code == 2

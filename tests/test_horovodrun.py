@@ -12,7 +12,8 @@ import pytest
 import yaml
 from conftest import GOLDEN, check_golden, cli
 
-from hpcscale.plan import Request, plan_job
+from hpcscale.plan import Request
+from hpcscale.schedulers.jobs import plan_job
 from hpcscale.sites import load_file
 from hpcscale.submission import study_job
 
@@ -50,7 +51,9 @@ def test_slurm_script_matches_golden(tmp_path, monkeypatch, regen, gpus, label):
     monkeypatch.setattr(sys, "executable", PYTHON)
     site = load_file(descriptor(tmp_path, SLURM))
     plan = plan_job(site, Request(gpus=gpus))
-    _, _, script = study_job(site, plan, Path("/scratch/study"), "0123abcd", site.data_dir, [])
+    _, _, script = study_job(
+        site, plan, Path("/scratch/study"), "0123abcd", site.data_dir, None, []
+    )
     check_golden(GOLDEN / "scripts" / f"horovodrun-slurm-{label}.sh", script, regen)
     assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
     argv = launch_line(script)
@@ -68,7 +71,7 @@ def test_hosts_expand_to_the_allocation_with_slots(tmp_path):
     """The launch line of a 3-node job, run by bash with scontrol and horovodrun faked."""
     site = load_file(descriptor(tmp_path, SLURM))
     plan = plan_job(site, Request(gpus=12))
-    (line,) = [ln for ln in study_job(site, plan, Path("/s"), "x", "d", [])[2].splitlines()
+    (line,) = [ln for ln in study_job(site, plan, Path("/s"), "x", "d", None, [])[2].splitlines()
                if ln.startswith("horovodrun ")]  # fmt: skip
     fake = tmp_path / "bin"
     fake.mkdir()
@@ -90,11 +93,12 @@ def test_hosts_expand_to_the_allocation_with_slots(tmp_path):
 
 def test_hpcscale_run_starts_the_ranks_with_horovodrun(tmp_path, monkeypatch):
     from hpcscale.run import local_script
+    from hpcscale.submission import Point, resolve_job
 
     monkeypatch.setattr(sys, "executable", PYTHON)
     site = load_file(descriptor(tmp_path, LOCAL))
-    plan = plan_job(site, Request(ranks=2))
-    script = local_script(site, plan, Path("/scratch/events"), Path("/scratch/runs/a"), [])
+    job = resolve_job(site, Point(Request(ranks=2)), site.training.model, [])
+    script = local_script(site, job, Path("/scratch/events"), Path("/scratch/runs/a"))
     argv = launch_line(script)
     assert argv[:5] == ["horovodrun", "-np", "2", "-H", "localhost:2"]
     assert argv[5:9] == [PYTHON, "-u", "-m", "hpcscale.train"]

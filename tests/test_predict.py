@@ -14,6 +14,7 @@ from conftest import cli, tiny_events
 
 from hpcscale.analysis import predict as model
 from hpcscale.analysis.comm import LinkCost, allreduce_s, fit_link, ring_s, tree_s
+from hpcscale.analysis.measured import Measured
 
 MB = 1e6
 NVLINK = LinkCost(bandwidth_gbs=40, latency_us=8)  # 4e10 B/s, 8e-6 s
@@ -162,8 +163,8 @@ def test_the_report_draws_predicted_beside_measured_and_says_where_efficiency_we
     assert list((study.parent / "report").glob("predicted_*.png"))
 
 
-def _job(n: int, step: float, ttl_steps: int) -> model.Measured:
-    return model.Measured(
+def _job(n: int, step: float, ttl_steps: int) -> Measured:
+    return Measured(
         label=f"{n}g", n=n, nodes=1, batch=7, train_samples=2800, steps=ttl_steps,
         ttl_steps=ttl_steps, dlt_s=10.0, dlt_parts={}, step_s=step, allreduce_s=0.0,
         first_step_s=1.0, gradient_bytes=None, precision=None, data_bytes=None,

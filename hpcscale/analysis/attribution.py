@@ -124,9 +124,10 @@ def predicted_points(result: dict[str, Any]) -> list[dict[str, Any]]:
     """Each size as predicted from the smaller sizes only, beside its measured means."""
     # numpy and the bootstrap: only this section needs the predictor
     from hpcscale.analysis import predict as model
+    from hpcscale.analysis.measured import measured_jobs
 
     try:
-        jobs = model.measured_jobs(Path(result["folder"]))
+        jobs = measured_jobs(Path(result["folder"]))
     except UserError:
         return []
     means = {m["n"]: m for m in size_means(result["jobs"])}

@@ -179,8 +179,9 @@ def _tol(r: Reference) -> str:
 def against_prediction(study: Path, tolerance: float) -> Callable[[Measured], Reference | None]:
     """Each size's prediction from the study's smaller sizes (both directions, ``tolerance``)."""
     from hpcscale.analysis import predict as model  # numpy and the bootstrap: only this needs it
+    from hpcscale.analysis.measured import measured_jobs
 
-    jobs = model.measured_jobs(study)
+    jobs = measured_jobs(study)
     site = model.study_site(study)
     table: dict[tuple[int, str], float] = {}
     for n in sorted({j.n for j in jobs}):

@@ -43,12 +43,13 @@ def predict(
     intervals, at sizes the study did not run (here or on --site)."""
     # numpy: only a prediction needs it, so `hpcscale --help` stays fast
     from hpcscale.analysis import predict as model
+    from hpcscale.analysis.measured import measured_jobs
 
     given = size_flags(gpus=gpus, ranks=ranks, nodes=nodes)
     if not given:
         raise UserError("give the sizes to predict: --gpus, --ranks or --nodes (e.g. 8,64,192)")
     manifest = load(study_dir)
-    jobs = model.measured_jobs(study_dir)
+    jobs = measured_jobs(study_dir)
     if measured:
         keep = set(sizes(measured, "--measured"))
         jobs = [j for j in jobs if j.n in keep]
