@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcscale.analysis import plots
+from hpcscale.analysis.results import file_tag
 
 Block = tuple[str, Any]
 
@@ -175,4 +176,4 @@ def _figure(
                 label=f"{w} workers")  # fmt: skip
     ax3.set(xlabel="staleness (updates)", ylabel="share of updates", title="staleness")
     ax3.legend(fontsize=7)
-    return plots.save(plt, fig, out / f"master-worker-{r['study']}.png")
+    return plots.save(plt, fig, out / f"master-worker-{file_tag(r)}.png")

@@ -476,7 +476,7 @@ def _efficiency_blocks(r: dict[str, Any], out: Path) -> list[Block]:
         heads = ["N", "from N", "TTL measured", "TTL predicted", "error", "epochs/min measured",
                  "epochs/min predicted", "error"]  # fmt: skip
         blocks.append(("table", (heads, rows)))
-        name = f"predicted_{r['site']}-{r['study']}.png"
+        name = f"predicted_{file_tag(r)}.png"
         plots.predicted(r, points, out / name)
         blocks.append(("img", (name, "predicted")))
     return blocks

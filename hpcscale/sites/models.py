@@ -305,7 +305,10 @@ class Site(Strict):
     training: TrainingDefaults = Field(
         TrainingDefaults(), description="the site's default study; a study's flags override it"
     )
-    performance: Performance = Performance()
+    performance: Performance = Field(
+        Performance(), description="published figures of the machine (peaks, links, file system) "
+        "that `hpcscale predict` and `check` use; left out of the descriptor digest"
+    )
 
     @model_validator(mode="after")
     def _node_or_detect(self) -> Site:
