@@ -162,6 +162,7 @@ def events(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @given(data=st.data())
 def test_any_events_manifest_is_accepted_or_refused_before_training(tmp_path, events, data):
     from hpcscale.preflight import check_data
+    from hpcscale.train.config import parse
 
     base = json.loads((events / "manifest.json").read_text())
     manifest = data.draw(mutated(base) | st.just([base]) | ODD_VALUES)
@@ -171,6 +172,7 @@ def test_any_events_manifest_is_accepted_or_refused_before_training(tmp_path, ev
     (folder / "manifest.json").write_text(json.dumps(manifest))
     train_args = ["--data", str(folder), "--out", str(tmp_path / "out"), "--model", "jishnet-small"]
     try:
-        check_data(folder, 1, train_args)  # what submit and run ask before any rank starts
+        # what submit and run ask before any rank starts, with the options as the ranks parse them
+        check_data(folder, 1, *parse(train_args))
     except UserError as exc:
         assert str(exc).startswith(str(folder)), exc  # the message names the data set's file

@@ -133,7 +133,10 @@ class LArTPCClassifier(Workload):
     ) -> int:
         manifest = read_manifest(data, LARTPC)  # names the file and what is wrong with it
         manifest.check_files()
-        cls.check_resolution(config, manifest.resolution)
+        try:
+            cls.check_resolution(config, manifest.resolution)
+        except UserError as exc:  # the message names the data set it is about
+            raise UserError(f"{data}: {exc}") from None
         files.check_shards(manifest)
         train = cls.training_samples(data, manifest.count("train"), world_size, batch, max_events)
         return train
