@@ -97,7 +97,7 @@ def test_whole_study_through_fake_slurm(fake_scheduler, tmp_path):
         for key in ("dlt_s", "ttl_s", "epoch_rate_per_min"):
             assert summary[key] is not None and summary[key] > 0
     # Submitting the same study again does not duplicate jobs.
-    res = cli(*submit, "--sites-dir", str(sites), cwd=tmp_path)
+    res = cli(*submit, "--ttl-window", "5", "--sites-dir", str(sites), cwd=tmp_path)
     assert res.returncode == 0 and "already completed" in res.stdout
     assert len(fake_scheduler.calls("sbatch")) == 2
     res = cli("collect", str(study))
