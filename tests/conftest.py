@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import contextlib
+import itertools
+import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -86,9 +91,7 @@ class FakeScheduler:
 
 
 @pytest.fixture
-def fake_scheduler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeScheduler:
-    import os
-    import sys
+def fake_scheduler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeScheduler]:
 
     bin_dir = tmp_path / "fakebin"
     state = tmp_path / "fakesched"
@@ -101,7 +104,24 @@ def fake_scheduler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeSched
         (bin_dir / name).symlink_to(script)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKESCHED_DIR", str(state))
-    return FakeScheduler(state)
+    # Each test's jobs get their own ids (a rendezvous port is derived from the job id: two
+    # tests' job 1000 would share it if the first one's job were still alive).
+    (state / "next_id").write_text(str(next(_JOB_IDS)))
+    yield FakeScheduler(state)
+    _end_jobs(state)
+
+
+_JOB_IDS = itertools.count(1000 + os.getpid() % 50 * 1000, 100)
+
+
+def _end_jobs(state: Path) -> None:
+    """What a scheduler does at the end of an allocation: a job the test left running (its
+    process group) is killed, so it cannot hold a port or a core into the next test."""
+    import signal
+
+    for pid_file in state.glob("job-*.pid"):
+        with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
+            os.killpg(int(pid_file.read_text()), signal.SIGKILL)
 
 
 def tiny_site(folder: Path, name: str, workload: str, extra: str = "") -> Path:

@@ -328,7 +328,11 @@ def test_the_requeue_limit_ends_the_job_at_its_walltime_instead(fake_scheduler, 
     assert "--max-requeues 0" in (job / "job.sh").read_text()
     log, deadline = job / "rank-1.jsonl", time.time() + 180
     while not log.exists() or log.read_text().count('"kind": "step"') < 4:
-        assert time.time() < deadline, "the job never got to step 4"
+        ended = (job / "summary.json").exists()
+        if ended or time.time() > deadline:
+            logs = sorted(job.glob("*.log")) + sorted(job.glob("*.out"))
+            tail = "\n".join(p.read_text()[-2000:] for p in logs)
+            pytest.fail(f"the job {'ended' if ended else 'never got'} before step 4:\n{tail}")
         time.sleep(0.3)
     pids = rank_pids(job)
     assert len(pids) == 2

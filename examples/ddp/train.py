@@ -94,6 +94,7 @@ def main() -> None:
         if rank == 0:
             print(f"epoch {epoch}: loss {loss.item():.4f} val accuracy {acc:.3f} "
                   f"({time.time() - start:.1f} s)", flush=True)  # fmt: skip
+    dist.barrier()  # no rank tears gloo down while another still talks to it
     dist.destroy_process_group()
 
 

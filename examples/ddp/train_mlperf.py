@@ -49,6 +49,7 @@ def main() -> None:
         event("end", C.EPOCH_STOP, epoch_num=epoch)
         event("event", C.EVAL_ACCURACY, accuracy(model, val, device), epoch_num=epoch)
     event("end", C.RUN_STOP, status="success")
+    dist.barrier()  # no rank tears gloo down while another still talks to it
     dist.destroy_process_group()
 
 

@@ -43,6 +43,7 @@ def main() -> None:
                        compute_s=compute_s)  # fmt: skip
             t = time.perf_counter()
     track.evaluate(val_accuracy=accuracy(model, val, device))
+    dist.barrier()  # no rank tears gloo down while another still talks to it
     dist.destroy_process_group()
 
 

@@ -64,6 +64,20 @@ def print_command_summary(summary: dict[str, Any], folder: Path) -> None:
         if summary.get(note):
             print(f"  note: {summary[note]}")
     print(f"  the command's output: {folder}/rank-<r>.out and .err")
+    if failure:
+        _print_last_lines(folder / f"rank-{failure['rank']}.err")
+
+
+def _print_last_lines(path: Path, count: int = 5) -> None:
+    """The failed rank's last lines of stderr: why it failed, without opening a file."""
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return
+    if lines:
+        print(f"  the last lines of {path}:")
+        for line in lines[-count:]:
+            print(f"    {line[:200]}")
 
 
 def _gib(value: float | None) -> str:
