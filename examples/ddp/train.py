@@ -10,6 +10,7 @@ a few Gaussian blobs), a small MLP. hpcscale runs it unmodified:
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import time
 
@@ -95,6 +96,10 @@ def main() -> None:
             print(f"epoch {epoch}: loss {loss.item():.4f} val accuracy {acc:.3f} "
                   f"({time.time() - start:.1f} s)", flush=True)  # fmt: skip
     dist.barrier()  # no rank tears gloo down while another still talks to it
+    # DDP holds the process group: freed now, while Python runs, not at its exit (where
+    # gloo's threads, destroyed late, abort: "terminate called without an active exception")
+    del model, opt
+    gc.collect()
     dist.destroy_process_group()
 
 

@@ -7,6 +7,8 @@ run_start, staging its part), the epoch rate, the evaluations and TTL.
 
 from __future__ import annotations
 
+import gc
+
 import torch
 import torch.distributed as dist
 from mlperf_logging import mllog
@@ -50,6 +52,10 @@ def main() -> None:
         event("event", C.EVAL_ACCURACY, accuracy(model, val, device), epoch_num=epoch)
     event("end", C.RUN_STOP, status="success")
     dist.barrier()  # no rank tears gloo down while another still talks to it
+    # DDP holds the process group: freed now, while Python runs, not at its exit (where
+    # gloo's threads, destroyed late, abort: "terminate called without an active exception")
+    del model, opt
+    gc.collect()
     dist.destroy_process_group()
 
 

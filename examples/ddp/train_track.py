@@ -7,6 +7,7 @@ an hpcscale job the calls do nothing.
 
 from __future__ import annotations
 
+import gc
 import time
 
 import torch
@@ -44,6 +45,10 @@ def main() -> None:
             t = time.perf_counter()
     track.evaluate(val_accuracy=accuracy(model, val, device))
     dist.barrier()  # no rank tears gloo down while another still talks to it
+    # DDP holds the process group: freed now, while Python runs, not at its exit (where
+    # gloo's threads, destroyed late, abort: "terminate called without an active exception")
+    del model, opt
+    gc.collect()
     dist.destroy_process_group()
 
 
