@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -60,6 +61,33 @@ def test_easgd_meeting_on_hand_computed_numbers():
     assert local.tolist() == [2.5, -1.0]
     # the elastic force conserves the sum of the two
     assert (centre + local).tolist() == [4.0, 0.0]
+
+
+def test_gem_scale_on_hand_computed_numbers():
+    # kappa 1, momentum 0.5. Step 1: proxy m = delta = (0.2, -0.1, 0); the centre moved
+    # (0.05, 0.3, 0): pi = ((0.2 - 0.05) / 0.2, (0.1 - 0.3) / 0.1 -> 0, (0 - 0) / eps = 0).
+    gem = mw.Gem(kappa=1.0, momentum=0.5)
+    pi = gem.scale(torch.tensor([0.2, -0.1, 0.0]), torch.tensor([0.05, 0.3, 0.0]))
+    assert pi.tolist() == pytest.approx([0.75, 0.0, 0.0])
+    # Step 2: m = 0.5 m + delta = (0.2, 0.05, 0.001); the centre still: pi = |m| / |delta| =
+    # (2, 0.5, 1); kappa 3 would give (6 -> 5, 1.5, 3): at most 5.
+    pi = gem.scale(torch.tensor([0.1, 0.1, 0.001]), torch.zeros(3))
+    assert pi.tolist() == pytest.approx([2.0, 0.5, 1.0])
+    assert gem.proxy.tolist() == pytest.approx([0.2, 0.05, 0.001])
+    tripled = mw.Gem(kappa=3.0, momentum=0.5, proxy=torch.tensor([0.2, -0.1, 0.0]))
+    pi = tripled.scale(torch.tensor([0.1, 0.1, 0.001]), torch.zeros(3))
+    assert pi.tolist() == pytest.approx([5.0, 1.5, 3.0])
+
+
+def test_gem_options_need_the_gem_rule(tmp_path):
+    from hpcscale.train.config import CoreConfig
+
+    base = {"data": tmp_path, "out": tmp_path / "o", "engine": "master-worker"}
+    with pytest.raises(ValueError, match="--gem-kappa needs --update-rule gem"):
+        CoreConfig(**base, gem_kappa=2.0)
+    with pytest.raises(ValueError, match="--max-staleness applies to --update-rule downpour or"):
+        CoreConfig(**base, update_rule="easgd", max_staleness=1)
+    assert CoreConfig(**base, update_rule="gem", gem_kappa=2.0, max_staleness=3).gem_kappa == 2.0
 
 
 # -- real runs ----------------------------------------------------------------------------------
@@ -175,6 +203,38 @@ def test_a_group_of_two_averages_its_gradient_and_easgd_runs(events, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["master_worker"]["rule"] == "easgd"
     assert summary["master_worker"]["workers"] == 2
+
+
+def test_gem_sends_the_workers_own_step_scaled_and_the_master_adds_it(events, tmp_path):
+    """One worker, kappa 1: GEM's first update is the worker's optimizer step itself (pi = 1
+    where the step is not zero), so its first two steps are the synchronous rank's; then its
+    proxy and the centre's move scale the steps. Two workers train on to the end."""
+    common = ["--data", str(events), "--model", "jishnet-small", "--epochs", "0.2",
+              "--ttl-window", "5", "--seed", "3"]  # fmt: skip
+    assert _run(1, [*common, "--out", str(tmp_path / "sync")]) == [0]
+    gem = [*common, "--engine", "master-worker", "--update-rule", "gem"]
+    assert _run(2, [*gem, "--out", str(tmp_path / "one")]) == [0, 0]
+    sync, worker = (
+        _steps(tmp_path / "sync" / "rank-0.jsonl"),
+        _steps(tmp_path / "one" / "rank-1.jsonl"),
+    )
+    assert len(sync) == len(worker) >= 3
+    for a, b in zip(sync[:2], worker[:2], strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    pulls = [r for r in read_records(tmp_path / "one" / "rank-1.jsonl") if r["kind"] == "pull"]
+    assert 0.9 < pulls[0]["gem_pi_mean"] <= 1.0  # 1 but where the step was zero
+    assert len({round(p["gem_pi_mean"], 6) for p in pulls}) > 1
+    summary = json.loads((tmp_path / "one" / "summary.json").read_text())
+    info = summary["master_worker"]
+    assert info["rule"] == "gem" and info["gem_kappa"] == 1.0 and info["gem_momentum"] == 0.9
+    assert info["updates"] == len(worker)
+
+    assert _run(3, [*gem, "--gem-kappa", "0.5", "--out", str(tmp_path / "two")]) == [0, 0, 0]
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["master_worker"]["workers"] == 2
+    assert summary["master_worker"]["gem_kappa"] == 0.5
+    losses = [r["loss"] for r in _steps(tmp_path / "two" / "rank-1.jsonl")]
+    assert all(math.isfinite(x) for x in losses)
 
 
 def test_a_bad_group_size_is_one_line(events, tmp_path):

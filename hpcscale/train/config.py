@@ -30,14 +30,17 @@ class CoreConfig(BaseModel):
     model: str = Field(workloads.DEFAULT, description="what to train (models: listed above)")
     site: str = "local"
     engine: Literal["torch", "horovod", "master-worker"] = "torch"
-    update_rule: Literal["downpour", "easgd"] = Field(
+    update_rule: Literal["downpour", "easgd", "gem"] = Field(
         "downpour", description="engine master-worker: downpour (the master applies each "
-        "gradient as it arrives) or easgd (workers train local models, pulled toward the "
-        "master's every --easgd-period steps by --easgd-alpha)"
+        "gradient as it arrives), easgd (workers train local models, pulled toward the "
+        "master's every --easgd-period steps by --easgd-alpha) or gem (gradient energy "
+        "matching: each worker scales its update so that all workers together move the model "
+        "no more than one momentum process would; --gem-kappa, --gem-momentum)"
     )  # fmt: skip
     max_staleness: int | None = Field(
-        None, ge=0, description="engine master-worker, downpour: a gradient more than this many "
-        "updates old is answered with fresh weights instead of being applied (default: no limit)"
+        None, ge=0, description="engine master-worker, downpour or gem: an update more than this "
+        "many updates old is answered with fresh weights instead of being applied (default: no "
+        "limit)"
     )  # fmt: skip
     group_size: int = Field(
         1, ge=1, description="engine master-worker: ranks per worker; they average their batch's "
@@ -48,6 +51,12 @@ class CoreConfig(BaseModel):
         "master's model a worker moves, and the master toward the worker)"
     )  # fmt: skip
     easgd_period: int = Field(1, ge=1, description="easgd: worker steps between exchanges")
+    gem_kappa: float = Field(
+        1.0, gt=0, description="gem: the energy allowed, as a multiple of the momentum proxy's"
+    )  # fmt: skip
+    gem_momentum: float = Field(
+        0.9, ge=0, lt=1, description="gem: the momentum of the proxy process each worker keeps"
+    )  # fmt: skip
     horovod_timeline: bool = Field(
         False, description="write Horovod's timeline (HOROVOD_TIMELINE, Chrome trace format) to "
         "horovod-timeline.json in the job folder; engine horovod only"
@@ -134,12 +143,19 @@ class CoreConfig(BaseModel):
     @model_validator(mode="after")
     def _master_worker_options(self) -> CoreConfig:
         if self.engine != "master-worker":
-            for name in ("max_staleness", "group_size", "update_rule", "easgd_alpha"):
+            for name in ("max_staleness", "group_size", "update_rule", "easgd_alpha",
+                         "easgd_period", "gem_kappa", "gem_momentum"):  # fmt: skip
                 if getattr(self, name) != CoreConfig.model_fields[name].default:
                     flag = "--" + name.replace("_", "-")
                     raise ValueError(f"{flag} needs --engine master-worker (not {self.engine})")
         if self.update_rule == "easgd" and self.max_staleness is not None:
-            raise ValueError("--max-staleness applies to --update-rule downpour, not easgd")
+            raise ValueError("--max-staleness applies to --update-rule downpour or gem, not easgd")
+        for name, rule in (("easgd_alpha", "easgd"), ("easgd_period", "easgd"),
+                           ("gem_kappa", "gem"), ("gem_momentum", "gem")):  # fmt: skip
+            default = CoreConfig.model_fields[name].default
+            if self.update_rule != rule and getattr(self, name) != default:
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag} needs --update-rule {rule} (not {self.update_rule})")
         return self
 
 

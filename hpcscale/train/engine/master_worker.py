@@ -5,8 +5,10 @@ seed 004's batch parallelism) before the group's leader talks to the master. Poi
 torch.distributed: Gloo on CPUs, NCCL on GPUs.
 
 The rules (``mw_rules``): downpour (the master applies each gradient as it arrives, refusing one
-staler than ``--max-staleness``) and EASGD (workers train local models that meet the master's
-centre every ``--easgd-period`` steps).
+staler than ``--max-staleness``), EASGD (workers train local models that meet the master's
+centre every ``--easgd-period`` steps) and GEM (each worker sends the step its own optimizer
+makes, scaled so that all workers together move the model no more than one momentum process
+would; the master adds it).
 
 How the loop runs on it. A worker runs the loop's epochs as any rank; its one exchange per step
 (``exchange``) is the group's allreduce and the leader's message to the master, whose reply
@@ -101,6 +103,7 @@ class MasterWorkerEngine(Engine):
         self.rule, self.size = core.update_rule, size
         self.local_update = self.rule == "easgd"
         self.ledger = mw.Ledger(core.max_staleness)
+        self.gem = mw.Gem(core.gem_kappa, core.gem_momentum) if self.rule == "gem" else None
         self.members = [
             list(range(1 + g * size, 1 + (g + 1) * size)) for g in range(workers // size)
         ]
@@ -157,10 +160,14 @@ class MasterWorkerEngine(Engine):
             return means
         n = bucket.n_grads
         reply = torch.zeros(mw.REPLY_HEAD + n, device=self.comm)
+        if self.gem is not None:
+            gem_update, pi_mean = self._gem_update(loop)
         t = time.perf_counter()
         if self.leader:
             head = torch.zeros(mw.HEAD, device=self.device)
-            head[mw.KIND] = mw.GRADIENT if self.rule == "downpour" else mw.PARAMS
+            head[mw.KIND] = {"downpour": mw.GRADIENT, "easgd": mw.PARAMS, "gem": mw.UPDATE}[
+                self.rule
+            ]
             head[mw.VERSION], head[mw.STEP] = self.version, loop.step
             period = self.core.easgd_period if self.rule == "easgd" else 1
             head[mw.SAMPLES] = loop.ctx.batch * self.size * period
@@ -169,6 +176,8 @@ class MasterWorkerEngine(Engine):
             if self.rule == "easgd":
                 self._gather_weights(self.weights)
                 payload = self.weights
+            elif self.gem is not None:
+                payload = gem_update
             else:
                 payload = bucket.grads
             msg = torch.cat([head, payload, bucket.flat[n:]]).to(self.comm)
@@ -188,10 +197,13 @@ class MasterWorkerEngine(Engine):
                 self._scatter_weights(self.weights)
             else:
                 self._scatter_weights(weights)
+                if self.gem is not None:
+                    self.centre_before, self.centre = self.centre, weights
         code = int(head[mw.R_CODE])
+        gem = {"gem_pi_mean": pi_mean} if self.gem is not None else {}
         loop.rec.write(
             "pull", step=loop.step, version=self.version, applied=bool(head[mw.R_APPLIED]),
-            staleness=int(head[mw.R_STALENESS]), weights_wait_s=wait,
+            staleness=int(head[mw.R_STALENESS]), weights_wait_s=wait, **gem,
         )  # fmt: skip
         self.stopped_by_master = code != mw.GO
         return {
@@ -199,6 +211,17 @@ class MasterWorkerEngine(Engine):
             "stop_vote": float(code == mw.STOP),
             "requeue_vote": float(code == mw.REQUEUE),
         }
+
+    def _gem_update(self, loop: Loop) -> tuple[torch.Tensor, float]:
+        """GEM's update to send (``mw_rules``): the step the workload's own optimizer makes from
+        this gradient, scaled by π; the model is left as it was (the master's reply replaces
+        it). Also π's mean, for the record."""
+        assert self.gem is not None
+        loop.workload.update()  # from the centre last pulled, which the parameters hold
+        self._gather_weights(self.weights)
+        delta = self.weights - self.centre
+        pi = self.gem.scale(delta, self.centre - self.centre_before)
+        return delta.mul_(pi), float(pi.mean())
 
     def _views(self, params: Sequence[torch.Tensor]) -> None:
         """A flat buffer of the weights in the gradient bucket's layout (the same strides)."""
@@ -234,6 +257,9 @@ class MasterWorkerEngine(Engine):
         self._views(loop.workload.parameters())
         if self.rank == 0:
             return self.serve(loop)
+        if self.gem is not None:  # the centre at the last two pulls (GEM's Δc): the start, twice
+            self._gather_weights(self.weights)
+            self.centre, self.centre_before = self.weights.clone(), self.weights.clone()
         if self.resumed:
             loop.step = int(self.resumed.get("worker_steps", {}).get(str(self.group), 0))
             self.version = int(self.resumed.get("version", 0))
@@ -276,7 +302,7 @@ class MasterWorkerEngine(Engine):
         for g in range(len(self.members)):
             threading.Thread(target=receive, args=(g,), daemon=True).start()
         self.version = self.ledger.version = int(self.resumed.get("version", 0))
-        if self.rule == "easgd":
+        if self.rule in ("easgd", "gem"):
             self._gather_weights(self.weights)  # the centre
         reply_weights = torch.zeros(n, device=self.device)
         apply_s = send_s = idle_s = 0.0
@@ -310,6 +336,12 @@ class MasterWorkerEngine(Engine):
                     bucket.grads.copy_(payload)
                     loop.workload.update()
                 self._gather_weights(reply_weights)
+            elif self.rule == "gem":  # the worker's scaled step, added to the centre
+                applied, stale = self.ledger.judge(g, pulled)
+                if applied:
+                    self.weights.add_(payload)
+                    self._scatter_weights(self.weights)
+                reply_weights = self.weights
             else:
                 applied, stale = True, self.ledger.meet(g, pulled)
                 before = mw.elastic_centre_(self.weights, payload, core.easgd_alpha)
@@ -405,6 +437,11 @@ class MasterWorkerEngine(Engine):
                 "workers": len(self.members),
                 "group_size": self.size,
                 "max_staleness": self.core.max_staleness,
+                **(
+                    {"gem_kappa": self.core.gem_kappa, "gem_momentum": self.core.gem_momentum}
+                    if self.gem is not None
+                    else {}
+                ),
                 **self.ledger.summary(),
                 "master_busy": self.stats.get("busy"),
                 "per_worker": {str(g): v for g, v in per.items()},

@@ -9,6 +9,15 @@ and the worker gets fresh weights instead.
 EASGD (Zhang, Choromanska, LeCun 2015, asynchronous form): every τ steps a worker with local
 weights x meets the master's centre c: the worker moves ``x ← x − α(x − c)`` and the master
 ``c ← c + α(x − c)`` (both with the values from before the meeting), α the moving rate.
+
+GEM (Hermans & Louppe 2018, arXiv:1805.08469, as in their code): the target is one momentum
+process; each worker keeps its proxy ``m ← μ m + Δ`` of its own updates Δ and sends
+``π ⊙ Δ`` with ``π = clip((κ|m| − |Δc|) / (|Δ| + ε), 0, 5)`` elementwise, Δc how far the centre
+moved between the worker's last two pulls (the other workers' share): the collective's energy
+stays at or below the proxy's. The master adds what arrives. Here Δ is the step the workload's
+own optimizer makes from the worker's gradient (SGD's −ηg in the paper), so GEM serves every
+workload unchanged; and Δc is the move seen at the previous pull (the paper pulls just before it
+sends, this engine right after), one exchange older.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import torch
 # update; EASGD: the centre before it).
 HEAD = 8
 KIND, VERSION, STEP, SAMPLES, WAIT_S, STOP_VOTE, REQUEUE_VOTE = range(7)
-GRADIENT, PARAMS, DONE = 1.0, 2.0, 3.0
+GRADIENT, PARAMS, DONE, UPDATE = 1.0, 2.0, 3.0, 4.0
 REPLY_HEAD = 4
 R_VERSION, R_CODE, R_APPLIED, R_STALENESS = range(4)
 GO, STOP, REQUEUE = 0, 1, 2  # what the master's reply tells a worker to do next
@@ -90,3 +99,22 @@ def elastic_centre_(centre: torch.Tensor, local: torch.Tensor, alpha: float) -> 
 def elastic_pull_(local: torch.Tensor, centre_before: torch.Tensor, alpha: float) -> None:
     """The worker's side: ``local -= alpha (local - centre_before)``."""
     local.sub_(local - centre_before, alpha=alpha)
+
+
+@dataclass
+class Gem:
+    """A worker's side of GEM: its momentum proxy, and the scale of each update it sends."""
+
+    kappa: float = 1.0
+    momentum: float = 0.9
+    eps: float = 1e-12
+    proxy: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def scale(self, delta: torch.Tensor, centre_moved: torch.Tensor) -> torch.Tensor:
+        """π for the update ``delta`` (elementwise, in [0, 5]), after ``proxy ← μ proxy + Δ``."""
+        if self.proxy is None:
+            self.proxy = torch.zeros_like(delta)
+        self.proxy.mul_(self.momentum).add_(delta)
+        pi = (self.kappa * self.proxy.abs() - centre_moved.abs()) / (delta.abs() + self.eps)
+        return pi.clamp_(0.0, 5.0)
