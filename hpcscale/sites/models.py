@@ -306,8 +306,9 @@ class Site(Strict):
         TrainingDefaults(), description="the site's default study; a study's flags override it"
     )
     performance: Performance = Field(
-        Performance(), description="published figures of the machine (peaks, links, file system) "
-        "that `hpcscale predict` and `check` use; left out of the descriptor digest"
+        Performance(),
+        description="published figures of the machine (peaks, links, file system) "
+        "that `hpcscale predict` and `check` use; left out of the descriptor digest",
     )
 
     @model_validator(mode="after")
