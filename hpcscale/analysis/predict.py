@@ -42,7 +42,9 @@ from hpcscale.study import load
 from hpcscale.train.noise import b_noise as noise_ratio
 
 BOOTSTRAP = 200
-CONSTANT_PARTS = ("imports", "device", "build", "first_step")
+# DLT's parts that do not shrink with more ranks (placement copies the whole data set per node);
+# staging, a rank's share of the data, does.
+CONSTANT_PARTS = ("imports", "device", "placement", "build", "first_step")
 
 
 # -- the model ------------------------------------------------------------------------------------

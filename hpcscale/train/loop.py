@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import socket
 import sys
 import time
@@ -32,6 +33,7 @@ from hpcscale.train.jobenv import JobEnvironment, detect
 from hpcscale.train.mlperf import MLLog
 from hpcscale.train.noise import NoiseScale, estimate
 from hpcscale.train.pipeline import make_workload
+from hpcscale.train.placement import NodeLocalCopy, node_local_root
 from hpcscale.train.records import RecordWriter, Smoother, summarize, write_status
 from hpcscale.train.sync import GRAD_SQ, GradBucket
 from hpcscale.train.workload import (
@@ -68,6 +70,7 @@ def run(core: CoreConfig, wconfig: WorkloadConfig, t0: float) -> int:
     lifecycle.install_signal_handlers()
     checkpoint.install_usr2_handler()
     engine: Engine | None = None
+    placed: NodeLocalCopy | None = None
     code = 1  # a failure; 2 for bad input
     status: dict[str, Any] = {"status": "failed", "host": socket.gethostname()}
     try:
@@ -79,6 +82,12 @@ def run(core: CoreConfig, wconfig: WorkloadConfig, t0: float) -> int:
         if engine.device.type == "cuda":
             torch.zeros(1, device=engine.device)  # the CUDA context, counted as device start-up
         rec.write("phase", phase="device")  # device and communicator ready
+        data = core.data
+        if core.data_placement == "node-local":
+            job = jobenv.job_id or f"port{jobenv.master_port}"  # a job without an id: its port
+            placed = NodeLocalCopy(data, node_local_root(os.environ), job, jobenv.rank)
+            data = placed.place(first_on_node=jobenv.local_rank == 0)
+            rec.write("phase", phase="placed", path=str(data))  # DLT's "placement"
         spec = workloads.get(core.model)
         shard_rank, shard_ranks = engine.data_shard()
         scaling, warmup = lr_settings(core, spec, wconfig)
@@ -87,7 +96,7 @@ def run(core: CoreConfig, wconfig: WorkloadConfig, t0: float) -> int:
             world_size=shard_ranks,
             device=engine.device,
             engine=engine,
-            data=core.data,
+            data=data,
             batch=core.batch or spec.default_batch,
             seed=core.seed,
             max_events=core.max_events,
@@ -130,6 +139,8 @@ def run(core: CoreConfig, wconfig: WorkloadConfig, t0: float) -> int:
                 lifecycle.wait_for_statuses(folder, jobenv.world_size, STATUS_GRACE_S)
             summarize(folder, jobenv.world_size)
         rec.close()
+        if placed is not None:
+            placed.release()
         if engine is not None:
             engine.shutdown()
     return code

@@ -1,0 +1,88 @@
+"""Where a rank reads its data from (``--data-placement``): a study axis of DLT.
+
+``shared`` (the default): the data set folder where ``--data`` says, on a cluster the parallel
+file system every node reads. ``node-local``: the folder is first copied to the node's own
+storage (``$HPCSCALE_NODE_LOCAL``, else the job's ``$TMPDIR``, else /tmp), once per node — the
+node's first rank copies, the node's other ranks wait for the copy — and the ranks read that
+copy. The copy is its own part of DLT ("placement", the "placed" phase record), so a study that
+sweeps the option (``--sweep data_placement=shared,node-local``) shows which placement pays on a
+site. The node's last rank to finish removes the copy; a whole copy that a killed segment of the
+same job left on the node is reused.
+
+No torch here: plain file operations, so the rules are testable without a job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from hpcscale.errors import UserError
+
+PLACEMENTS = ("shared", "node-local")
+
+
+def node_local_root(env: Mapping[str, str]) -> Path:
+    """The node's own storage: ``$HPCSCALE_NODE_LOCAL``, else ``$TMPDIR``, else /tmp."""
+    return Path(env.get("HPCSCALE_NODE_LOCAL") or env.get("TMPDIR") or "/tmp")
+
+
+def copy_name(data: Path, job: str) -> str:
+    """The copy's folder name: the job and the data set's path (two data sets, two copies)."""
+    digest = hashlib.sha256(str(data.resolve()).encode()).hexdigest()[:12]
+    return f"hpcscale-data-{job}-{digest}"
+
+
+class NodeLocalCopy:
+    """This rank's use of the node's copy of ``data`` under ``root``."""
+
+    def __init__(self, data: Path, root: Path, job: str, rank: int) -> None:
+        self.data, self.rank = data, rank
+        self.path = root / copy_name(data, job)
+        self.done = self.path.with_name(self.path.name + ".done")  # the copy is whole
+        self.users = self.path.with_name(self.path.name + ".users")  # the ranks reading it
+
+    def place(self, first_on_node: bool, timeout_s: float = 3600.0) -> Path:
+        """The copy's path: made by the node's first rank, waited for by the others."""
+        if first_on_node and not self.done.exists():
+            self._copy()
+        deadline = time.monotonic() + timeout_s
+        while not self.done.exists():
+            if time.monotonic() > deadline:
+                raise UserError(
+                    f"--data-placement node-local: the copy of {self.data} to {self.path} by "
+                    f"this node's first rank did not appear within {timeout_s:.0f} s"
+                )
+            time.sleep(0.2)
+        self.users.mkdir(exist_ok=True)
+        (self.users / str(self.rank)).touch()
+        return self.path
+
+    def _copy(self) -> None:
+        part = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        try:
+            shutil.copytree(self.data, part)
+        except OSError as exc:
+            shutil.rmtree(part, ignore_errors=True)
+            raise UserError(
+                f"--data-placement node-local: cannot copy {self.data} to {self.path.parent} "
+                f"({exc.strerror or exc}); set HPCSCALE_NODE_LOCAL to a folder with room"
+            ) from exc
+        shutil.rmtree(self.path, ignore_errors=True)  # a half copy a killed job left
+        os.replace(part, self.path)
+        self.done.touch()
+
+    def release(self) -> None:
+        """This rank is done reading; the node's last one removes the copy."""
+        mine = self.users / str(self.rank)
+        mine.unlink(missing_ok=True)
+        try:
+            self.users.rmdir()  # fails while another rank of the node still reads
+        except OSError:
+            return
+        self.done.unlink(missing_ok=True)
+        shutil.rmtree(self.path, ignore_errors=True)
