@@ -202,8 +202,10 @@ def settled_summary(
     summary = _read_summary(folder / "summary.json")
     if summary is not None and summary.get("status") not in ("failed", "terminated"):
         return summary
-    if summary is not None and summary["status"] == "terminated" and record.state == "cancelled":
-        summary.update(status="cancelled", cancelled_by="hpcscale cancel")  # we stopped it
+    if summary is not None and record.state == "cancelled":
+        # We stopped it while it ran: its ranks' "terminated" (or "failed", a rank that saw its
+        # peer go first) is the cancel; the ranks' own words stay under "failures".
+        summary.update(status="cancelled", cancelled_by="hpcscale cancel")
         atomic_write_json(folder / "summary.json", summary)
         return summary
     if record.job_id is None or manifest.scheduler == "job":
