@@ -402,7 +402,7 @@ def _timing_blocks(r: dict[str, Any]) -> list[Block]:
     if not jobs:
         return []
     unit = r.get("sample_unit") or "samples"
-    parts = list(DLT_PARTS.values())
+    parts = [p for p in DLT_PARTS.values() if any(p in j["dlt_parts_s"] for j in jobs)]
     rows = [
         [str(j["n"])]
         + [duration_text(j["dlt_parts_s"].get(p)) for p in parts]
@@ -428,11 +428,13 @@ def _timing_blocks(r: dict[str, Any]) -> list[Block]:
         (
             "p",
             "Where the time goes. DLT (process start → first loss) in the parts of its slowest "
-            "rank's start-up: imports; device and communicator; staging the data; building the "
-            "model and optimizer; the first step (cuDNN's algorithm search, compilation). TTL "
-            "training is TTL minus DLT. Steady: from the median step time after warm-up; wall: "
-            "over the whole training phase, first step included. The last row is each column's "
-            "exponent k in y ∝ N^k (with its 95 % interval from three sizes on).",
+            "rank's start-up: imports; device and communicator; placement (the data set copied "
+            "to the node, --data-placement node-local: where a job did); staging the data; "
+            "building the model and optimizer; the first step (cuDNN's algorithm search, "
+            "compilation). TTL training is TTL minus DLT. Steady: from the median step time "
+            "after warm-up; wall: over the whole training phase, first step included. The last "
+            "row is each column's exponent k in y ∝ N^k (with its 95 % interval from three "
+            "sizes on).",
         ),
         (
             "table",
