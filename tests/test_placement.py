@@ -65,6 +65,14 @@ def test_no_room_or_no_copy_is_one_clear_error(tmp_path):
         NodeLocalCopy(data, not_a_folder, "1", 0).place(True)
     with pytest.raises(UserError, match="did not appear within 0 s"):
         NodeLocalCopy(data, tmp_path, "1", 1).place(False, timeout_s=0.3)
+    # The node's other ranks hear the first rank's error at once, not after the timeout.
+    node = tmp_path / "node"
+    node.mkdir()
+    (node / copy_name(data, "2")).write_text("a file where the copy's folder goes")
+    with pytest.raises(UserError, match="cannot copy"):
+        NodeLocalCopy(data, node, "2", 0).place(True)
+    with pytest.raises(UserError, match="cannot copy"):
+        NodeLocalCopy(data, node, "2", 1).place(False, timeout_s=600)
 
 
 def test_a_job_reads_the_node_local_copy_and_times_it(tmp_path):

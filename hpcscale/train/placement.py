@@ -14,6 +14,7 @@ No torch here: plain file operations, so the rules are testable without a job.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -45,13 +46,18 @@ class NodeLocalCopy:
         self.path = root / copy_name(data, job)
         self.done = self.path.with_name(self.path.name + ".done")  # the copy is whole
         self.users = self.path.with_name(self.path.name + ".users")  # the ranks reading it
+        self.failed = self.path.with_name(self.path.name + ".failed")  # why the copy failed
 
     def place(self, first_on_node: bool, timeout_s: float = 3600.0) -> Path:
         """The copy's path: made by the node's first rank, waited for by the others."""
         if first_on_node and not self.done.exists():
+            with contextlib.suppress(OSError):  # an earlier attempt's error (or no folder)
+                self.failed.unlink()
             self._copy()
         deadline = time.monotonic() + timeout_s
         while not self.done.exists():
+            if self.failed.exists():  # the first rank's error, not an hour's wait
+                raise UserError(self.failed.read_text())
             if time.monotonic() > deadline:
                 raise UserError(
                     f"--data-placement node-local: the copy of {self.data} to {self.path} by "
@@ -66,15 +72,19 @@ class NodeLocalCopy:
         part = self.path.with_name(f".{self.path.name}.{os.getpid()}")
         try:
             shutil.copytree(self.data, part)
+            if self.path.is_dir():  # a half copy a killed job left
+                shutil.rmtree(self.path)
+            os.replace(part, self.path)
+            self.done.touch()
         except OSError as exc:
             shutil.rmtree(part, ignore_errors=True)
-            raise UserError(
-                f"--data-placement node-local: cannot copy {self.data} to {self.path.parent} "
+            why = (
+                f"--data-placement node-local: cannot copy {self.data} to {self.path} "
                 f"({exc.strerror or exc}); set HPCSCALE_NODE_LOCAL to a folder with room"
-            ) from exc
-        shutil.rmtree(self.path, ignore_errors=True)  # a half copy a killed job left
-        os.replace(part, self.path)
-        self.done.touch()
+            )
+            with contextlib.suppress(OSError):
+                self.failed.write_text(why)
+            raise UserError(why) from exc
 
     def release(self) -> None:
         """This rank is done reading; the node's last one removes the copy."""
