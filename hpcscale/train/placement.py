@@ -88,9 +88,8 @@ class NodeLocalCopy:
 
     def release(self) -> None:
         """This rank is done reading; the node's last one removes the copy."""
-        mine = self.users / str(self.rank)
-        mine.unlink(missing_ok=True)
         try:
+            (self.users / str(self.rank)).unlink(missing_ok=True)
             self.users.rmdir()  # fails while another rank of the node still reads
         except OSError:
             return
