@@ -246,17 +246,21 @@ def test_a_bad_group_size_is_one_line(events, tmp_path):
     assert "do not split into groups of 2" in status["reason"]
 
 
+def _wait_for(path: Path, kind: str, count: int, timeout: float = 300) -> None:
+    """Until ``path`` holds ``count`` records of ``kind`` (a rank got that far)."""
+    deadline = time.time() + timeout
+    while not path.exists() or sum(r["kind"] == kind for r in read_records(path)) < count:
+        if time.time() > deadline:
+            pytest.fail(f"{path.name}: fewer than {count} {kind!r} records after {timeout} s")
+        time.sleep(0.2)
+
+
 def test_a_dead_worker_does_not_stop_the_job(events, tmp_path):
     out = tmp_path / "job"
     args = ["--data", str(events), "--model", "jishnet-small", "--epochs", "2",
             "--engine", "master-worker", "--out", str(out)]  # fmt: skip
     procs = _spawn(3, args)
-    deadline = time.time() + 300
-    while time.time() < deadline:  # rank 2 has had weights from the master twice
-        path = out / "rank-2.jsonl"
-        if path.exists() and sum(r["kind"] == "pull" for r in read_records(path)) >= 2:
-            break
-        time.sleep(0.2)
+    _wait_for(out / "rank-2.jsonl", "pull", 2)  # rank 2 has had weights from the master twice
     procs[2].send_signal(signal.SIGKILL)
     for p in procs:
         p.communicate(timeout=600)
@@ -269,6 +273,26 @@ def test_a_dead_worker_does_not_stop_the_job(events, tmp_path):
     per = summary["master_worker"]["per_worker"]
     assert per["1"]["status"] == "lost" and per["0"]["status"] == "done"
     assert summary["val_accuracy"] is not None
+
+
+def test_the_master_ends_when_its_last_worker_is_lost(events, tmp_path):
+    """Every worker lost: the master stops, evaluates what it has and completes the job, naming
+    the lost worker (stop reason workers_lost)."""
+    out = tmp_path / "job"
+    args = ["--data", str(events), "--model", "jishnet-small", "--epochs", "3",
+            "--engine", "master-worker", "--out", str(out)]  # fmt: skip
+    procs = _spawn(2, args)
+    _wait_for(out / "rank-1.jsonl", "pull", 2)
+    procs[1].send_signal(signal.SIGKILL)
+    for p in procs:
+        p.communicate(timeout=600)
+    assert procs[0].returncode == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "completed", summary["failures"]
+    assert summary["stop_reason"] == "workers_lost"
+    (lost,) = summary["lost_workers"]
+    assert lost["ranks"] == [1] and lost["last_step"] >= 2
+    assert summary["val_accuracy"] is not None  # the master evaluated what it had
 
 
 def test_walltime_requeue_resumes_from_the_masters_checkpoint(fake_scheduler, tmp_path):
