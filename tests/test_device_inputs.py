@@ -146,3 +146,63 @@ def test_scnet_20_steps_on_either_input_give_the_same_losses(tmp_path):
     device = _losses(data, tmp_path / "d", "scnet-small", [*run, "--input", "device"])
     assert len(host) == 20 and device == host
     assert min(host) < 0.97 * host[0]
+
+
+def test_scnet_geometry_made_ahead_equals_the_steps_own(events):
+    """The prefetch thread's geometry (``--geometry-ahead``) is what the forward pass makes
+    itself, and the model gives the same probabilities with it."""
+    from hpcscale.workloads.scnet.model import SCNet
+
+    torch.manual_seed(0)
+    model = SCNet.from_preset("scnet-small", resolution=400)
+    sparse, _, _ = load_sparse(events, "train", 0, 1)
+    ahead = list(SparsePrefetcher(sparse, CPU, prepare=model.geometry).batches(ORDER))
+    for batch in ahead:
+        own = model.geometry(batch.coords, batch.size)
+        for a, b in zip(batch.geometry.tensors(), own.tensors(), strict=True):
+            assert torch.equal(a, b)
+        assert batch.timings["geometry_s"] >= 0 and batch.geometry.batch_size == batch.size
+        with_ahead = model(batch.coords, batch.features, batch.size, batch.geometry)
+        assert torch.equal(with_ahead, model(batch.coords, batch.features, batch.size))
+    assert len(ahead) == 3 and all(len(g.kmaps) == 4 for g in (b.geometry for b in ahead))
+
+
+def test_scnet_20_steps_with_the_geometry_ahead_give_the_same_losses(tmp_path):
+    from hpcscale.data.generate import generate
+
+    data = tmp_path / "ev"
+    generate(data, 160, resolution=400, seed=3, val_fraction=0.0)  # 20 steps of 8
+    run = ["--batch", "8", "--epochs", "1", "--loss", "standard", "--lr", "3e-3"]
+    inline = _losses(data, tmp_path / "i", "scnet-small", [*run, "--no-geometry-ahead"])
+    ahead = _losses(data, tmp_path / "a", "scnet-small", [*run, "--geometry-ahead"])
+    assert len(inline) == 20 and ahead == inline
+    assert min(inline) < 0.97 * inline[0]
+
+
+def test_jishnet_20_steps_channels_last_give_the_losses_of_the_default_layout(tmp_path):
+    """``--channels-last`` (the GPUs' default) changes the layout, not the arithmetic's
+    result: on the CPU the losses agree to float32 rounding."""
+    from hpcscale.data.generate import generate
+
+    data = tmp_path / "ev"
+    generate(data, 60, resolution=300, seed=3, val_fraction=0.0)  # 20 steps of 3
+    run = ["--batch", "3", "--epochs", "1", "--loss", "standard", "--lr", "3e-3"]
+    plain = _losses(data, tmp_path / "p", "jishnet-small", [*run, "--no-channels-last"])
+    last = _losses(data, tmp_path / "c", "jishnet-small", [*run, "--channels-last"])
+    assert len(plain) == 20 and len(last) == 20
+    np.testing.assert_allclose(last, plain, rtol=1e-4)
+    assert min(plain) < 0.97 * plain[0]
+
+
+def test_geometry_ahead_is_refused_with_the_device_input(events, tmp_path):
+    import subprocess
+    import sys
+
+    cmd = [
+        sys.executable, "-m", "hpcscale.train", "--model", "scnet-small", "--data", str(events),
+        "--out", str(tmp_path / "o"), "--device", "cpu", "--input", "device", "--geometry-ahead",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "--geometry-ahead" in proc.stderr and "--input host" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "o").exists()

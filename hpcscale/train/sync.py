@@ -58,6 +58,8 @@ class GradBucket:
         if GRAD_SQ in self.slots and GRAD_SQ not in values:
             self.flat[self.n_grads + self.slots.index(GRAD_SQ)] = self.local_sq_tensor()
         engine.allreduce_mean_(self.flat)
+        if not self.slots:
+            return {}  # reading an empty slice back would still wait for the device
         return dict(zip(self.slots, self.flat[self.n_grads :].tolist(), strict=True))
 
     def local_sq_tensor(self) -> torch.Tensor:

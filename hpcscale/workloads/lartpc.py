@@ -23,7 +23,7 @@ from hpcscale.data.manifest import LARTPC, read_manifest
 from hpcscale.data.simulate import CLASSES
 from hpcscale.errors import UserError
 from hpcscale.train.workload import Batch, StepResult, Workload, WorkloadConfig
-from hpcscale.workloads.schedule import lr_schedule
+from hpcscale.workloads.schedule import fused_on, lr_schedule
 
 
 class ClassifierConfig(WorkloadConfig):
@@ -69,8 +69,9 @@ def make_optimizer(
         # gradient (L2), which with the paper's softmax loss (gradients ~1e-3) stops learning.
         cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
         opt = cls(
-            params, lr=config.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=config.weight_decay
-        )
+            params, lr=config.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=config.weight_decay,
+            fused=fused_on(ctx.device),
+        )  # fmt: skip
         milestones: tuple[int, ...] = ()
     else:  # SGD, with steps at epochs 30, 60, 80 (the paper's helper)
         opt = torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)

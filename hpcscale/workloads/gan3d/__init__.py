@@ -41,6 +41,7 @@ from hpcscale.workloads.gan3d.model import (
     to_u,
 )
 from hpcscale.workloads.gan3d.showers import KIND
+from hpcscale.workloads.graphs import GraphedStep
 from hpcscale.workloads.schedule import lr_schedule
 from hpcscale.workloads.tensordata import TensorConfig, TensorDataWorkload
 
@@ -90,6 +91,24 @@ class GanConfig(TensorConfig):
         "(GPUs; every training step has the same shapes). H200: 20.9 ms per step with it, "
         "18.8 without, and a first step of 8.5 s instead of 0.8",
     )
+    cuda_graph: bool = Field(
+        True,
+        description="on GPUs, capture the step's two phases (the discriminator's, the "
+        "generator's) as CUDA graphs after 3 eager steps and replay them: the step is bound by "
+        "launching its ~300 small kernels otherwise. Minibatches of another size run eagerly",
+    )
+
+
+@dataclass
+class Carry:
+    """What the generator's phase takes from the discriminator's."""
+
+    x: torch.Tensor  # the real showers
+    code: torch.Tensor  # their energy code
+    seen: torch.Tensor  # the fakes' seen energies (GeV)
+    real: torch.Tensor  # the real showers as the discriminator saw them
+    fake: torch.Tensor  # the fakes as the generator is judged on them (autograd to the generator)
+    d_loss: torch.Tensor
 
 
 @dataclass
@@ -190,6 +209,9 @@ class Gan3DWorkload(TensorDataWorkload):
         )  # the same noise at every evaluation: the figure of merit moves with the weights only
         self.real_table: np.ndarray | None = None
         self.fom, self.steps_done = float("nan"), 0
+        self.graphed: GraphedStep | None = None
+        if cfg.cuda_graph and ctx.device.type == "cuda":
+            self.graphed = GraphedStep([self.d_phase, self.g_phase], [self.d_update])
 
     def parts(self) -> dict[str, Any]:
         return {
@@ -211,52 +233,81 @@ class Gan3DWorkload(TensorDataWorkload):
         self.steps_done += 1
         self.g.train()
         self.d.train()
-        code = energy_code(batch.energy)
-        z = torch.randn(batch.size, self.g.latent, generator=self.noise, device=self.ctx.device)
-        unit, seen = self.g.parts(z, batch.energy)
+        inputs = (batch.x, batch.energy, *self.draw(batch.size))
+        if self.graphed is not None and batch.size == self.ctx.batch:
+            d_loss, g_loss = self.graphed(*inputs)
+        else:  # the CPU, --no-cuda-graph, or a short last minibatch
+            carry = self.d_phase(*inputs)
+            self.d_update()
+            d_loss, g_loss = self.g_phase(carry)
+        return StepResult(self.fom, {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()})
+
+    def draw(self, size: int) -> tuple[torch.Tensor, ...]:
+        """The step's random numbers, in the order it uses them: the generator's noise, then
+        the instance noise of the real showers, the fakes the discriminator sees and the fakes
+        the generator is judged on (drawn up front, so that a captured step draws the same)."""
+        z = torch.randn(size, self.g.latent, generator=self.noise, device=self.ctx.device)
+        shape = (size, 1, *self.manifest.shape)
+        if not self.config.instance_noise:
+            return (z,)
+        return (z, *(self.randn(shape) for _ in range(3)))
+
+    def randn(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.randn(shape, generator=self.noise, device=self.ctx.device)
+
+    def d_phase(self, x: torch.Tensor, energy: torch.Tensor, z: torch.Tensor,
+                *noise: torch.Tensor) -> Carry:  # fmt: skip
+        """The generator's showers and the discriminator's loss and gradients."""
+        cfg = self.config
+        code = energy_code(energy)
+        unit, seen = self.g.parts(z, energy)
         # The adversarial terms shape the shower; the seen energy learns from the total-energy
         # term alone (the 3DGAN's ECAL sum): pushed by the discriminator too, it collapsed to
         # zero in one run, where its exponential's gradient vanishes.
         fake = showers(unit, seen.detach())
         # the discriminator: real vs fake, and the energy of both
         self.d_bucket.flat.zero_()
-        real = self.noisy(batch.x)
+        noisy = (lambda u, i: u + cfg.instance_noise * noise[i]) if noise else (lambda u, i: u)
+        real = noisy(x, 0)
         logit_real, e_real = self.d(real)
-        logit_fake, e_fake = self.d(self.noisy(fake.detach()))
+        logit_fake, e_fake = self.d(noisy(fake.detach(), 1))
         d_loss = (
             _bce(logit_real, cfg.real_label) + _bce(logit_fake, 0.0)
             + cfg.energy_weight * (F.l1_loss(e_real, code) + F.l1_loss(e_fake, code))
         )  # fmt: skip
         d_loss.backward()
+        fake_seen = noisy(fake, 2)
+        return Carry(x, code, seen, real, fake_seen, d_loss)
+
+    def d_update(self) -> None:
+        """The discriminator's gradients averaged over ranks, and its optimizer's step."""
         self.d_bucket.allreduce_mean(self.ctx.engine, {})
         self.d_opt.step()
         self.d_schedule.step()
-        # the generator, through the updated discriminator; its gradients go to the loop
+
+    def g_phase(self, carry: Carry) -> tuple[torch.Tensor, torch.Tensor]:
+        """The generator's loss through the updated discriminator; its gradients go to the
+        loop's bucket. Returns both networks' losses."""
+        cfg = self.config
         self.g_opt.zero_grad(set_to_none=False)
         for p in self.d_params:
             p.requires_grad_(False)
-        h_fake = self.d.features(self.noisy(fake))
+        h_fake = self.d.features(carry.fake)
         logit, e_pred = self.d.real_fake(h_fake).squeeze(1), self.d.energy(h_fake).squeeze(1)
         with torch.no_grad():
-            h_real = self.d.features(real).mean(0)
-        sum_fake = seen  # = Σ 0.1 GeV · u² of the shower
-        sum_real = to_energy(batch.x).sum(dim=(1, 2, 3, 4))
+            h_real = self.d.features(carry.real).mean(0)
+        sum_fake = carry.seen  # = Σ 0.1 GeV · u² of the shower
+        sum_real = to_energy(carry.x).sum(dim=(1, 2, 3, 4))
         g_loss = (
             _bce(logit, 1.0)
-            + cfg.energy_weight * F.l1_loss(e_pred, code)
+            + cfg.energy_weight * F.l1_loss(e_pred, carry.code)
             + cfg.sum_weight * ((sum_fake - sum_real).abs() / sum_real.clamp_min(1e-6)).mean()
             + cfg.match_weight * F.mse_loss(h_fake.mean(0), h_real)
         )
         g_loss.backward()
         for p in self.d_params:
             p.requires_grad_(True)
-        return StepResult(self.fom, {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()})
-
-    def noisy(self, u: torch.Tensor) -> torch.Tensor:
-        sigma = self.config.instance_noise
-        if not sigma:
-            return u
-        return u + sigma * torch.randn(u.shape, generator=self.noise, device=u.device)
+        return carry.d_loss, g_loss
 
     def update(self) -> None:
         self.g_opt.step()

@@ -32,7 +32,7 @@ from hpcscale.train.workload import Staged, StepResult
 from hpcscale.workloads.jets import roc
 from hpcscale.workloads.jets.model import JetResNet
 from hpcscale.workloads.jets.simulate import CLASSES, KIND
-from hpcscale.workloads.schedule import lr_schedule
+from hpcscale.workloads.schedule import fused_on, lr_schedule
 from hpcscale.workloads.tensordata import TensorConfig, TensorDataWorkload
 
 EVAL_BATCH = 256  # validation minibatch (at most): a dense batch of 1024 jets is 0.5 GB
@@ -119,8 +119,9 @@ class JetsWorkload(TensorDataWorkload):
         torch.manual_seed(ctx.seed)
         self.model = JetResNet(cfg.model).to(ctx.device)
         self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
-        )
+            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+            fused=fused_on(ctx.device),
+        )  # fmt: skip
         self.schedule = lr_schedule(  # the core's --lr-scaling and --warmup-epochs
             self.optimizer, ctx.lr_scaling, ctx.world_size, ctx.warmup_epochs, steps_per_epoch
         )

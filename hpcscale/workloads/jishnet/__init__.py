@@ -74,7 +74,12 @@ class JishNetConfig(ClassifierConfig):
         "the first step does not wait for them (not with --compile)",
     )
     prefetch: int = Field(2, ge=0, description="minibatches prepared ahead of the step")
-    channels_last: bool = Field(False, description="channels-last memory format (GPUs)")
+    channels_last: bool | None = Field(
+        None,
+        description="channels-last memory format for the convolutions after the first block "
+        "(cuDNN's native layout for bf16: no NCHW↔NHWC conversions; H200, sparse-device input: "
+        "435 vs 383 images/s); default: on where the device is a GPU",
+    )
     cudnn_benchmark: bool = Field(
         True,
         description="let cuDNN time its convolution algorithms in the first step (GPUs): "
@@ -194,7 +199,7 @@ class JishNetWorkload(LArTPCClassifier):
         self.check_resolution(cfg, self.resolution)
         model = self.make_model().to(ctx.device)
         bf16 = cfg.bf16 if cfg.bf16 is not None else self.bf16_on_gpus
-        memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        memory_format = torch.channels_last if self.channels_last() else torch.contiguous_format
         shape = (ctx.batch, 1, self.resolution, self.resolution)
 
         def warm_up() -> None:
@@ -227,9 +232,14 @@ class JishNetWorkload(LArTPCClassifier):
             softmax=self.config.loss == "paper",
             fused_first_block=self._fused(),
         )
-        if self.config.channels_last:
+        if self.channels_last():
             model = model.to(memory_format=torch.channels_last)
         return model
+
+    def channels_last(self) -> bool:
+        """Asked for, or by default on GPUs."""
+        asked = self.config.channels_last
+        return self.ctx.device.type == "cuda" if asked is None else asked
 
     def _fused(self) -> bool:
         """Whether to fuse the first block: asked for, or by default on GPUs with Triton."""
@@ -255,12 +265,12 @@ class JishNetWorkload(LArTPCClassifier):
 
     def _prefetcher(self, store: Any) -> Prefetcher:
         return Prefetcher(
-            store, self.ctx.batch, self.ctx.device, self.config.prefetch, self.config.channels_last
+            store, self.ctx.batch, self.ctx.device, self.config.prefetch, self.channels_last()
         )
 
     def batches(self, order: Sequence[np.ndarray]) -> Iterator[DenseBatch]:
         if self.config.input == "sparse-device":
-            return self.train_dense.batches(order, self.config.channels_last)
+            return self.train_dense.batches(order, self.channels_last())
         if not hasattr(self, "train_prefetcher"):
             self.train_prefetcher = self._prefetcher(self.store)
         return self.train_prefetcher.batches(order)
@@ -268,7 +278,7 @@ class JishNetWorkload(LArTPCClassifier):
     def val_batches(self) -> Iterator[DenseBatch]:
         if self.config.input == "sparse-device":
             order = val_order(len(self.val_sparse), self.ctx.batch)
-            return self.val_dense.batches(order, self.config.channels_last)
+            return self.val_dense.batches(order, self.channels_last())
         order = val_order(len(self.val_store), self.ctx.batch)
         return self._prefetcher(self.val_store).batches(order) if order else iter(())
 

@@ -7,12 +7,12 @@ compare; the data stay sparse from the HDF5 shards to the device (``data.py``) a
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from hpcscale.train.workload import Staged
 from hpcscale.workloads.lartpc import ClassifierConfig, LArTPCClassifier, too_small, val_order
@@ -34,6 +34,21 @@ class SCNetConfig(ClassifierConfig):
         "11.9 ms per step vs 10.9 on the host path; the step is bound by its Python, which the "
         "device path adds to)",
     )
+    geometry_ahead: bool | None = Field(
+        None,
+        description="--input host: make each minibatch's kernel maps and poolings (what the "
+        "layers need of the sites alone) in the prefetch thread, on a CUDA stream of its own, "
+        "instead of in the step; default: on where the device is a GPU",
+    )
+
+    @model_validator(mode="after")
+    def _ahead_needs_the_host_input(self) -> SCNetConfig:
+        if self.geometry_ahead and self.input == "device":
+            raise ValueError(
+                "--geometry-ahead is made in --input host's prefetch thread; --input device has "
+                "none (leave --geometry-ahead out, or use --input host)"
+            )
+        return self
 
 
 class SCNetWorkload(LArTPCClassifier):
@@ -95,17 +110,27 @@ class SCNetWorkload(LArTPCClassifier):
             if not hasattr(self, "train_device"):
                 self.train_device = DeviceSparse(self.store, self.ctx.device)
             return self.train_device.batches(order)
-        prefetcher = SparsePrefetcher(self.store, self.ctx.device, self.config.prefetch)
+        prefetcher = SparsePrefetcher(
+            self.store, self.ctx.device, self.config.prefetch, self.geometry_maker()
+        )
         return prefetcher.batches(order)
 
     def val_batches(self) -> Iterator[SparseBatch]:
         order = val_order(len(self.val_store), self.ctx.batch)
         if self.config.input == "device":
             return DeviceSparse(self.val_store, self.ctx.device).batches(order)
-        return SparsePrefetcher(self.val_store, self.ctx.device).batches(order)
+        prefetcher = SparsePrefetcher(self.val_store, self.ctx.device, 2, self.geometry_maker())
+        return prefetcher.batches(order)
+
+    def geometry_maker(self) -> Callable[[torch.Tensor, int], Any] | None:
+        """``SCNet.geometry`` where the prefetch thread makes it (``--geometry-ahead``)."""
+        ahead = self.config.geometry_ahead
+        if ahead is None:
+            ahead = self.ctx.device.type == "cuda"
+        return self.model.geometry if ahead else None  # type: ignore[return-value]
 
     def forward(self, net: torch.nn.Module, batch: SparseBatch) -> torch.Tensor:
-        return net(batch.coords, batch.features, batch.size)
+        return net(batch.coords, batch.features, batch.size, batch.geometry)
 
 
 WORKLOAD = SCNetWorkload

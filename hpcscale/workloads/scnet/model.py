@@ -8,6 +8,8 @@ As the published code: four ``SubmanifoldConvolution(2, filter_size=5, bias=Fals
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,12 +17,14 @@ from torch import nn
 from hpcscale.errors import UserError
 from hpcscale.workloads.scnet.sparse import (
     KernelMap,
+    Pooling,
     SparseMaxPool2d,
-    SparseTensor,
     SubmanifoldConv2d,
-    elu,
     kernel_map,
-    to_dense,
+    linear_keys,
+    pool_features,
+    pool_sites,
+    submanifold_conv,
 )
 
 # name: (conv channels, hidden units); same shapes as JishNet's presets
@@ -91,26 +95,66 @@ class SCNet(nn.Module):
         channels, hidden = PRESETS[preset]
         return cls(resolution, channels, hidden, classes, softmax, deterministic)
 
+    def geometry(self, coords: torch.Tensor, batch_size: int) -> Geometry:
+        """Everything the forward pass needs of the sites alone, for every level: the kernel
+        map of its convolution and where its pool sends each site. About 60 small ops and one
+        host sync per level: made ahead of the step (``SparsePrefetcher``, on GPUs), the step
+        keeps only the arithmetic."""
+        if coords.dim() != 2 or coords.shape[1] != 3:
+            raise ValueError(f"SCNet wants coords (N, 3); got {tuple(coords.shape)}")
+        coords = coords.long()
+        shape, ordered = (self.resolution, self.resolution), False
+        kmaps, poolings = [], []
+        for conv, pool in zip(self.convs, self.pools, strict=True):
+            kmaps.append(kernel_map(coords, shape, conv.kernel_size, ordered))
+            pooling = pool_sites(coords, shape, pool.kernel_size)
+            poolings.append(pooling)
+            coords, shape, ordered = pooling.coords, pooling.shape, True
+        return Geometry(kmaps, poolings, linear_keys(coords, shape), batch_size)
+
     def forward(
-        self, coords: torch.Tensor, features: torch.Tensor, batch_size: int
+        self,
+        coords: torch.Tensor,
+        features: torch.Tensor,
+        batch_size: int,
+        geometry: Geometry | None = None,
     ) -> torch.Tensor:
-        if coords.dim() != 2 or coords.shape[1] != 3 or features.shape[0] != coords.shape[0]:
+        """Probabilities (or logits) of the minibatch whose active pixels are ``coords`` and
+        ``features``; ``geometry``: ``self.geometry(coords, batch_size)``, if made already."""
+        if features.shape[0] != coords.shape[0]:
             raise ValueError(
                 f"SCNet wants coords (N, 3) and features (N, C); got {tuple(coords.shape)} and "
                 f"{tuple(features.shape)}"
             )
         if features.dim() == 1:
             features = features.unsqueeze(1)
-        x = SparseTensor(coords.long(), features, (self.resolution, self.resolution), batch_size)
-        # One neighbour table per resolution level; keyed by the sites' identity so that
-        # layers sharing sites and kernel size (none in the published SCNet) would share it.
-        # The dict also holds the coords tensors, so no id is reused while the cache lives.
-        maps: dict[tuple[int, int], tuple[torch.Tensor, KernelMap]] = {}
-        for conv, pool in zip(self.convs, self.pools, strict=True):
-            key = (id(x.coords), conv.kernel_size)
-            if key not in maps:
-                maps[key] = (x.coords, kernel_map(x.coords, x.shape, conv.kernel_size, x.ordered))
-            x = pool(elu(conv(x, maps[key][1])))
-        h = F.elu(self.fc1(torch.flatten(to_dense(x), 1)))
+        if geometry is None:
+            geometry = self.geometry(coords, batch_size)
+        h = features
+        for conv, kmap, pooling in zip(self.convs, geometry.kmaps, geometry.poolings, strict=True):
+            h = F.elu(submanifold_conv(h, conv.weight, kmap, conv.deterministic))
+            h = pool_features(h, pooling)
+        side = geometry.poolings[-1].shape
+        dense = h.new_zeros(batch_size * side[0] * side[1], h.shape[1])
+        dense = dense.index_put((geometry.keys,), h)  # the dense (B, H, W, C) of the last level
+        dense = dense.view(batch_size, side[0], side[1], -1).permute(0, 3, 1, 2)
+        h = F.elu(self.fc1(torch.flatten(dense, 1)))
         h = self.fc2(h)
         return F.softmax(h, dim=1) if self.softmax else h
+
+
+@dataclass
+class Geometry:
+    """What SCNet's layers need of a minibatch's sites (see ``SCNet.geometry``)."""
+
+    kmaps: list[KernelMap]  # each level's neighbour table
+    poolings: list[Pooling]  # each level's pool
+    keys: torch.Tensor  # the last level's sites as keys into the dense (B, H, W) grid
+    batch_size: int
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [
+            *(k.nbr for k in self.kmaps),
+            *(t for p in self.poolings for t in (p.coords, p.inverse)),
+            self.keys,
+        ]

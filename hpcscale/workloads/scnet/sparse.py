@@ -40,12 +40,15 @@ from torch import nn
 
 __all__ = [
     "KernelMap",
+    "Pooling",
     "SparseMaxPool2d",
     "SparseTensor",
     "SubmanifoldConv2d",
     "elu",
     "kernel_map",
     "linear_keys",
+    "pool_features",
+    "pool_sites",
     "sparse_max_pool",
     "submanifold_conv",
     "to_dense",
@@ -276,25 +279,54 @@ class SubmanifoldConv2d(nn.Module):
         return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
 
 
-def sparse_max_pool(x: SparseTensor, kernel_size: int) -> SparseTensor:
-    """Max pooling with size = stride = k over the active sites only (see SparseMaxPool2d)."""
+@dataclass
+class Pooling:
+    """Where a max pool of size = stride = k sends each active site: the output sites (sorted
+    by (b, y, x)) and each input site's output row. It depends on the sites alone, so it can be
+    made before the features exist (``SCNet.geometry``, off the training step)."""
+
+    coords: torch.Tensor  # (M, 3) the output sites
+    inverse: torch.Tensor  # (N,) each input site's output row; M for a site past the last window
+    shape: tuple[int, int]  # the output's spatial shape
+
+
+def pool_sites(coords: torch.Tensor, shape: tuple[int, int], kernel_size: int) -> Pooling:
+    """The output sites of a max pool of size = stride = k, and where each input goes."""
     k = kernel_size
-    h, w = x.shape
+    h, w = shape
     ho, wo = h // k, w // k
-    coords, features = x.coords, x.features
-    if h % k or w % k:  # floor like F.max_pool2d: drop the sites past the last full window
-        keep = (coords[:, 1] < ho * k) & (coords[:, 2] < wo * k)
-        coords, features = coords[keep], features[keep]  # a host sync; none when k divides
     pooled = coords.div(_const((1, k, k), coords.device), rounding_mode="floor")
+    keep = None
+    if h % k or w % k:  # floor like F.max_pool2d: the sites past the last full window go nowhere
+        keep = (coords[:, 1] < ho * k) & (coords[:, 2] < wo * k)
+        pooled = pooled[keep]  # a host sync; none when k divides
     # Output sites, sorted; the host sync (their number decides the shapes from here on).
     keys, inverse = torch.unique(linear_keys(pooled, (ho, wo)), return_inverse=True)
-    out = features.new_zeros(keys.shape[0], features.shape[1])
-    index = inverse.unsqueeze(1).expand_as(features)
-    out = out.scatter_reduce(0, index, features, "amax", include_self=False)
+    if keep is not None:  # the dropped sites point at row M, past the outputs
+        inverse = torch.full_like(keep, keys.shape[0], dtype=torch.long).masked_scatter(
+            keep, inverse
+        )
     # keys → (b, y, x): divide by (H·W, W, 1), then reduce y and x modulo (H, W).
     out_coords = keys[:, None].div(_const((ho * wo, wo, 1), keys.device), rounding_mode="floor")
     out_coords = out_coords.remainder(_const((2**62, ho, wo), keys.device))
-    return SparseTensor(out_coords, out, (ho, wo), x.batch_size, ordered=True)
+    return Pooling(out_coords, inverse, (ho, wo))
+
+
+def pool_features(features: torch.Tensor, pooling: Pooling) -> torch.Tensor:
+    """(M, C): each output site's maximum over its active inputs (``scatter_reduce(amax)``)."""
+    m = pooling.coords.shape[0]
+    rows = m + 1 if features.shape[0] and pooling.inverse.numel() else m
+    out = features.new_zeros(rows, features.shape[1])
+    index = pooling.inverse.unsqueeze(1).expand_as(features)
+    out = out.scatter_reduce(0, index, features, "amax", include_self=False)
+    return out[:m]
+
+
+def sparse_max_pool(x: SparseTensor, kernel_size: int) -> SparseTensor:
+    """Max pooling with size = stride = k over the active sites only (see SparseMaxPool2d)."""
+    pooling = pool_sites(x.coords, x.shape, kernel_size)
+    out = pool_features(x.features, pooling)
+    return SparseTensor(pooling.coords, out, pooling.shape, x.batch_size, ordered=True)
 
 
 class SparseMaxPool2d(nn.Module):
