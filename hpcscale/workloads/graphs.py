@@ -26,6 +26,7 @@ replay, so a caller may keep them.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -103,3 +104,26 @@ class GraphedStep:
 
 def _cloned(outputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     return tuple(t.clone() for t in outputs)
+
+
+class Capacity:
+    """Grow-only sizes for padding inputs whose sizes vary (SCNet's sites per level): each at
+    least the largest seen, with ``headroom``, so that after the first few minibatches every
+    one fits and one captured graph serves them all. Thread-safe (a prefetch thread fits)."""
+
+    def __init__(self, headroom: float = 1.2, align: int = 256) -> None:
+        self.headroom, self.align = headroom, align
+        self.sizes: tuple[int, ...] | None = None
+        self.grown = 0  # how many times the sizes grew (each costs a capture)
+        self.lock = threading.Lock()
+
+    def fit(self, sizes: Sequence[int]) -> tuple[int, ...]:
+        with self.lock:
+            if self.sizes is None or any(n > c for n, c in zip(sizes, self.sizes, strict=True)):
+                old = self.sizes or (0,) * len(sizes)
+                self.sizes = tuple(
+                    max(c, -(-int(n * self.headroom) // self.align) * self.align)
+                    for n, c in zip(sizes, old, strict=True)
+                )
+                self.grown += 1
+            return self.sizes

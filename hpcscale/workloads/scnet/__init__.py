@@ -14,10 +14,18 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from hpcscale.train.workload import Staged
-from hpcscale.workloads.lartpc import ClassifierConfig, LArTPCClassifier, too_small, val_order
+from hpcscale.errors import UserError
+from hpcscale.train.workload import Staged, StepResult
+from hpcscale.workloads.graphs import Capacity, GraphedStep
+from hpcscale.workloads.lartpc import (
+    ClassifierConfig,
+    LArTPCClassifier,
+    loss_fn,
+    too_small,
+    val_order,
+)
 from hpcscale.workloads.scnet.data import DeviceSparse, SparseBatch, SparsePrefetcher, load_sparse
-from hpcscale.workloads.scnet.model import PRESETS, SCNet, feature_side
+from hpcscale.workloads.scnet.model import PRESETS, Geometry, SCNet, feature_side
 from hpcscale.workloads.threads import preimport_compiler
 
 MIN_RESOLUTION = 400  # pools of 5, 5, 4, 4 without padding leave one cell at 400 × 400
@@ -41,6 +49,14 @@ class SCNetConfig(ClassifierConfig):
         "instead of in the step; default: on where the device is a GPU",
     )
 
+    cuda_graph: bool | None = Field(
+        None,
+        description="pad each minibatch's geometry to sizes that only grow (the largest seen "
+        "and a fifth more) and replay the step (forward, loss, backward) as a CUDA graph, "
+        "captured again only when the sizes grow (GPUs, with --geometry-ahead, not with "
+        "--compile); default: on where those hold",
+    )
+
     @model_validator(mode="after")
     def _ahead_needs_the_host_input(self) -> SCNetConfig:
         if self.geometry_ahead and self.input == "device":
@@ -48,6 +64,13 @@ class SCNetConfig(ClassifierConfig):
                 "--geometry-ahead is made in --input host's prefetch thread; --input device has "
                 "none (leave --geometry-ahead out, or use --input host)"
             )
+        if self.cuda_graph and (self.input == "device" or self.geometry_ahead is False):
+            raise ValueError(
+                "--cuda-graph replays a step whose geometry was made ahead; it needs --input host "
+                "and --geometry-ahead"
+            )
+        if self.cuda_graph and self.compile != "off":
+            raise ValueError("--cuda-graph and --compile: choose one (each captures the step)")
         return self
 
 
@@ -119,15 +142,68 @@ class SCNetWorkload(LArTPCClassifier):
         order = val_order(len(self.val_store), self.ctx.batch)
         if self.config.input == "device":
             return DeviceSparse(self.val_store, self.ctx.device).batches(order)
-        prefetcher = SparsePrefetcher(self.val_store, self.ctx.device, 2, self.geometry_maker())
+        maker = self.geometry_maker(train=False)
+        prefetcher = SparsePrefetcher(self.val_store, self.ctx.device, 2, maker)
         return prefetcher.batches(order)
 
-    def geometry_maker(self) -> Callable[[torch.Tensor, int], Any] | None:
-        """``SCNet.geometry`` where the prefetch thread makes it (``--geometry-ahead``)."""
+    def geometry_maker(self, train: bool = True) -> Callable[[torch.Tensor, int], Any] | None:
+        """``SCNet.geometry`` where the prefetch thread makes it (``--geometry-ahead``), padded
+        to the grow-only capacity where the training step is a CUDA graph."""
         ahead = self.config.geometry_ahead
         if ahead is None:
-            ahead = self.ctx.device.type == "cuda"
-        return self.model.geometry if ahead else None  # type: ignore[return-value]
+            ahead = self.ctx.device.type == "cuda" and self.config.input == "host"
+        if not ahead:
+            return None
+        model: SCNet = self.model  # type: ignore[assignment]
+        if getattr(self, "capacity", None) is None or not train:
+            return model.geometry
+
+        def padded(coords: torch.Tensor, batch_size: int) -> Geometry:
+            geometry = model.geometry(coords, batch_size)
+            return geometry.padded(self.capacity.fit(geometry.sizes()))  # type: ignore[union-attr]
+
+        return padded
+
+    # -- the step as a CUDA graph (--cuda-graph) ------------------------------------------------
+    def build(self, steps_per_epoch: int) -> None:
+        super().build(steps_per_epoch)
+        cfg, gpu = self.config, self.ctx.device.type == "cuda"
+        if cfg.cuda_graph and not gpu:
+            raise UserError("--cuda-graph needs a GPU (the device is the CPU)")
+        default = cfg.input == "host" and cfg.geometry_ahead is not False and cfg.compile == "off"
+        on = gpu and (cfg.cuda_graph if cfg.cuda_graph is not None else default)
+        self.capacity = Capacity() if on else None
+        self.graphed: GraphedStep | None = None
+        self.graphed_for: Geometry | None = None  # the geometry (shapes) it was captured with
+
+    def step(self, batch: SparseBatch) -> StepResult:
+        geometry = batch.geometry
+        if geometry is None or geometry.capacity is None or batch.size != self.ctx.batch:
+            return super().step(batch)  # no graph, or the epoch's short last minibatch
+        current = self.graphed_for.capacity if self.graphed_for is not None else None
+        if current != geometry.capacity:
+            if current is not None and all(
+                c <= k for c, k in zip(geometry.capacity, current, strict=True)
+            ):
+                return super().step(batch)  # prefetched before the sizes last grew
+            self.graphed = None  # the sizes grew: its memory goes before the next capture
+            self.graphed_for = geometry
+            self.graphed = GraphedStep([self.graph_phase], [], warmup=2)
+        self.model.train()
+        loss, correct = self.graphed(  # type: ignore[misc]
+            geometry.fit(batch.features), batch.y, *geometry.tensors()
+        )
+        return StepResult(loss, {"acc": correct})
+
+    def graph_phase(self, features: torch.Tensor, y: torch.Tensor, *tensors: torch.Tensor) -> Any:
+        """LArTPCClassifier.step on a padded geometry's tensors: what the graph captures."""
+        geometry = self.graphed_for.with_tensors(tensors)  # type: ignore[union-attr]
+        self.optimizer.zero_grad(set_to_none=False)  # the gradients are views of the bucket
+        with self.autocast:
+            output = self.model.layers(features, geometry)  # type: ignore[operator]
+        loss = loss_fn(output, y)
+        loss.backward()
+        return loss.detach(), (output.argmax(1) == y).float().mean()
 
     def forward(self, net: torch.nn.Module, batch: SparseBatch) -> torch.Tensor:
         return net(batch.coords, batch.features, batch.size, batch.geometry)

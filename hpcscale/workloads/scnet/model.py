@@ -8,7 +8,8 @@ As the published code: four ``SubmanifoldConvolution(2, filter_size=5, bias=Fals
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -130,14 +131,20 @@ class SCNet(nn.Module):
             features = features.unsqueeze(1)
         if geometry is None:
             geometry = self.geometry(coords, batch_size)
+        return self.layers(geometry.fit(features), geometry)
+
+    def layers(self, features: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+        """The network on features with one row per site of ``geometry`` (padded rows: zeros).
+        No host synchronisation and, for a padded geometry, the same shapes every call."""
         h = features
         for conv, kmap, pooling in zip(self.convs, geometry.kmaps, geometry.poolings, strict=True):
             h = F.elu(submanifold_conv(h, conv.weight, kmap, conv.deterministic))
             h = pool_features(h, pooling)
         side = geometry.poolings[-1].shape
-        dense = h.new_zeros(batch_size * side[0] * side[1], h.shape[1])
-        dense = dense.index_put((geometry.keys,), h)  # the dense (B, H, W, C) of the last level
-        dense = dense.view(batch_size, side[0], side[1], -1).permute(0, 3, 1, 2)
+        cells = geometry.batch_size * side[0] * side[1]
+        dense = h.new_zeros(cells + 1, h.shape[1])  # + a row for padded sites' keys
+        dense = dense.index_put((geometry.keys,), h)[:cells]  # (B, H, W, C) of the last level
+        dense = dense.view(geometry.batch_size, side[0], side[1], -1).permute(0, 3, 1, 2)
         h = F.elu(self.fc1(torch.flatten(dense, 1)))
         h = self.fc2(h)
         return F.softmax(h, dim=1) if self.softmax else h
@@ -151,6 +158,7 @@ class Geometry:
     poolings: list[Pooling]  # each level's pool
     keys: torch.Tensor  # the last level's sites as keys into the dense (B, H, W) grid
     batch_size: int
+    capacity: tuple[int, ...] | None = None  # sites per level, where padded to fixed sizes
 
     def tensors(self) -> list[torch.Tensor]:
         return [
@@ -158,3 +166,47 @@ class Geometry:
             *(t for p in self.poolings for t in (p.coords, p.inverse)),
             self.keys,
         ]
+
+    def with_tensors(self, tensors: Sequence[torch.Tensor]) -> Geometry:
+        """This geometry's shapes and sizes with other tensors (in ``tensors()``'s order)."""
+        levels = len(self.kmaps)
+        nbrs, rest, keys = tensors[:levels], tensors[levels:-1], tensors[-1]
+        kmaps = [replace(k, nbr=t) for k, t in zip(self.kmaps, nbrs, strict=True)]
+        poolings = [
+            replace(p, coords=rest[2 * i], inverse=rest[2 * i + 1])
+            for i, p in enumerate(self.poolings)
+        ]
+        return replace(self, kmaps=kmaps, poolings=poolings, keys=keys)
+
+    def sizes(self) -> tuple[int, ...]:
+        """Sites per level: the input's, then each pool's output."""
+        return (self.kmaps[0].n, *(p.coords.shape[0] for p in self.poolings))
+
+    def fit(self, features: torch.Tensor) -> torch.Tensor:
+        """``features`` of the input's sites with the zero rows of a padded geometry appended."""
+        extra = self.kmaps[0].n - features.shape[0]
+        return F.pad(features, (0, 0, 0, extra)) if extra else features
+
+    def padded(self, capacity: Sequence[int]) -> Geometry:
+        """The same geometry with ``capacity[l]`` sites at level l (≥ its own): the extra sites
+        have no neighbours, pool into a row past the outputs and have a key past the dense grid,
+        so the real sites compute exactly what they did, and every minibatch of one capacity
+        has the same shapes (what a CUDA graph needs)."""
+        sizes = self.sizes()
+        if len(capacity) != len(sizes) or any(c < n for c, n in zip(capacity, sizes, strict=True)):
+            raise ValueError(f"capacity {tuple(capacity)} is below the sites {sizes}")
+        kmaps, poolings = [], []
+        for level, (kmap, pooling) in enumerate(zip(self.kmaps, self.poolings, strict=True)):
+            n, cap, out_cap = sizes[level], capacity[level], capacity[level + 1]
+            nbr = torch.where(kmap.nbr == n, cap, kmap.nbr)  # the sentinel: past the padded rows
+            nbr = F.pad(nbr, (0, 0, 0, cap - n), value=cap)
+            inverse = pooling.inverse
+            inverse = torch.where(inverse == sizes[level + 1], out_cap, inverse)
+            inverse = F.pad(inverse, (0, cap - n), value=out_cap)
+            coords = F.pad(pooling.coords, (0, 0, 0, out_cap - sizes[level + 1]))
+            kmaps.append(KernelMap(nbr, kmap.kernel_size, kmap.shape))
+            poolings.append(Pooling(coords, inverse, pooling.shape))
+        side = self.poolings[-1].shape
+        dump = self.batch_size * side[0] * side[1]
+        keys = F.pad(self.keys, (0, capacity[-1] - sizes[-1]), value=dump)
+        return Geometry(kmaps, poolings, keys, self.batch_size, tuple(capacity))
