@@ -271,3 +271,38 @@ def test_scnet_deterministic_backward_gives_the_same_gradients() -> None:
         grads.append([p.grad for p in model.parameters()])
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("resolution", [400, 450])  # 450: the third pool drops sites
+def test_a_padded_geometry_gives_the_same_outputs_and_gradients(resolution: int) -> None:
+    """``Geometry.padded`` (what SCNet's CUDA graph replays on): the extra sites compute
+    nothing that reaches the real ones, forward or backward."""
+    torch.manual_seed(0)
+    model = SCNet.from_preset("scnet-small", resolution=resolution).double()
+    coords, charge = track_events(3, 3, resolution)
+    geometry = model.geometry(coords, 3)
+    sizes = geometry.sizes()
+    padded = geometry.padded([n + 37 + 5 * i for i, n in enumerate(sizes)])
+    assert padded.sizes() == padded.capacity and padded.sizes() != sizes
+    results = []
+    for g in (geometry, padded):
+        model.zero_grad()
+        out = model(coords, charge, 3, g)
+        (out * torch.arange(15.0, dtype=out.dtype).view(3, 5)).sum().backward()
+        results.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+    (out, grads), (out_p, grads_p) = results
+    torch.testing.assert_close(out_p, out, rtol=0, atol=0)
+    for g, gp in zip(grads, grads_p, strict=True):
+        torch.testing.assert_close(gp, g, rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="below the sites"):
+        geometry.padded([n - 1 for n in sizes])
+
+
+def test_capacity_only_grows_with_headroom() -> None:
+    from hpcscale.workloads.graphs import Capacity
+
+    cap = Capacity(headroom=1.2, align=8)
+    first = cap.fit((100, 10))
+    assert first == (120, 16) and cap.grown == 1
+    assert cap.fit((110, 3)) == first and cap.grown == 1  # fits: the same sizes, no capture
+    assert cap.fit((90, 20)) == (120, 24) and cap.grown == 2  # one level grew; none shrinks
