@@ -38,7 +38,7 @@ def figures(model: str, data: Path, out: Path, steps: int, graph: bool) -> list[
     if proc.returncode:
         sys.exit(f"{out.name} failed:\n{proc.stderr[-3000:]}")
     rows = [r for r in read_records(out / "rank-0.jsonl") if r["kind"] == "sync"]
-    keys = sorted(k for k in rows[0] if k.startswith("global_"))
+    keys = sorted({k for k in rows[0] if k.startswith("global_")}.intersection(*rows))
     return [[float(r[k]) for k in keys] for r in rows]
 
 

@@ -92,7 +92,11 @@ class GraphedStep:
         pool = None
         for i, phase in enumerate(self.phases):
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=pool, stream=self.stream):
+            # thread_local: a prefetch thread's own CUDA work (SCNet's geometry, with its host
+            # syncs) goes on beside the capture; "global" would invalidate it
+            with torch.cuda.graph(
+                graph, pool=pool, stream=self.stream, capture_error_mode="thread_local"
+            ):
                 value = phase(*value) if i == 0 else phase(value)
             pool = graph.pool()
             self.graphs.append(graph)
