@@ -50,8 +50,9 @@ PARTS = ("imports", "device", "staging", "build", "first_step")
 
 def train(
     events: Path, out: Path, run: str, steps: int, batch: int | None, lr: float | None
-) -> dict:
-    """One job of ``steps`` steps through the training core; returns its figures."""
+) -> dict | None:
+    """One job of ``steps`` steps through the training core; returns its figures (None: the
+    job failed)."""
     args = shlex.split(run)
     if "--batch" in args:
         batch = int(args[args.index("--batch") + 1])
@@ -81,7 +82,8 @@ def train(
         *args[1:],
     ]  # fmt: skip  (the run's own options last: they win)
     start = time.time()
-    subprocess.run(cmd, check=True)
+    if subprocess.run(cmd).returncode:
+        return None  # its own error is above; the other runs go on
     wall = time.time() - start
     s = json.loads((out / "summary.json").read_text())
     rows = read_records(out / "rank-0.jsonl")
@@ -226,9 +228,14 @@ def main() -> None:
             results.append(textbook(events, args.textbook_steps, args.batch or 7))
         else:
             out = args.out / f"job-{i}-{int(time.time())}"
-            results.append(train(events, out, run, args.steps, args.batch, args.lr))
+            result = train(events, out, run, args.steps, args.batch, args.lr)
+            if result is None:
+                print(f"run {run!r} failed: left out of the table", flush=True)
+                continue
+            results.append(result)
         print(json.dumps(results[-1]), flush=True)
-    report(results, args)
+    if results:
+        report(results, args)
 
 
 if __name__ == "__main__":

@@ -165,6 +165,14 @@ def test_scnet_geometry_made_ahead_equals_the_steps_own(events):
         with_ahead = model(batch.coords, batch.features, batch.size, batch.geometry)
         assert torch.equal(with_ahead, model(batch.coords, batch.features, batch.size))
     assert len(ahead) == 3 and all(len(g.kmaps) == 4 for g in (b.geometry for b in ahead))
+    # several threads making minibatches in turn: the same minibatches, in order
+    order = [np.array([i % 10, (3 * i + 1) % 10]) for i in range(7)]
+    one = list(SparsePrefetcher(sparse, CPU, prepare=model.geometry).batches(order))
+    three = list(SparsePrefetcher(sparse, CPU, 1, model.geometry, threads=3).batches(order))
+    for a, b in zip(one, three, strict=True):
+        assert torch.equal(a.coords, b.coords) and torch.equal(a.y, b.y)
+        pairs = zip(a.geometry.tensors(), b.geometry.tensors(), strict=True)
+        assert all(torch.equal(x, y) for x, y in pairs)
 
 
 def test_scnet_20_steps_with_the_geometry_ahead_give_the_same_losses(tmp_path):

@@ -49,6 +49,14 @@ class SCNetConfig(ClassifierConfig):
         "instead of in the step; default: on where the device is a GPU",
     )
 
+    prefetch_threads: int | None = Field(
+        None,
+        ge=1,
+        le=16,
+        description="--input host: threads making minibatches in turn; default: 2 where the "
+        "geometry is made ahead on a GPU (one thread then bounds a step replayed as a CUDA "
+        "graph), else 1",
+    )
     cuda_graph: bool | None = Field(
         None,
         description="pad each minibatch's geometry to sizes that only grow (the largest seen "
@@ -64,6 +72,8 @@ class SCNetConfig(ClassifierConfig):
                 "--geometry-ahead is made in --input host's prefetch thread; --input device has "
                 "none (leave --geometry-ahead out, or use --input host)"
             )
+        if self.prefetch_threads is not None and self.input == "device":
+            raise ValueError("--prefetch-threads: --input device has no prefetch thread")
         if self.cuda_graph and (self.input == "device" or self.geometry_ahead is False):
             raise ValueError(
                 "--cuda-graph replays a step whose geometry was made ahead; it needs --input host "
@@ -133,8 +143,12 @@ class SCNetWorkload(LArTPCClassifier):
             if not hasattr(self, "train_device"):
                 self.train_device = DeviceSparse(self.store, self.ctx.device)
             return self.train_device.batches(order)
+        maker = self.geometry_maker()
+        threads = self.config.prefetch_threads or (
+            2 if maker and self.ctx.device.type == "cuda" else 1
+        )
         prefetcher = SparsePrefetcher(
-            self.store, self.ctx.device, self.config.prefetch, self.geometry_maker()
+            self.store, self.ctx.device, self.config.prefetch, maker, threads
         )
         return prefetcher.batches(order)
 

@@ -115,6 +115,8 @@ class SparsePrefetcher:
     poolings made: SCNet's step is bound by its ops' host overhead, and about half its forward's
     ops depend on the sites alone. The loop's stream waits for that stream's work (an event per
     minibatch) and the tensors are marked as used on it, so their memory is not reused early.
+    With ``threads`` > 1 the minibatches are made by that many threads in turn (each with its
+    own stream; PyTorch's ops let the GIL go while they run), and come out in order.
     """
 
     def __init__(
@@ -123,15 +125,24 @@ class SparsePrefetcher:
         device: torch.device,
         depth: int = 2,
         prepare: Callable[[torch.Tensor, int], Any] | None = None,
+        threads: int = 1,
     ) -> None:
         self.store, self.device, self.depth = store, device, max(depth, 1)
         self.pin = device.type == "cuda"
         self.prepare = prepare
-        self.stream = torch.cuda.Stream(device) if prepare and device.type == "cuda" else None
+        self.threads = max(threads, 1)  # minibatch j is made by thread j % threads
+        gpu = prepare is not None and device.type == "cuda"
+        self.streams = [torch.cuda.Stream(device) if gpu else None for _ in range(self.threads)]
 
-    def _fill(self, order: Sequence[np.ndarray], ready: queue.Queue, stop: threading.Event) -> None:
+    def _fill(
+        self,
+        order: Sequence[np.ndarray],
+        ready: queue.Queue,
+        stop: threading.Event,
+        stream: torch.cuda.Stream | None,
+    ) -> None:
         try:
-            if self.stream is not None:
+            if stream is not None:
                 torch.cuda.set_device(self.device)
             for idx in order:
                 if stop.is_set():
@@ -146,28 +157,36 @@ class SparsePrefetcher:
                     ready.put((idx, c, f, None, None, {"assemble_s": assemble_s}))
                     continue
                 t = time.perf_counter()
-                with torch.cuda.stream(self.stream) if self.stream else contextlib.nullcontext():
+                with torch.cuda.stream(stream) if stream else contextlib.nullcontext():
                     c = c.to(self.device, non_blocking=True)
                     f = f.to(self.device, non_blocking=True)
                     geometry = self.prepare(c, len(idx))
-                    done = torch.cuda.Event() if self.stream else None
+                    done = torch.cuda.Event() if stream else None
                     if done is not None:
-                        done.record(self.stream)
+                        done.record(stream)
                 timings = {"assemble_s": assemble_s, "geometry_s": time.perf_counter() - t}
                 ready.put((idx, c, f, geometry, done, timings))
         except BaseException as exc:  # surface errors in the loop, not a silent thread death
             ready.put(exc)
 
     def batches(self, order: Sequence[np.ndarray]) -> Iterator[SparseBatch]:
-        ready: queue.Queue = queue.Queue(maxsize=self.depth)
+        order, n = list(order), self.threads
+        queues: list[queue.Queue] = [queue.Queue(maxsize=self.depth) for _ in range(n)]
         stop = threading.Event()
-        thread = threading.Thread(target=self._fill, args=(order, ready, stop), daemon=True)
-        thread.start()
+        threads = [
+            threading.Thread(
+                target=self._fill, args=(order[i::n], queues[i], stop, self.streams[i]),
+                daemon=True,
+            )
+            for i in range(n)
+        ]  # fmt: skip
+        for thread in threads:
+            thread.start()
         labels = torch.as_tensor(self.store.labels)
         try:
-            for _ in range(len(order)):
+            for j in range(len(order)):
                 t = time.perf_counter()
-                item = ready.get()
+                item = queues[j % n].get()
                 if isinstance(item, BaseException):
                     raise item
                 idx, coords, charge, geometry, done, timings = item
@@ -185,11 +204,12 @@ class SparsePrefetcher:
                 yield SparseBatch(coords, charge, y, len(idx), timings, geometry)
         finally:
             stop.set()
-            while thread.is_alive():  # unblock a thread waiting to put
-                try:
-                    ready.get_nowait()
-                except queue.Empty:
-                    thread.join(timeout=0.1)
+            for thread, ready in zip(threads, queues, strict=True):
+                while thread.is_alive():  # unblock a thread waiting to put
+                    try:
+                        ready.get_nowait()
+                    except queue.Empty:
+                        thread.join(timeout=0.1)
 
 
 class DeviceSparse:
