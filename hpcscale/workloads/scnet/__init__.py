@@ -57,6 +57,12 @@ class SCNetConfig(ClassifierConfig):
         "geometry is made ahead on a GPU (one thread then bounds a step replayed as a CUDA "
         "graph), else 1",
     )
+    deterministic_backward: bool = Field(
+        False,
+        description="the convolutions' feature gradient gathered over the mirrored kernel "
+        "offsets instead of scattered with atomics: reproducible bit for bit, less GPU time, "
+        "more ops on the host",
+    )
     cuda_graph: bool | None = Field(
         None,
         description="pad each minibatch's geometry to sizes that only grow (the largest seen "
@@ -135,8 +141,9 @@ class SCNetWorkload(LArTPCClassifier):
     def make_model(self) -> torch.nn.Module:
         channels, hidden = PRESETS[self.config.model]
         return SCNet(
-            self.resolution, channels, hidden, classes=5, softmax=self.config.loss == "paper"
-        )
+            self.resolution, channels, hidden, classes=5, softmax=self.config.loss == "paper",
+            deterministic=self.config.deterministic_backward,
+        )  # fmt: skip
 
     def batches(self, order: Sequence[np.ndarray]) -> Iterator[SparseBatch]:
         if self.config.input == "device":
