@@ -57,11 +57,12 @@ class SCNetConfig(ClassifierConfig):
         "geometry is made ahead on a GPU (one thread then bounds a step replayed as a CUDA "
         "graph), else 1",
     )
-    deterministic_backward: bool = Field(
-        False,
+    deterministic_backward: bool | None = Field(
+        None,
         description="the convolutions' feature gradient gathered over the mirrored kernel "
         "offsets instead of scattered with atomics: reproducible bit for bit, less GPU time, "
-        "more ops on the host",
+        "more ops on the host (which a CUDA graph does not replay: H200, 2,257 vs 2,054 "
+        "images/s); default: on where the step is a CUDA graph",
     )
     cuda_graph: bool | None = Field(
         None,
@@ -142,8 +143,20 @@ class SCNetWorkload(LArTPCClassifier):
         channels, hidden = PRESETS[self.config.model]
         return SCNet(
             self.resolution, channels, hidden, classes=5, softmax=self.config.loss == "paper",
-            deterministic=self.config.deterministic_backward,
+            deterministic=self.deterministic(),
         )  # fmt: skip
+
+    def deterministic(self) -> bool:
+        asked = self.config.deterministic_backward
+        return self.graph_on() if asked is None else asked
+
+    def graph_on(self) -> bool:
+        """Whether the training step is a CUDA graph (``--cuda-graph``, or its default)."""
+        cfg, gpu = self.config, self.ctx.device.type == "cuda"
+        if cfg.cuda_graph and not gpu:
+            raise UserError("--cuda-graph needs a GPU (the device is the CPU)")
+        default = cfg.input == "host" and cfg.geometry_ahead is not False and cfg.compile == "off"
+        return gpu and (cfg.cuda_graph if cfg.cuda_graph is not None else default)
 
     def batches(self, order: Sequence[np.ndarray]) -> Iterator[SparseBatch]:
         if self.config.input == "device":
@@ -188,12 +201,7 @@ class SCNetWorkload(LArTPCClassifier):
     # -- the step as a CUDA graph (--cuda-graph) ------------------------------------------------
     def build(self, steps_per_epoch: int) -> None:
         super().build(steps_per_epoch)
-        cfg, gpu = self.config, self.ctx.device.type == "cuda"
-        if cfg.cuda_graph and not gpu:
-            raise UserError("--cuda-graph needs a GPU (the device is the CPU)")
-        default = cfg.input == "host" and cfg.geometry_ahead is not False and cfg.compile == "off"
-        on = gpu and (cfg.cuda_graph if cfg.cuda_graph is not None else default)
-        self.capacity = Capacity() if on else None
+        self.capacity = Capacity() if self.graph_on() else None
         self.graphed: GraphedStep | None = None
         self.graphed_for: Geometry | None = None  # the geometry (shapes) it was captured with
 
