@@ -38,8 +38,8 @@ class DenseBatch:
     y: torch.Tensor
     size: int
     # decompress_s: time the thread spent decompressing this batch; data_wait_s: time the loop
-    # waited for it (the part of data loading not hidden); h2d_s: host-to-device copy, in the
-    # thread on its own stream (0 on CPU)
+    # waited for it (the part of data loading not hidden); h2d_s: issuing the host-to-device
+    # copy, in the thread on its own stream (0 on CPU)
     timings: dict[str, float]
 
 
@@ -61,6 +61,7 @@ class Prefetcher:
         self.dev = [torch.empty(shape, device=device) for _ in range(n_slots)] if self.cuda else []
         self.stream = torch.cuda.Stream(device) if self.cuda else None
         self.consumed: list[torch.cuda.Event | None] = [None] * n_slots
+        self.copied: list[torch.cuda.Event | None] = [None] * n_slots  # out of the host buffer
         self.channels_last = channels_last
 
     def _fill(
@@ -77,6 +78,8 @@ class Prefetcher:
                 slot = free.get()
                 if stop.is_set():
                     return
+                if self.copied[slot] is not None:  # its last copy to the device has left
+                    self.copied[slot].synchronize()  # type: ignore[union-attr]
                 t = time.perf_counter()
                 base, stride = self.host[slot].data_ptr(), self.store.image_nbytes
                 for k, i in enumerate(idx):
@@ -93,7 +96,10 @@ class Prefetcher:
                         )
                         copied = torch.cuda.Event()
                         copied.record(self.stream)
-                    copied.synchronize()  # the host buffer is free again; times the copy
+                    # not waited for here: the next minibatch decompresses while this one
+                    # copies (364 MB at 3600²: ~7 ms over PCIe on an H200's host, beside ~14 ms
+                    # of decompression); the buffer is waited for before it is written again
+                    self.copied[slot] = copied
                     h2d_s = time.perf_counter() - t
                 ready.put((slot, idx, decompress_s, h2d_s, copied))
         except BaseException as exc:  # surface errors in the loop, not a silent thread death
