@@ -45,10 +45,9 @@ class SCNetConfig(ClassifierConfig):
     geometry_ahead: bool | None = Field(
         None,
         description="--input host: make each minibatch's kernel maps and poolings (what the "
-        "layers need of the sites alone) in the prefetch thread, on a CUDA stream of its own, "
+        "layers need of the sites alone) in the prefetch threads, on CUDA streams of their own, "
         "instead of in the step; default: on where the device is a GPU",
     )
-
     prefetch_threads: int | None = Field(
         None,
         ge=1,
@@ -73,7 +72,7 @@ class SCNetConfig(ClassifierConfig):
     )
 
     @model_validator(mode="after")
-    def _ahead_needs_the_host_input(self) -> SCNetConfig:
+    def _fast_paths_that_go_together(self) -> SCNetConfig:
         if self.geometry_ahead and self.input == "device":
             raise ValueError(
                 "--geometry-ahead is made in --input host's prefetch thread; --input device has "
@@ -88,6 +87,11 @@ class SCNetConfig(ClassifierConfig):
             )
         if self.cuda_graph and self.compile != "off":
             raise ValueError("--cuda-graph and --compile: choose one (each captures the step)")
+        if self.cuda_graph and self.bf16:
+            raise ValueError(
+                "--cuda-graph and --bf16: not together (autocast's cast cache and a captured "
+                "step were never tried together here); SCNet's default is fp32"
+            )
         return self
 
 
@@ -155,7 +159,12 @@ class SCNetWorkload(LArTPCClassifier):
         cfg, gpu = self.config, self.ctx.device.type == "cuda"
         if cfg.cuda_graph and not gpu:
             raise UserError("--cuda-graph needs a GPU (the device is the CPU)")
-        default = cfg.input == "host" and cfg.geometry_ahead is not False and cfg.compile == "off"
+        default = (
+            cfg.input == "host"
+            and cfg.geometry_ahead is not False
+            and cfg.compile == "off"
+            and not cfg.bf16
+        )
         return gpu and (cfg.cuda_graph if cfg.cuda_graph is not None else default)
 
     def batches(self, order: Sequence[np.ndarray]) -> Iterator[SparseBatch]:
