@@ -187,15 +187,25 @@ def test_scnet_20_steps_with_the_geometry_ahead_give_the_same_losses(tmp_path):
     assert min(inline) < 0.97 * inline[0]
 
 
-def test_geometry_ahead_is_refused_with_the_device_input(events, tmp_path):
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ("--input device --geometry-ahead", "--input host"),
+        ("--input device --cuda-graph", "--geometry-ahead"),
+        ("--input device --prefetch-threads 2", "--prefetch-threads"),
+        ("--cuda-graph --bf16", "--bf16"),
+        ("--cuda-graph", "needs a GPU"),  # the CPU
+    ],
+)
+def test_scnet_fast_paths_that_cannot_be_honoured_are_refused(events, tmp_path, options, named):
     import subprocess
     import sys
 
     cmd = [
         sys.executable, "-m", "hpcscale.train", "--model", "scnet-small", "--data", str(events),
-        "--out", str(tmp_path / "o"), "--device", "cpu", "--input", "device", "--geometry-ahead",
+        "--out", str(tmp_path / "o"), "--device", "cpu", *options.split(),
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    assert "--geometry-ahead" in proc.stderr and "--input host" in proc.stderr
-    assert "Traceback" not in proc.stderr and not (tmp_path / "o").exists()
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert named in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
