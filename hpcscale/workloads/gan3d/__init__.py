@@ -259,8 +259,9 @@ class Gan3DWorkload(TensorDataWorkload):
     def randn(self, shape: tuple[int, ...]) -> torch.Tensor:
         return torch.randn(shape, generator=self.noise, device=self.ctx.device)
 
-    def d_phase(self, x: torch.Tensor, energy: torch.Tensor, z: torch.Tensor,
-                *noise: torch.Tensor) -> Carry:  # fmt: skip
+    def d_phase(
+        self, x: torch.Tensor, energy: torch.Tensor, z: torch.Tensor, *noise: torch.Tensor
+    ) -> Carry:
         """The generator's showers and the discriminator's loss and gradients."""
         cfg = self.config
         code = energy_code(energy)
