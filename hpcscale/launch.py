@@ -28,6 +28,7 @@ from hpcscale.preflight import (
     check_container,
     check_data,
     check_engine,
+    check_gpu_options,
     check_scheduler,
     check_writable,
 )
@@ -209,6 +210,7 @@ def stage(launch: Launch, dry_run: bool, command: str, resubmit: bool = False) -
     engine), then the data; returns the data path the jobs get. A study's spec is kept in its
     folder once it has passed every check (``keep_spec``)."""
     check_writable(launch.folder, "--study")
+    check_gpu_options(launch.site, [job.config for job in launch.jobs])
     if (launch.folder / SPEC_NAME).exists():  # refused before any data is generated
         keep_spec(launch, True, resubmit)
     if not dry_run:

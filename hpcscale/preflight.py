@@ -46,6 +46,22 @@ def check_data(data_folder: Path, ranks: int, core: CoreConfig, config: Any) -> 
     return []
 
 
+def check_gpu_options(site: Site, configs: list[Any]) -> None:
+    """Refuse a model option that needs a GPU (a field marked ``needs_gpu``, asked for) on a
+    site whose nodes have none, before any job is written: the rank would fail at its start."""
+    if site.node is None or site.node.gpus is not None:
+        return  # a node detected at run time, or one with GPUs
+    for config in configs:
+        for name, info in type(config).model_fields.items():
+            extra = info.json_schema_extra
+            if isinstance(extra, dict) and extra.get("needs_gpu") and getattr(config, name):
+                flag = "--" + name.replace("_", "-")
+                raise UserError(
+                    f"{flag} needs a GPU; site {site.name}'s nodes have none (leave {flag} out, "
+                    "or use a site with GPUs)"
+                )
+
+
 def check_scheduler(site: Site) -> None:
     """The site's submit command must be on PATH (before any slow work such as data sets)."""
     backend = for_site(site)

@@ -212,6 +212,24 @@ def test_a_misspelt_size_flag_is_named(tmp_path):
     assert "unknown option '--rank' (did you mean --ranks?)" in line
 
 
+@pytest.mark.parametrize(
+    ("model", "flag"),
+    [("3dgan-small", "--cuda-graph"), ("scnet-small", "--cuda-graph"),
+     ("jishnet-small", "--fused-first-block")],
+)  # fmt: skip
+def test_an_option_that_needs_a_gpu_is_refused_on_a_cpu_site(tmp_path, model, flag):
+    """stampede2's nodes have no GPUs (its descriptor says so): refused before any job is
+    written, even in a dry run; leaving the flag out is accepted."""
+    base = ["submit", "--site", "stampede2", "--ranks", "2", "--model", model, "--dry-run"]
+    line = one_line_exit_2(cli(*base, flag, "--study", "S", cwd=tmp_path))
+    assert line == (
+        f"error: {flag} needs a GPU; site stampede2's nodes have none (leave {flag} out, "
+        "or use a site with GPUs)"
+    )
+    assert not (tmp_path / "S").exists()
+    ok(cli(*base, "--study", "S", cwd=tmp_path))
+
+
 def test_sites_dir_before_show_is_used(tmp_path):
     (tmp_path / "d").mkdir()
     shutil.copy(Path(__file__).parents[1] / "sites" / "local.yaml", tmp_path / "d" / "mine.yaml")

@@ -93,6 +93,7 @@ class GanConfig(TensorConfig):
     )
     cuda_graph: bool | None = Field(
         None,
+        json_schema_extra={"needs_gpu": True},
         description="capture the step's two phases (the discriminator's, the generator's) as "
         "CUDA graphs after 3 eager steps and replay them (GPUs; H200: 3.2 vs 9.8 ms per step, "
         "which launching ~300 small kernels bounds otherwise); minibatches of another size run "

@@ -90,6 +90,7 @@ class JishNetConfig(ClassifierConfig):
     )
     fused_first_block: bool | None = Field(
         None,
+        json_schema_extra={"needs_gpu": True},
         description="the first block (conv 5×5 → ELU → max-pool 5) as one Triton kernel (GPUs; "
         "H100: steps 2.4× faster); default: on where the device is a GPU and Triton is installed",
     )

@@ -65,6 +65,7 @@ class SCNetConfig(ClassifierConfig):
     )
     cuda_graph: bool | None = Field(
         None,
+        json_schema_extra={"needs_gpu": True},
         description="pad each minibatch's geometry to sizes that only grow (the largest seen "
         "and a fifth more) and replay the step (forward, loss, backward) as a CUDA graph, "
         "captured again only when the sizes grow (GPUs, with --geometry-ahead, not with "

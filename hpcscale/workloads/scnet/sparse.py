@@ -315,8 +315,7 @@ def pool_sites(coords: torch.Tensor, shape: tuple[int, int], kernel_size: int) -
 def pool_features(features: torch.Tensor, pooling: Pooling) -> torch.Tensor:
     """(M, C): each output site's maximum over its active inputs (``scatter_reduce(amax)``)."""
     m = pooling.coords.shape[0]
-    rows = m + 1 if features.shape[0] and pooling.inverse.numel() else m
-    out = features.new_zeros(rows, features.shape[1])
+    out = features.new_zeros(m + 1, features.shape[1])  # row M: the dropped sites' (discarded)
     index = pooling.inverse.unsqueeze(1).expand_as(features)
     out = out.scatter_reduce(0, index, features, "amax", include_self=False)
     return out[:m]
