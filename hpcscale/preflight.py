@@ -52,6 +52,8 @@ def check_gpu_options(site: Site, configs: list[Any]) -> None:
     if site.node is None or site.node.gpus is not None:
         return  # a node detected at run time, or one with GPUs
     for config in configs:
+        if config is None:  # a command of the user's: no model options
+            continue
         for name, info in type(config).model_fields.items():
             extra = info.json_schema_extra
             if isinstance(extra, dict) and extra.get("needs_gpu") and getattr(config, name):
