@@ -18,6 +18,7 @@ from typing import Any
 from rich.console import Console
 
 from hpcscale import workloads
+from hpcscale.containers import imagedata
 from hpcscale.containers.runtime import with_binds
 from hpcscale.errors import UserError
 from hpcscale.fmt import duration_text, plural
@@ -64,10 +65,19 @@ class Launch:
         """The training options every job gets (before a point's own)."""
         return self.spec.train_args()
 
+    @property
+    def placements(self) -> list[str]:
+        """Each job's ``--data-placement`` (a command's job: shared, it reads its own data)."""
+        return [getattr(job.core, "data_placement", "shared") for job in self.jobs]
+
     def bound(self, data: str) -> Site:
         """The site with the study folder (K folds' data sets included) and the data bound
-        into the container, as the jobs are submitted."""
-        return with_binds(self.site, [str(Path(self.folder).absolute()), data])
+        into the container, as the jobs are submitted; not the data where every job reads the
+        image's copy (``--data-placement image``)."""
+        paths = [str(Path(self.folder).absolute())]
+        if set(self.placements) != {"image"}:
+            paths.append(data)
+        return with_binds(self.site, paths)
 
 
 def study_folder_id(folder: Path) -> str:
@@ -217,7 +227,15 @@ def stage(launch: Launch, dry_run: bool, command: str, resubmit: bool = False) -
         check_scheduler(launch.site)
         check_container(launch.site)
         check_engine(launch.site)
+    if launch.spec.kfold and "image" in launch.placements:
+        raise UserError(
+            "--data-placement image with --kfold: each fold is its own data set, written "
+            "into the study folder, and an image holds one; use shared or node-local"
+        )
+    imagedata.check_site(launch.site, launch.placements)
     data = prepare_data(launch, dry_run)
+    if not dry_run:  # the image may be built where the jobs run
+        imagedata.check(launch.site, data, launch.placements)
     with folder_lock(launch.folder, command):
         keep_spec(launch, dry_run, resubmit)
     return data

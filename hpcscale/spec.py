@@ -45,7 +45,7 @@ SIZE_KEYS = ("gpus", "nodes", "ranks")
 # Options a study sets itself: sweeping or searching them would fight the study.
 RESERVED = {"data", "out", "study", "job", "time_limit", "max_requeues", "site", "engine"}
 
-Value = int | float | str
+Value = bool | int | float | str  # bool first: YAML's true stays True, not 1
 Option = Annotated[str, Field(pattern=OPTION)]
 
 
@@ -55,7 +55,10 @@ def flag(name: str) -> str:
 
 
 def value_text(value: Value) -> str:
-    """A value as the training core's command line gets it (``1e-3`` stays short)."""
+    """A value as the training core's command line gets it (``1e-3`` stays short; a switch's
+    true or false)."""
+    if isinstance(value, bool):
+        return str(value).lower()
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
@@ -205,7 +208,7 @@ class StudySpec(BaseModel):
             if not values:
                 raise ValueError(f"sweep.{name}: give at least one value")
             for v in values:
-                if isinstance(v, bool) or not VALUE.match(value_text(v)):
+                if not VALUE.match(value_text(v)):
                     raise ValueError(
                         f"sweep.{name}: value {shown(v)} is not a plain token (letters, digits, "
                         ". _ + -; at most 40)"
@@ -271,8 +274,15 @@ def check_command(spec: StudySpec) -> None:
 
 
 def point_args(params: dict[str, Value]) -> list[str]:
-    """A point's own training options: ``{"batch": 64}`` → ``["--batch", "64"]``."""
-    return [a for name, v in params.items() for a in (flag(name), value_text(v))]
+    """A point's own training options: ``{"batch": 64}`` → ``["--batch", "64"]``; a switch is
+    its flag or the flag's ``--no-`` form: ``{"cuda_graph": False}`` → ``["--no-cuda-graph"]``."""
+    out: list[str] = []
+    for name, v in params.items():
+        if isinstance(v, bool):
+            out.append(flag(name) if v else "--no-" + flag(name)[2:])
+        else:
+            out += [flag(name), value_text(v)]
+    return out
 
 
 def point_label(size: str, params: dict[str, Value]) -> str:
@@ -298,7 +308,9 @@ def parse_sweep(texts: list[str]) -> dict[str, list[Value]]:
 
 
 def _typed(text: str) -> Value:
-    """A swept value as YAML would read it: 64 → int, 1e-3 → float, adam → str."""
+    """A swept value as YAML would read it: 64 → int, 1e-3 → float, true → bool, adam → str."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
     for kind in (int, float):
         try:
             return kind(text)

@@ -2,7 +2,8 @@
 local-slurm` with Charliecloud's ch-image (on a Debian base that mmdebstrap makes, no registry
 needed), then `hpcscale submit --site local-slurm --ranks 2 --image IMAGE`: srun starts both
 ranks in `ch-run`, the summary carries the image's digest, and the losses equal a run of the
-same study without the container.
+same study without the container. The image is built with the study's data set inside
+(``--data``), and a third study reads that copy (``--data-placement image``): the same losses.
 
 The image, ch-image's storage (its build cache) and the base are cached outside the repository
 (``$HPCSCALE_CI_CACHE`` or ``~/.cache/hpcscale-ci``, like the Horovod wheel): a first build
@@ -51,9 +52,10 @@ def test_study_runs_inside_a_built_image_under_real_slurm(tmp_path):
         "CH_IMAGE_STORAGE": os.environ.get("CH_IMAGE_STORAGE") or str(ci_cache() / "ch-image"),
         "HPCSCALE_CACHE": str(ci_cache() / "hpcscale"),  # the Debian base tarball
     }
+    data = tiny_events(tmp_path / "events", 200, seed=5)
     build = subprocess.run(
         [sys.executable, "-m", "hpcscale", "container", "build", "--site", "local-slurm",
-         "--out", str(image)],
+         "--out", str(image), "--data", str(data)],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=1500,
     )  # fmt: skip
     assert build.returncode == 0, build.stdout + build.stderr[-3000:]
@@ -65,11 +67,15 @@ def test_study_runs_inside_a_built_image_under_real_slurm(tmp_path):
     print(f"\nimage {image}: {record['size_bytes'] / 2**30:.2f} GiB, {digest}, "
           f"built in {record['build_s']} s; this call: {last}")  # fmt: skip
 
-    data = tiny_events(tmp_path / "events", 200, seed=5)
+    assert record["data"]["source"] == str(data) and (image / "opt" / "hpcscale-data").is_dir()
     train = ["--model", "jishnet-small", "--epochs", "1", "--no-stop-at-target",
              "--ttl-window", "5"]  # fmt: skip
     studies = {}
-    for name, extra in (("plain", []), ("image", ["--image", str(image)])):
+    for name, extra in (
+        ("plain", []),
+        ("image", ["--image", str(image)]),
+        ("data-in-image", ["--image", str(image), "--data-placement", "image"]),
+    ):
         studies[name] = tmp_path / name
         res = cli(
             "submit", "--site", "local-slurm", "--ranks", "2", "--data", str(data),
@@ -97,3 +103,18 @@ def test_study_runs_inside_a_built_image_under_real_slurm(tmp_path):
     assert len(inside) >= 10 and len(inside) == len(outside)
     assert inside == pytest.approx(outside, rel=1e-6, abs=1e-7)
     assert summary["final_global_loss"] == pytest.approx(plain["final_global_loss"], rel=1e-6)
+
+    # --data-placement image: the ranks read the image's copy (the data folder is not bound),
+    # its lookup timed as DLT's placement part, and train on the same minibatches
+    baked = studies["data-in-image"] / "jobs" / "2r"
+    assert (
+        f"ch-run --set-env -b {studies['data-in-image']} {image} -- "
+        in (baked / "job.sh").read_text()
+    )
+    rows = [json.loads(line) for line in (baked / "rank-1.jsonl").read_text().splitlines()]
+    (placed,) = [r for r in rows if r.get("phase") == "placed"]
+    assert placed["path"] == "/opt/hpcscale-data"
+    in_image = json.loads((baked / "summary.json").read_text())
+    assert in_image["status"] == "completed" and "placement" in in_image["dlt_parts_s"]
+    assert in_image["provenance"]["image_digest"] == digest
+    assert losses(baked) == pytest.approx(outside, rel=1e-6, abs=1e-7)

@@ -141,6 +141,30 @@ def test_sweep_grid_labels_and_arguments():
     ]  # fmt: skip
 
 
+def test_a_switch_is_swept_as_its_flag_and_its_no_form(tmp_path):
+    """--sweep cuda_graph=true,false: the core's switches (argparse's --x / --no-x) are swept
+    like any option, from the command line and from a spec file's YAML booleans alike."""
+    from hpcscale.launch import points
+
+    swept = parse_sweep(["stop_at_target=true,False", "batch=4"])
+    assert swept == {"stop_at_target": [True, False], "batch": [4]}
+    spec = StudySpec(site="local", ranks=[1], sweep=swept)
+    assert [(p.label, p.args) for p in points(spec, Path("/s"))] == [
+        ("1r-stop_at_targettrue-batch4", ("--stop-at-target", "--batch", "4")),
+        ("1r-stop_at_targetfalse-batch4", ("--no-stop-at-target", "--batch", "4")),
+    ]
+    data = tiny_events(tmp_path / "events", 40, seed=1)
+    (tmp_path / "spec.yaml").write_text(
+        f"site: local\nranks: [1]\nmodel: jishnet-small\ndata: {data}\n"
+        "sweep: {stop_at_target: [true, false]}\n"
+    )
+    res = cli("submit", str(tmp_path / "spec.yaml"), "--study", str(tmp_path / "s"),
+              "--dry-run")  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    script = (tmp_path / "s" / "jobs" / "1r-stop_at_targetfalse" / "job.sh").read_text()
+    assert "--no-stop-at-target" in script
+
+
 # --- optimisation: resume ---------------------------------------------------------------------
 
 

@@ -429,7 +429,8 @@ def _timing_blocks(r: dict[str, Any]) -> list[Block]:
             "p",
             "Where the time goes. DLT (process start → first loss) in the parts of its slowest "
             "rank's start-up: imports; device and communicator; placement (the data set copied "
-            "to the node, --data-placement node-local: where a job did); staging the data; "
+            "to the node, --data-placement node-local, or found in the image, image: where a job "
+            "did); staging the data; "
             "building the model and optimizer; the first step (cuDNN's algorithm search, "
             "compilation). TTL training is TTL minus DLT. Steady: from the median step time "
             "after warm-up; wall: over the whole training phase, first step included. The last "

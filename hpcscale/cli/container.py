@@ -70,6 +70,14 @@ def container_build(
             "is reachable)."
         ),
     ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="A data set folder to copy into the image (at /opt/hpcscale-data), "
+            "for studies with --data-placement image.",
+        ),
+    ] = None,
     sites_dir: SitesDir = None,
     study: FromStudy = None,
 ) -> None:
@@ -81,7 +89,10 @@ def container_build(
     def say(line: str) -> None:
         print(f"[{time.monotonic() - started:6.1f}s] {line}", file=sys.stderr, flush=True)
 
-    record = build(site_of(site, study, sites_dir), out_path, builder, base, say)
+    record = build(site_of(site, study, sites_dir), out_path, builder, base, say, data)
     size = record.get("size_bytes")
     shown = f", {size / 2**30:.2f} GiB" if size else ""
     print(f"built {record['image']} with {record['builder']}{shown}: {record['digest']}")
+    if record.get("data"):
+        held = record["data"]
+        print(f"with the data set {held['source']} at {held['path']} (--data-placement image)")

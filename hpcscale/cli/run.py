@@ -13,6 +13,7 @@ from rich.console import Console
 from hpcscale.cli.command import print_command_summary
 from hpcscale.cli.options import Model, SitesDir
 from hpcscale.cli.session import session, writable
+from hpcscale.containers import imagedata
 from hpcscale.errors import UserError
 from hpcscale.fmt import plural
 from hpcscale.launch import job_path, prepare_data, resolve
@@ -63,6 +64,7 @@ def run(
         )
     writable(ctx, folder, "--out")
     check_engine(launch.site)
+    imagedata.check_site(launch.site, launch.placements)  # no image here: refused in one line
     data_path = Path(prepare_data(launch, dry_run=False))
     what = f"training on {plural(ranks, 'rank')} (output in {folder / 'job.log'})"
     with Console(stderr=True).status(what):

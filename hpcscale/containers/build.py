@@ -2,6 +2,9 @@
 the builder that is installed on the site's recipe and record the image's digest beside it
 (``IMAGE.sha256``, which jobs put in their provenance, and ``IMAGE.json`` with how it was made).
 
+``--data DIR`` copies a data set into the image for ``--data-placement image``
+(``hpcscale.containers.imagedata``); the record says which.
+
 Builders: ``ch-image`` (Charliecloud; a directory image for ``ch-run``), ``apptainer`` and
 ``singularity`` (a SIF file), ``docker`` and ``podman`` (an image in their store; its ID is the
 digest). The site's runtime picks the default: charliecloud builds with ch-image, apptainer and
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -27,12 +31,13 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from hpcscale.containers import chimage, debbase
+from hpcscale.containers import chimage, debbase, imagedata
 from hpcscale.containers.chimage import file_sha, size_bytes
 from hpcscale.containers.context import assemble
 from hpcscale.containers.recipe import LOCAL_BASE, is_local, recipe
 from hpcscale.containers.runtimes.registry import RUNTIMES
 from hpcscale.errors import UserError
+from hpcscale.fmt import plural
 from hpcscale.fsutil import atomic_write, cache_root
 from hpcscale.sites.models import Site
 
@@ -81,8 +86,10 @@ def build(
     builder: str | None = None,
     base: str | None = None,
     say: Callable[[str], None] = lambda line: None,
+    data: Path | None = None,
 ) -> dict:
-    """Build ``site``'s image into ``out``; returns the record written to ``OUT.json``."""
+    """Build ``site``'s image into ``out``; returns the record written to ``OUT.json``.
+    ``data``: a data set copied into the image (``imagedata``; ``--data-placement image``)."""
     found = [b for b in candidates(site, builder) if _usable(b)]
     if not found:
         raise _no_builder(site, builder, out)
@@ -90,14 +97,21 @@ def build(
     out = Path(out or default_out(site, chosen)).absolute()
     fmt = "singularity" if chosen in ("apptainer", "singularity") else "docker"
     recipe_name = "hpcscale.def" if fmt == "singularity" else "Dockerfile"
-    text = recipe(site, fmt)  # type: ignore[arg-type]
+    text = recipe(site, fmt, data=data is not None)  # type: ignore[arg-type]
     started = time.monotonic()
     with _context_folder(site) as context:
         base_note = None
         if chosen == "ch-image" or base is not None:
             text, base_note = _with_base(text, chosen, base, say)
+        held = None
+        if data is not None:
+            say(f"data set: copying {data} into the context (the image's {imagedata.IMAGE_DATA})")
+            held = imagedata.copy_into(context, data)
+            say(f"data set: {plural(held['files'], 'file')}, {held['bytes'] / 2**20:.1f} MiB")
         say(f"context: {context} (hpcscale source{', wheels' if is_local(site) else ''})")
         inputs = assemble(context, recipe_name, text, is_local(site), say)
+        if held is not None:  # the data set's contents are inputs too
+            inputs = hashlib.sha256(f"{inputs} {held['digest']}".encode()).hexdigest()
         previous = _previous(out)
         if previous.get("inputs") == inputs and out.exists() and previous.get("digest"):
             say(f"up to date: {out} (same recipe, source and wheels as its build)")
@@ -113,6 +127,7 @@ def build(
         "base": base_note,
         "recipe": recipe_name,
         "inputs": inputs,
+        "data": held,
         "build_s": round(time.monotonic() - started, 1),
         "size_bytes": _size(out),
         "built_at": time.time(),

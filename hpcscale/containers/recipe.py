@@ -30,6 +30,7 @@ from __future__ import annotations
 from typing import Literal
 
 from hpcscale import __version__
+from hpcscale.containers.imagedata import CONTEXT_NAME, IMAGE_DATA
 from hpcscale.errors import UserError
 from hpcscale.launchers.registry import for_site
 from hpcscale.sites.models import Site
@@ -71,8 +72,9 @@ def mpi_flavour(site: Site) -> str:
     return for_site(site).image_mpi(site)
 
 
-def recipe(site: Site, fmt: Format = "singularity") -> str:
-    """The container recipe for ``site`` as an Apptainer/Singularity definition or Dockerfile."""
+def recipe(site: Site, fmt: Format = "singularity", data: bool = False) -> str:
+    """The container recipe for ``site`` as an Apptainer/Singularity definition or Dockerfile;
+    ``data``: with the build context's data set copied in (``--data-placement image``)."""
     # hpccm: the [containers] extra, and slow to import; only a recipe needs it
     import hpccm
     import hpccm.config
@@ -83,7 +85,7 @@ def recipe(site: Site, fmt: Format = "singularity") -> str:
         raise ValueError("resolve the site (detect its node) before making its recipe")
     hpccm.config.set_container_format(fmt)
     if is_local(site):
-        return _local_recipe(site, hpccm, bb, pr)
+        return _local_recipe(site, hpccm, bb, pr, data)
     gpus = site.node.gpus
     arch = site.node.arch
     cuda_cc = _cuda_cc(site)
@@ -127,6 +129,8 @@ def recipe(site: Site, fmt: Format = "singularity") -> str:
         )
     stage += pr.copy(src="src", dest="/opt/hpcscale")
     stage += pr.shell(commands=["python3 -m pip install --no-deps /opt/hpcscale"])
+    if data:
+        stage += _data(pr)
     stage += pr.environment(variables={"HPCSCALE_SITE": site.name, "PYTHONUNBUFFERED": "1"})
     stage += pr.runscript(commands=["python3 -m hpcscale.train"])
     return str(stage) + "\n"
@@ -175,7 +179,12 @@ def _labels(pr, site: Site):  # type: ignore[no-untyped-def]
     )
 
 
-def _local_recipe(site: Site, hpccm, bb, pr) -> str:  # type: ignore[no-untyped-def]
+def _data(pr):  # type: ignore[no-untyped-def]
+    """The data set, after hpcscale's layers: another data set rebuilds only this one."""
+    return pr.copy(src=CONTEXT_NAME, dest=IMAGE_DATA)
+
+
+def _local_recipe(site: Site, hpccm, bb, pr, data: bool) -> str:  # type: ignore[no-untyped-def]
     """Debian bookworm, a venv with the host's CPU torch wheel and pinned requirements, Horovod
     (CPU/Gloo) from the same script and its cached wheel, hpcscale; no MPI (srun starts the
     ranks, Gloo connects them)."""
@@ -197,6 +206,8 @@ def _local_recipe(site: Site, hpccm, bb, pr) -> str:  # type: ignore[no-untyped-
     stage += pr.shell(
         commands=[f"{VENV}/bin/python -m pip install --no-deps --no-build-isolation /opt/hpcscale"]
     )
+    if data:
+        stage += _data(pr)
     stage += _labels(pr, site)  # last: a descriptor change rebuilds only what follows
     stage += pr.environment(
         variables={

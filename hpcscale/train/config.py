@@ -84,10 +84,11 @@ class CoreConfig(BaseModel):
         300.0, gt=0, description="seconds a collective may wait for a dead or hung peer"
     )
     seed: int = 0
-    data_placement: Literal["shared", "node-local"] = Field(
-        "shared", description="where the ranks read the data set: shared (where --data is) or "
+    data_placement: Literal["shared", "node-local", "image"] = Field(
+        "shared", description="where the ranks read the data set: shared (where --data is), "
         "node-local (copied first to the node's $HPCSCALE_NODE_LOCAL, else $TMPDIR, else /tmp, "
-        "once per node; the copy is DLT's 'placement' part)"
+        "once per node; the copy is DLT's 'placement' part) or image (inside the site's image, "
+        "built with `hpcscale container build --data DIR`)"
     )  # fmt: skip
     max_events: int | None = Field(
         None, ge=1, description="use at most this many training events (all ranks together)"

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from hpcscale import workloads
+from hpcscale.containers.imagedata import in_image
 from hpcscale.errors import PeerFailure, Requeue, Terminated, UserError
 from hpcscale.train import checkpoint, lifecycle
 from hpcscale.train.config import CoreConfig
@@ -88,6 +89,9 @@ def run(core: CoreConfig, wconfig: WorkloadConfig, t0: float) -> int:
             placed = NodeLocalCopy(data, node_local_root(os.environ), job, jobenv.rank)
             data = placed.place(first_on_node=jobenv.local_rank == 0)
             rec.write("phase", phase="placed", path=str(data))  # DLT's "placement"
+        elif core.data_placement == "image":  # baked into the image: nothing to copy
+            data = in_image()
+            rec.write("phase", phase="placed", path=str(data))
         spec = workloads.get(core.model)
         shard_rank, shard_ranks = engine.data_shard()
         scaling, warmup = lr_settings(core, spec, wconfig)

@@ -4,10 +4,12 @@
 file system every node reads. ``node-local``: the folder is first copied to the node's own
 storage (``$HPCSCALE_NODE_LOCAL``, else the job's ``$TMPDIR``, else /tmp), once per node — the
 node's first rank copies, the node's other ranks wait for the copy — and the ranks read that
-copy. The copy is its own part of DLT ("placement", the "placed" phase record), so a study that
-sweeps the option (``--sweep data_placement=shared,node-local``) shows which placement pays on a
-site. The node's last rank to finish removes the copy; a whole copy that a killed segment of the
-same job left on the node is reused.
+copy. ``image``: the ranks read the data set that ``hpcscale container build --data DIR`` baked
+into the site's image (``hpcscale.containers.imagedata``; nothing to copy at run time, the image
+is the copy). The placement is its own part of DLT ("placement", the "placed" phase record), so
+a study that sweeps the option (``--sweep data_placement=shared,node-local,image``) shows which
+placement pays on a site. The node's last rank to finish removes a node-local copy; a whole copy
+that a killed segment of the same job left on the node is reused.
 
 No torch here: plain file operations, so the rules are testable without a job.
 """
@@ -24,7 +26,7 @@ from pathlib import Path
 
 from hpcscale.errors import UserError
 
-PLACEMENTS = ("shared", "node-local")
+PLACEMENTS = ("shared", "node-local", "image")
 
 
 def node_local_root(env: Mapping[str, str]) -> Path:

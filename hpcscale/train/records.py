@@ -42,7 +42,7 @@ IDENTITY = (
 DLT_PARTS = {
     "imports": "imports",  # python, torch and hpcscale imported, options parsed
     "device": "device",  # device and communicator ready
-    "placed": "placement",  # --data-placement node-local: the data set copied to the node
+    "placed": "placement",  # --data-placement node-local (the copy to the node) or image
     "staged": "staging",  # the rank's data loaded (the workload's own load time is in data)
     "built": "build",  # models, optimizers, weights broadcast
     "first_step": "first_step",  # the first step: warm-up (cuDNN's search, compilation)
