@@ -24,7 +24,6 @@ import numpy as np
 import torch
 
 from hpcscale import workloads
-from hpcscale.containers.imagedata import in_image
 from hpcscale.errors import PeerFailure, Requeue, Terminated, UserError
 from hpcscale.train import checkpoint, lifecycle
 from hpcscale.train.config import CoreConfig
@@ -34,7 +33,7 @@ from hpcscale.train.jobenv import JobEnvironment, detect
 from hpcscale.train.mlperf import MLLog
 from hpcscale.train.noise import NoiseScale, estimate
 from hpcscale.train.pipeline import make_workload
-from hpcscale.train.placement import NodeLocalCopy, node_local_root
+from hpcscale.train.placement import NodeLocalCopy, place
 from hpcscale.train.records import RecordWriter, Smoother, summarize, write_status
 from hpcscale.train.sync import GRAD_SQ, GradBucket
 from hpcscale.train.workload import (
@@ -83,15 +82,12 @@ def run(core: CoreConfig, wconfig: WorkloadConfig, t0: float) -> int:
         if engine.device.type == "cuda":
             torch.zeros(1, device=engine.device)  # the CUDA context, counted as device start-up
         rec.write("phase", phase="device")  # device and communicator ready
-        data = core.data
-        if core.data_placement == "node-local":
-            job = jobenv.job_id or f"port{jobenv.master_port}"  # a job without an id: its port
-            placed = NodeLocalCopy(data, node_local_root(os.environ), job, jobenv.rank)
-            data = placed.place(first_on_node=jobenv.local_rank == 0)
+        job = jobenv.job_id or f"port{jobenv.master_port}"  # a job without an id: its port
+        data, placed = place(
+            core.data, core.data_placement, job, jobenv.rank, jobenv.local_rank == 0, os.environ
+        )
+        if core.data_placement != "shared":
             rec.write("phase", phase="placed", path=str(data))  # DLT's "placement"
-        elif core.data_placement == "image":  # baked into the image: nothing to copy
-            data = in_image()
-            rec.write("phase", phase="placed", path=str(data))
         spec = workloads.get(core.model)
         shard_rank, shard_ranks = engine.data_shard()
         scaling, warmup = lr_settings(core, spec, wconfig)

@@ -24,9 +24,23 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from hpcscale.containers.imagedata import in_image
 from hpcscale.errors import UserError
 
 PLACEMENTS = ("shared", "node-local", "image")
+
+
+def place(
+    data: Path, placement: str, job: str, rank: int, first_on_node: bool, env: Mapping[str, str]
+) -> tuple[Path, NodeLocalCopy | None]:
+    """Where this rank reads the data set, and the node-local copy it must release when done
+    (None for the other placements)."""
+    if placement == "node-local":
+        copy = NodeLocalCopy(data, node_local_root(env), job, rank)
+        return copy.place(first_on_node=first_on_node), copy
+    if placement == "image":  # baked into the image: nothing to copy
+        return in_image(), None
+    return data, None
 
 
 def node_local_root(env: Mapping[str, str]) -> Path:
