@@ -231,6 +231,7 @@ def _run_builder(
         tag = f"hpcscale-{site.name}"
         command = chimage.build(context, recipe_name, tag, say)
         say(f"exporting {tag} to {out} (ch-convert)")
+        _forget_record(out)
         chimage.export(tag, out)
         say("digest of the image directory")
         return command, chimage.tree_digest(out)
@@ -243,8 +244,17 @@ def _run_builder(
         raise UserError(f"{shlex.join(command)} failed (exit {result.returncode}): {tail}")
     if builder in ("docker", "podman"):
         return command, _store_digest(builder, site)
+    _forget_record(out)
     os.replace(scratch, out)
     return command, f"sha256:{file_sha(out)}"
+
+
+def _forget_record(out: Path) -> None:
+    """Remove the old image's record before the image is replaced: an export or digest cut
+    short leaves an image without a record (a build is asked for), never a record of another
+    image (whose data set a study would then trust)."""
+    for suffix in (".sha256", ".json"):
+        Path(f"{out}{suffix}").unlink(missing_ok=True)
 
 
 def _store_digest(builder: str, site: Site) -> str:
