@@ -168,6 +168,11 @@ def test_no_speed_ups_between_the_points_of_a_sweep(work, tmp_path):
     text = (tmp_path / "W" / "report" / "report.md").read_text()
     assert "speed-up" not in text and "efficiency" not in text
     assert "ROC-AUC vs batch size" in text  # two batch sizes: the plot means something
+    # where each point's DLT goes, a row per job (a swept data placement shows up here)
+    at = text.index("Where each job's DLT goes")
+    header = next(ln for ln in text[at:].splitlines() if ln.startswith("| job"))
+    assert all(f" {c} " in header for c in ("batch", "imports", "staging", "first step", "DLT"))
+    assert text[at:].count("| 1r-batch") == 2
 
 
 def test_output_piped_is_not_wrapped_at_80_columns(work):

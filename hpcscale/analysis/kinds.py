@@ -18,6 +18,7 @@ import numpy as np
 from hpcscale.analysis.plots import save, two_panels
 from hpcscale.analysis.studies.registry import STUDY_KINDS
 from hpcscale.fmt import duration_text, mean_std
+from hpcscale.train.records import DLT_PARTS
 
 Block = tuple[str, Any]
 
@@ -71,11 +72,35 @@ def sweep_section(r: dict[str, Any], out: Path, tag: str) -> list[Block]:
         ("table", (["job", "N", *names, "status", "time/epoch", f"{r.get('sample_unit')}/s",
                     "TTL", label], rows)),
     ]  # fmt: skip
+    blocks += dlt_blocks(r, names)
     for name in names:
         file = f"sweep_{name}_{tag}.png"
         if sweep_plot(r, name, key, label, pct, out / file) is not None:
             blocks.append(("img", (file, f"time per epoch and {label} vs {name}")))
     return blocks
+
+
+def dlt_blocks(r: dict[str, Any], names: list[str]) -> list[Block]:
+    """DLT and its parts per job of a sweep: where a swept option moves the start-up (a data
+    placement its placement and staging, a compile mode its first step)."""
+    jobs = [j for j in r["jobs"] if j.get("dlt_parts_s")]
+    if not jobs:
+        return []
+    parts = [p for p in DLT_PARTS.values() if any(p in j["dlt_parts_s"] for j in jobs)]
+    rows = [
+        [j["label"], str(j["n"]), *[str((j.get("params") or {}).get(n, "–")) for n in names],
+         *[duration_text(j["dlt_parts_s"].get(p)) for p in parts], duration_text(j.get("dlt_s"))]
+        for j in jobs
+    ]  # fmt: skip
+    return [
+        (
+            "p",
+            "Where each job's DLT goes (its slowest rank's start-up): placement is the data set "
+            "copied to the node (--data-placement node-local) or found in the image (image); "
+            "staging is the workload reading it.",
+        ),
+        ("table", (["job", "N", *names, *[p.replace("_", " ") for p in parts], "DLT"], rows)),
+    ]
 
 
 def sweep_plot(
