@@ -75,11 +75,13 @@ def test_predict_a_larger_size_of_a_study_made_here(study):
     out = json.loads(res.stdout)
     assert out["measured_sizes"] == [1, 2]
     # The 2-rank job measured the noise scale's parts (few steps of tiny batches: its |G|² may
-    # not be resolved, and then the prediction says it took the samples to the target as fixed)
+    # not be resolved; then B_noise is fitted to the steps both sizes took to the target, and
+    # where no fit exists the prediction takes the samples to the target as fixed)
     noise = json.loads((study / "jobs" / "2r" / "summary.json").read_text())["noise"]
     assert (noise["b"], noise["big_b"]) == (7, 14) and noise["steps"] > 0
     assert out["b_noise_source"] in (
         "measured in the jobs' gradients",
+        "fitted to the steps the measured sizes took",
         "none: samples to the target taken as constant",
     )
     four, eight = out["sizes"]
