@@ -48,8 +48,10 @@ def test_copy_into_copies_every_file_and_records_a_content_digest(tmp_path):
     assert again["digest"] == held["digest"]  # from the contents: the same set, the same digest
     (data / names[0]).write_bytes((data / names[0]).read_bytes()[:-1] + b"\x00")
     assert imagedata.copy_into(tmp_path / "ctx3", data)["digest"] != held["digest"]
-    with pytest.raises(UserError, match="not a folder"):
+    with pytest.raises(UserError, match="no such folder"):
         imagedata.copy_into(tmp_path / "ctx4", tmp_path / "nothing")
+    with pytest.raises(UserError, match=r"no manifest\.json there"):
+        imagedata.copy_into(tmp_path / "ctx5", tmp_path / "ctx")  # the context, not a data set
 
 
 @pytest.mark.parametrize("fmt", ["docker", "singularity"])

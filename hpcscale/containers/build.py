@@ -90,6 +90,8 @@ def build(
 ) -> dict:
     """Build ``site``'s image into ``out``; returns the record written to ``OUT.json``.
     ``data``: a data set copied into the image (``imagedata``; ``--data-placement image``)."""
+    if data is not None:
+        imagedata.check_folder(data)  # before anything slow
     found = [b for b in candidates(site, builder) if _usable(b)]
     if not found:
         raise _no_builder(site, builder, out)

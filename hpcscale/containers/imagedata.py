@@ -46,14 +46,22 @@ def describe(data: Path) -> dict[str, Any]:
     }
 
 
+def check_folder(data: Path) -> None:
+    """``data`` must be a data set's folder (its manifest.json beside the shards)."""
+    if not data.is_dir():
+        raise UserError(f"--data {data}: no such folder (give the data set's folder)")
+    if not (data / "manifest.json").is_file():
+        raise UserError(
+            f"--data {data}: no manifest.json there, so not a data set's folder (the folder "
+            "`hpcscale data generate --out` wrote)"
+        )
+
+
 def copy_into(context: Path, data: Path) -> dict[str, Any]:
     """Copy ``data`` into the build context (``CONTEXT_NAME``); its record, with a digest of the
     files' names and contents (which the image's inputs digest includes)."""
-    if not data.is_dir():
-        raise UserError(f"--data {data}: not a folder (give the data set's folder)")
+    check_folder(data)
     names = files(data)
-    if not names:
-        raise UserError(f"--data {data}: an empty folder; give the data set's folder")
     sha = hashlib.sha256()
     target = context / CONTEXT_NAME
     for name in names:
@@ -104,8 +112,9 @@ def check(site: Site, data: str, placements: Iterable[str]) -> None:
     build = f"hpcscale container build --site {site.name} --out {container.image} --data {data}"
     record = image_record(container.image)
     if record is None or not record.get("data"):
+        why = "its record names none" if record is not None else "no record of its build"
         raise UserError(
-            f"{flag}: image {container.image} holds no data set (no record of one in "
+            f"{flag}: image {container.image} holds no data set ({why}: "
             f"{container.image}.json); build it with `{build}`"
         )
     held = record["data"]
