@@ -94,10 +94,12 @@ def test_a_rank_outside_the_image_is_told_so():
         imagedata.in_image()
 
 
-@pytest.mark.parametrize("command", ["run", "submit"])
+@pytest.mark.parametrize("command", ["run", "submit", "render"])
 def test_a_site_without_an_image_refuses_it_in_one_line(tmp_path, command):
     data = tiny_events(tmp_path / "events", 40, seed=1)
-    where = ["--out", "job"] if command == "run" else ["--study", "s"]
+    where = {"run": ["--out", "job"], "submit": ["--study", "s"], "render": ["--study", "s"]}[
+        command
+    ]
     res = cli(
         command, "--site", "local", "--ranks", "1", "--data", str(data), *where,
         "--model", "jishnet-small", "--data-placement", "image", cwd=tmp_path,

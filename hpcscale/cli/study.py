@@ -32,6 +32,7 @@ from hpcscale.cli.options import (
     study_options,
 )  # fmt: skip
 from hpcscale.cli.session import session, writable
+from hpcscale.containers import imagedata
 from hpcscale.errors import UserError
 from hpcscale.fmt import params_text
 from hpcscale.fsutil import atomic_write
@@ -154,6 +155,7 @@ def render(
     folder = study_dir.absolute()
     sites_dir = with_kept(sites_dir, like, _spec_file(ctx))
     launch = resolve(spec, folder, sites_dir, "--sweep" if sweep else where)
+    imagedata.check_site(launch.site, launch.placements)  # as submit --dry-run refuses it
     labels = [j.label for j in launch.jobs]
     chosen = next((j for j in launch.jobs if j.label == (job or labels[0])), None)
     if chosen is None:
