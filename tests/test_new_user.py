@@ -468,3 +468,11 @@ def test_run_help_says_how_to_pass_model_and_training_options():
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert res.returncode == 0 and "--epochs" in res.stdout
+
+
+@pytest.mark.parametrize("flag", ["--spec", "--file"])
+def test_a_spec_file_given_as_an_option_names_the_first_argument(tmp_path, flag):
+    (tmp_path / "s.yaml").write_text("site: local\nranks: [1]\n")
+    line = one_line_exit_2(cli("submit", flag, "s.yaml", "--dry-run", cwd=tmp_path))
+    assert f"unknown option '{flag}'" in line and "hpcscale submit FILE.yaml" in line
+    assert list(tmp_path.iterdir()) == [tmp_path / "s.yaml"]  # nothing written

@@ -52,6 +52,12 @@ def study_spec(
     """The spec a command runs: its file or ``--like`` study, changed by the flags given."""
     base, where, options = spec_arg(list(ctx.args), like)
     if base is None and flags.get("site") is None:
+        given = [o for o in options if o.split("=", 1)[0] in ("--spec", "--file", "-f")]
+        if given:  # the natural guess; the spec file is the first argument
+            raise UserError(
+                f"unknown option {given[0].split('=', 1)[0]!r}: give a study spec file as the "
+                f"first argument, `hpcscale {ctx.info_name} FILE.yaml` (or give --site)"
+            )
         raise UserError("give --site (or a study spec file, or --like STUDY)")
     sized = size_flags(**{k: flags.pop(k, None) for k in ("gpus", "nodes", "ranks")})
     if base is None and not sized:
