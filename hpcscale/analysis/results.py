@@ -49,84 +49,77 @@ def _fit(jobs: list[dict[str, Any]], value: Any) -> dict[str, Any] | None:
     return law.as_dict() if law else None
 
 
+# A job summary's figures the report reads as they are.
+JOB_KEYS = (
+    "dlt_s", "ttl_s", "epoch_rate_per_min", "val_accuracy", "stop_reason", "epochs", "steps",
+    "final_smoothed_loss", "confusion_percent", "step_time_split_s", "train_time_s",
+    "dlt_parts_s", "ttl_train_s", "steady_step_s", "samples_per_s_steady",
+    "epoch_rate_steady_per_min", "master_worker", "lost_workers", "ttl_steps", "b_noise", "noise",
+    "global_batch", "gradient_bytes", "schema_version", "rebuilt",
+)  # fmt: skip
+# Each fitted figure (job key → name in ``fits``); DLT's parts are fitted one by one besides.
+FITTED = (
+    ("ttl_s", "ttl"),
+    ("epoch_rate_per_min", "epoch_rate"),
+    ("dlt_s", "dlt"),
+    ("samples_per_s", "samples_per_s"),
+    ("ttl_train_s", "ttl_train"),
+    ("epoch_rate_steady_per_min", "epoch_rate_steady"),
+    ("samples_per_s_steady", "samples_per_s_steady"),
+)
+
+
+def _job(study: Path, r: dict[str, Any], base: dict[str, Any] | None, scaling: bool) -> dict:
+    """One job's row of the results: its shape, status and figures (and, in a scaling study,
+    its speed-up over the smallest completed size)."""
+    n = job_size(r)
+    job = {
+        "label": r["label"],
+        "dir": str(Path(study) / r["folder"]),
+        "n": n,
+        "gpus": r.get("gpus"),
+        "ranks": r.get("ranks"),
+        "nodes": r.get("nodes"),
+        "status": r.get("status"),
+        "reason": r.get("reason"),
+        **{k: r.get(k) for k in JOB_KEYS},
+    }
+    job["lr_scaling"] = (r.get("config") or {}).get("lr_scaling")
+    job["samples_per_s"] = r.get("samples_per_s", r.get("images_per_s"))  # older summaries
+    job.update({k: r.get(k) for k in ("params", "fold", "trial", "generation", "value",
+                                      "classes") if r.get(k) is not None})  # fmt: skip
+    job.update(declared_values(r))
+    job.update(parallelism.job_figures(r))
+    # speed-ups compare sizes: not the trials, points or folds of one size (their
+    # differences are the options', not the ranks')
+    completed = r.get("status") == "completed"
+    if scaling and base and completed and base.get("epoch_rate_per_min"):
+        speedup = r["epoch_rate_per_min"] / base["epoch_rate_per_min"]
+        job["speedup"] = speedup
+        job["efficiency"] = speedup / (n / job_size(base))
+    return job
+
+
+def _fits(jobs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every fitted figure's power law against N, and each part of DLT's (which part scales
+    and which is a fixed cost)."""
+    fits: dict[str, Any] = {name: _fit(jobs, lambda j, k=key: j.get(k)) for key, name in FITTED}
+    fits["dlt_parts"] = {
+        part: _fit(jobs, lambda j, part=part: (j.get("dlt_parts_s") or {}).get(part))
+        for part in DLT_PARTS.values()
+    }
+    return fits
+
+
 def study_results(study: Path) -> dict[str, Any]:
+    """A study folder's results: its jobs' rows, the fits against N, what failed and why."""
     manifest = load(study)
     rows = sorted(collect(study), key=job_size)
     done = [r for r in rows if r.get("status") == "completed"]
     base = done[0] if done else None
     scaling = (manifest.kind or "scaling") == "scaling"
-    jobs = []
-    for r in rows:
-        n = job_size(r)
-        job = {
-            "label": r["label"],
-            "dir": str(Path(study) / r["folder"]),
-            "n": n,
-            "gpus": r.get("gpus"),
-            "ranks": r.get("ranks"),
-            "nodes": r.get("nodes"),
-            "status": r.get("status"),
-            "reason": r.get("reason"),
-            **{
-                k: r.get(k)
-                for k in (
-                    "dlt_s",
-                    "ttl_s",
-                    "epoch_rate_per_min",
-                    "val_accuracy",
-                    "stop_reason",
-                    "epochs",
-                    "steps",
-                    "final_smoothed_loss",
-                    "confusion_percent",
-                    "step_time_split_s",
-                    "train_time_s",
-                    "dlt_parts_s",
-                    "ttl_train_s",
-                    "steady_step_s",
-                    "samples_per_s_steady",
-                    "epoch_rate_steady_per_min",
-                    "master_worker",
-                    "lost_workers",
-                    "ttl_steps",
-                    "b_noise",
-                    "noise",
-                    "global_batch",
-                    "gradient_bytes",
-                    "schema_version",
-                    "rebuilt",
-                )
-            },
-        }
-        job["lr_scaling"] = (r.get("config") or {}).get("lr_scaling")
-        job["samples_per_s"] = r.get("samples_per_s", r.get("images_per_s"))  # older summaries
-        job.update({k: r.get(k) for k in ("params", "fold", "trial", "generation", "value",
-                                          "classes") if r.get(k) is not None})  # fmt: skip
-        job.update(declared_values(r))
-        job.update(parallelism.job_figures(r))
-        # speed-ups compare sizes: not the trials, points or folds of one size (their
-        # differences are the options', not the ranks')
-        if scaling and base and r in done and base.get("epoch_rate_per_min"):
-            speedup = r["epoch_rate_per_min"] / base["epoch_rate_per_min"]
-            job["speedup"] = speedup
-            job["efficiency"] = speedup / (n / job_size(base))
-        jobs.append(job)
-    fits = {}
-    for key, name in (
-        ("ttl_s", "ttl"),
-        ("epoch_rate_per_min", "epoch_rate"),
-        ("dlt_s", "dlt"),
-        ("samples_per_s", "samples_per_s"),
-        ("ttl_train_s", "ttl_train"),
-        ("epoch_rate_steady_per_min", "epoch_rate_steady"),
-        ("samples_per_s_steady", "samples_per_s_steady"),
-    ):
-        fits[name] = _fit(jobs, lambda j, key=key: j.get(key))
-    # Each part of DLT against N: which part scales and which is a fixed cost.
-    fits["dlt_parts"] = {
-        part: _fit(jobs, lambda j, part=part: (j.get("dlt_parts_s") or {}).get(part))
-        for part in DLT_PARTS.values()
-    }
+    jobs = [_job(study, r, base, scaling) for r in rows]
+    fits = _fits(jobs)
     first = done[0] if done else (rows[0] if rows else {})
     return {
         "study": manifest.study,
