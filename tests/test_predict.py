@@ -84,6 +84,8 @@ def test_predict_a_larger_size_of_a_study_made_here(study):
         "fitted to the steps the measured sizes took",
         "none: samples to the target taken as constant",
     )
+    if out["b_noise_source"].startswith(("measured", "fitted")):
+        assert out["b_noise"] > 0 and out["s_min"] > 0
     four, eight = out["sizes"]
     assert (four["n"], four["global_batch"]) == (4, 4 * 7)  # jishnet-small's batch per rank: 7
     for row in (four, eight):

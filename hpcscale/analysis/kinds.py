@@ -80,13 +80,19 @@ def sweep_section(r: dict[str, Any], out: Path, tag: str) -> list[Block]:
     return blocks
 
 
+def dlt_parts_present(jobs: list[dict[str, Any]]) -> list[str]:
+    """DLT's parts, in start-up order, that any of ``jobs`` measured (placement only where a
+    job placed its data)."""
+    return [p for p in DLT_PARTS.values() if any(p in (j.get("dlt_parts_s") or {}) for j in jobs)]
+
+
 def dlt_blocks(r: dict[str, Any], names: list[str]) -> list[Block]:
     """DLT and its parts per job of a sweep: where a swept option moves the start-up (a data
     placement its placement and staging, a compile mode its first step)."""
     jobs = [j for j in r["jobs"] if j.get("dlt_parts_s")]
     if not jobs:
         return []
-    parts = [p for p in DLT_PARTS.values() if any(p in j["dlt_parts_s"] for j in jobs)]
+    parts = dlt_parts_present(jobs)
     rows = [
         [j["label"], str(j["n"]), *[str((j.get("params") or {}).get(n, "–")) for n in names],
          *[duration_text(j["dlt_parts_s"].get(p)) for p in parts], duration_text(j.get("dlt_s"))]

@@ -26,7 +26,6 @@ from hpcscale.data.simulate import LABELS
 from hpcscale.errors import UserError
 from hpcscale.fmt import duration_text
 from hpcscale.fsutil import atomic_write
-from hpcscale.train.records import DLT_PARTS
 
 Block = tuple[str, Any]
 
@@ -402,7 +401,7 @@ def _timing_blocks(r: dict[str, Any]) -> list[Block]:
     if not jobs:
         return []
     unit = r.get("sample_unit") or "samples"
-    parts = [p for p in DLT_PARTS.values() if any(p in j["dlt_parts_s"] for j in jobs)]
+    parts = kinds.dlt_parts_present(jobs)
     rows = [
         [str(j["n"])]
         + [duration_text(j["dlt_parts_s"].get(p)) for p in parts]

@@ -114,7 +114,7 @@ def build(
         inputs = assemble(context, recipe_name, text, is_local(site), say)
         if held is not None:  # the data set's contents are inputs too
             inputs = hashlib.sha256(f"{inputs} {held['digest']}".encode()).hexdigest()
-        previous = _previous(out)
+        previous = imagedata.image_record(str(out)) or {}
         if previous.get("inputs") == inputs and out.exists() and previous.get("digest"):
             say(f"up to date: {out} (same recipe, source and wheels as its build)")
             return previous
@@ -212,13 +212,6 @@ def _from(text: str, name: str) -> str:
     if not lines or not lines[0].startswith("FROM "):
         raise UserError("a local base works with Dockerfile recipes (the ch-image builder's)")
     return "\n".join([f"FROM {name}", *lines[1:]]) + "\n"
-
-
-def _previous(out: Path) -> dict:
-    try:
-        return json.loads(Path(f"{out}.json").read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def _run_builder(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -106,30 +107,31 @@ def check(site: Site, data: str, placements: Iterable[str]) -> None:
     placements = list(placements)
     if "image" not in placements:
         return
-    check_site(site, placements)
-    flag, container = FLAG, site.container
-    assert container.image is not None
-    build = f"hpcscale container build --site {site.name} --out {container.image} --data {data}"
-    record = image_record(container.image)
+    check_site(site, placements)  # so the site runs an image
+    image = str(site.container.image)
+    build = shlex.join(
+        ["hpcscale", "container", "build", "--site", site.name, "--out", image, "--data", data]
+    )
+    record = image_record(image)
     if record is None or not record.get("data"):
         why = "its record names none" if record is not None else "no record of its build"
         raise UserError(
-            f"{flag}: image {container.image} holds no data set ({why}: "
-            f"{container.image}.json); build it with `{build}`"
+            f"{FLAG}: image {image} holds no data set ({why}: "
+            f"{image}.json); build it with `{build}`"
         )
     held = record["data"]
     if "$" in data:  # the path is the job's shell's to expand: compare what can be compared
         return
     if held.get("source") != str(Path(data).absolute()):
         raise UserError(
-            f"{flag}: image {container.image} holds {held.get('source')}, not --data {data}; "
+            f"{FLAG}: image {image} holds {held.get('source')}, not --data {data}; "
             f"rebuild it with `{build}`, or give --data {held.get('source')}"
         )
     if Path(data).is_dir():
         now = describe(Path(data))
         if (now["files"], now["bytes"]) != (held.get("files"), held.get("bytes")):
             raise UserError(
-                f"{flag}: {data} changed since image {container.image} was built ("
+                f"{FLAG}: {data} changed since image {image} was built ("
                 f"{plural(now['files'], 'file')}, {now['bytes']} bytes now; the image holds "
                 f"{plural(held.get('files') or 0, 'file')}, {held.get('bytes')} bytes); "
                 f"rebuild it with `{build}`"

@@ -27,8 +27,6 @@ from pathlib import Path
 from hpcscale.containers.imagedata import in_image
 from hpcscale.errors import UserError
 
-PLACEMENTS = ("shared", "node-local", "image")
-
 
 def place(
     data: Path, placement: str, job: str, rank: int, first_on_node: bool, env: Mapping[str, str]
