@@ -10,6 +10,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -216,3 +217,43 @@ def test_unknown_gpu_model_needs_cuda_cc(tmp_path):
     res = cli("container", "render", "--site", "ch", "--format", "docker", "--sites-dir",
               str(sites))  # fmt: skip
     assert res.returncode == 0 and "--cuda-cc 86 --mpi" in res.stdout
+
+
+# --- a build after one that was killed part-way ---------------------------------------------
+
+BUILD_ONCE = """
+import sys
+from pathlib import Path
+from hpcscale.containers import chimage
+chimage.build(Path(sys.argv[1]), "Dockerfile", "hpcscale-stale-test", print)
+"""
+
+
+@needs_ch_image
+def test_build_recovers_the_copy_an_interrupted_build_left_changed(tmp_path):
+    """A build killed between changing ch-image's copy of the image and committing it (Ctrl-C,
+    a time limit) leaves that copy changed; the next build that needs an earlier cached state
+    failed in ``git checkout`` (CI's storage, 2026-12-07). hpcscale deletes the copy and builds
+    again from the cache."""
+    storage, context = tmp_path / "storage", tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM scratch\nCOPY a /a\nENV HPCSCALE_SITE=test\n")
+    env = {**os.environ, "CH_IMAGE_STORAGE": str(storage), "USER": os.environ.get("USER", "root")}
+
+    def build(content: str) -> subprocess.CompletedProcess[str]:
+        (context / "a").write_text(content)
+        return subprocess.run(
+            [sys.executable, "-c", BUILD_ONCE, str(context)],
+            capture_output=True, text=True, env=env, timeout=300,
+        )  # fmt: skip
+
+    first = build("one")
+    assert first.returncode == 0, first.stdout + first.stderr[-2000:]
+    copy = storage / "img" / "hpcscale-stale-test"
+    # what a build killed in its ENV step leaves: the metadata changed, not committed
+    (copy / "ch" / "environment").write_text("HPCSCALE_SITE=test\nPATH=/half/done\n")
+    second = build("two")  # COPY misses: ch-image moves its copy back to the FROM state
+    assert second.returncode == 0, second.stdout + second.stderr[-2000:]
+    assert "left half-changed by an earlier build" in second.stdout
+    assert (copy / "a").read_text() == "two"
+    assert (copy / "ch" / "environment").read_text().split() == ["HPCSCALE_SITE=test"]

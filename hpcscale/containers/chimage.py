@@ -81,15 +81,37 @@ def import_base(tarball: Path, name: str | None = None) -> str:
 
 
 def build(context: Path, recipe_name: str, tag: str, say: Callable[[str], None]) -> list[str]:
-    """``ch-image build`` of ``context``; progress lines through ``say``. Returns the command."""
-    env = _environment()
+    """``ch-image build`` of ``context``; progress lines through ``say``. Returns the command.
+
+    A build killed part-way (Ctrl-C, a job's time limit) can leave ch-image's copy of ``tag``
+    changed but not committed; the next build that has to move that copy to an earlier state
+    then fails in ``git checkout``. That copy is only a checkout of the build cache, so it is
+    deleted and the build run once more: the cache (its reflog included) still holds every
+    layer, so only the steps that changed run again."""
     # Files over 32 MiB (the torch wheel, its libraries) stay out of the build cache's git.
     command = ["ch-image", "build", "--force", "--cache-large", "32", "-t", tag,
                "-f", str(context / recipe_name), str(context)]  # fmt: skip
+    try:
+        _build_once(command, say)
+    except StaleCopy:
+        say(
+            f"ch-image's copy of {tag} was left half-changed by an earlier build (interrupted?): "
+            f"`ch-image delete {tag}` and building again from the build cache"
+        )
+        run(["ch-image", "delete", tag], f"ch-image delete {tag}")
+        _build_once(command, say)
+    return command
+
+
+class StaleCopy(UserError):
+    """ch-image could not move its copy of the image to a cached state (``git checkout``)."""
+
+
+def _build_once(command: list[str], say: Callable[[str], None]) -> None:
     tail: list[str] = []
     step = ""
     with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_environment()
     ) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -99,11 +121,12 @@ def build(context: Path, recipe_name: str, tag: str, say: Callable[[str], None])
                 say(step[:160])
     if proc.returncode != 0:
         lines = [t for t in tail if t.strip()]
-        raise UserError(
+        message = (
             f"ch-image build failed (exit {proc.returncode}) at {step[:120]!r}: "
             + " / ".join(lines[-3:])
         )
-    return command
+        stale = "git checkout" in lines[-1] and any("updating existing image" in t for t in tail)
+        raise (StaleCopy if stale else UserError)(message)
 
 
 def export(tag: str, out: Path) -> None:
