@@ -251,3 +251,20 @@ def test_the_summary_prints_the_stage_figures():
         "bubble 20 %, sends 2.0 KiB, peak 1.50 GiB on the device"
     )
     assert pipeline_lines({}) == []
+
+
+def test_a_rank_imports_the_pipeline_schedules_only_to_build_a_pipeline():
+    """torch.distributed.pipelining imports torch._dynamo, DTensor and sympy (1.9 s of every
+    rank's start-up here, in DLT's "imports" part): the loop's import leaves it out, and the
+    background thread of threads.preimport_dynamo stays the only early import of the compiler."""
+    code = (
+        "import sys\n"
+        "import hpcscale.train.loop\n"
+        "print(sorted(m for m in ('torch.distributed.pipelining', 'torch._dynamo', 'sympy')\n"
+        "             if m in sys.modules))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+    )
+    assert out.stdout.strip() == "[]", out.stdout

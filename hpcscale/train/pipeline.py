@@ -35,12 +35,11 @@ import socket
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
 
 from hpcscale.errors import PeerFailure, UserError
 from hpcscale.train import stages
@@ -48,7 +47,13 @@ from hpcscale.train.engine.base import Engine
 from hpcscale.train.sync import GradBucket
 from hpcscale.train.workload import Batch, RankContext, Staged, StepResult, Workload
 
-SCHEDULES = {"1f1b": Schedule1F1B, "gpipe": ScheduleGPipe}
+if TYPE_CHECKING:
+    from torch.distributed.pipelining import PipelineStage
+
+# torch.distributed.pipelining is imported where a pipeline is built: it imports torch._dynamo,
+# DTensor and sympy (1.9 s of a rank's start-up here, more on a GPU host), which a rank without
+# --model-parallel does not need
+SCHEDULES = {"1f1b": "Schedule1F1B", "gpipe": "ScheduleGPipe"}  # torch.distributed.pipelining
 # a step's figures the summary averages per stage (over its steady steps and its groups)
 MEANS = (
     "stage_compute_s", "pipeline_s", "bubble_fraction", "activation_bytes", "gradient_bytes",
@@ -183,10 +188,15 @@ class Pipelined(Workload):
         device = self.ctx.device
         self.params = [p for p in self.module.parameters() if p.requires_grad]
         self.bucket = GradBucket(self.params, (), device)
-        stage = PipelineStage(self.module, self.index, self.k, device, group=self.pp_group)
+        from torch.distributed import pipelining
+
+        stage = pipelining.PipelineStage(
+            self.module, self.index, self.k, device, group=self.pp_group
+        )
         self.pipe_stage = stage
         # every stage gets the loss: a schedule without one runs forward only
-        self.schedule = SCHEDULES[self.schedule_name](stage, self.n_micro, loss_fn=self.split.loss)
+        schedule = getattr(pipelining, SCHEDULES[self.schedule_name])
+        self.schedule = schedule(stage, self.n_micro, loss_fn=self.split.loss)
         self._instrument(stage)
 
     def _instrument(self, stage: PipelineStage) -> None:
