@@ -125,7 +125,8 @@ def _build_once(command: list[str], say: Callable[[str], None]) -> None:
             f"ch-image build failed (exit {proc.returncode}) at {step[:120]!r}: "
             + " / ".join(lines[-3:])
         )
-        stale = "git checkout" in lines[-1] and any("updating existing image" in t for t in tail)
+        stale = bool(lines) and "git checkout" in lines[-1]
+        stale = stale and any("updating existing image" in t for t in tail)
         raise (StaleCopy if stale else UserError)(message)
 
 
