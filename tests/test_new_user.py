@@ -140,18 +140,19 @@ def test_a_study_keeps_its_descriptor(tmp_path):
 def test_report_of_a_cms_jets_study(work, tmp_path):
     study = tmp_path / "S"
     shutil.copytree(work / "S", study, ignore=shutil.ignore_patterns("report"))
-    # a 2-rank job 3.29 times as fast as the 1-rank one: measured, but not a scaling win
+    # a 2-rank job 3.28 times as fast as the 1-rank one: measured, but not a scaling win (3.28,
+    # not 3.29: an efficiency of 164.5 % rounds to 164 or 165 with the float error of the ratio)
     one = json.loads((study / "jobs" / "1r" / "summary.json").read_text())
     path = study / "jobs" / "2r" / "summary.json"
     two = json.loads(path.read_text())
-    two["epoch_rate_per_min"] = 3.29 * one["epoch_rate_per_min"]
+    two["epoch_rate_per_min"] = 3.28 * one["epoch_rate_per_min"]
     path.write_text(json.dumps(two))
     manifest = json.loads((study / "manifest.json").read_text())
     manifest["site"] = "../x"  # a site name from a damaged or hostile file
     (study / "manifest.json").write_text(json.dumps(manifest))
     ok(cli("report", "S", cwd=tmp_path))
     text = (study / "report" / "report.md").read_text()
-    assert "Caveat: speed-up above N (N = 2: speed-up 3.29, efficiency 164 %)" in text
+    assert "Caveat: speed-up above N (N = 2: speed-up 3.28, efficiency 164 %)" in text
     assert "paper" not in text.lower() and "γ" not in text  # JishNet's rows, LArTPC classes
     assert "ROC-AUC vs batch size" not in text  # one batch size
     assert "## S: ../x cms-jets-small" in text  # labelled by folder
